@@ -1,0 +1,7 @@
+"""eirnn_fast: fused C++/CUDA ops and pipelines for biologically constrained recurrent networks."""
+from eirnn_fast._ext import backend_info
+from eirnn_fast import ops, reference
+
+__version__ = "0.1.0"
+
+__all__ = ["backend_info", "ops", "reference", "__version__"]

@@ -1,0 +1,4 @@
+"""Fused ops: one module per op family, each with a pure-PyTorch twin in ``eirnn_fast.reference``."""
+from eirnn_fast.ops.rnn import ei_rnn_scan
+
+__all__ = ["ei_rnn_scan"]

@@ -1,0 +1,4 @@
+"""Pure-PyTorch references of every fused op (oracle, fallback, documentation)."""
+from eirnn_fast.reference.rnn import ei_rnn_scan_reference
+
+__all__ = ["ei_rnn_scan_reference"]
