@@ -1,0 +1,50 @@
+// The one pybind11 module eirnn_fast._C: every op entry point is listed here.
+#include <torch/extension.h>
+
+#include <string>
+#include <vector>
+
+#include "rnn/rnn_ops.h"
+
+namespace {
+
+bool has_cuda() {
+#ifdef EIRNN_FAST_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::vector<std::string> cuda_archs() {
+  std::vector<std::string> out;
+#ifdef EIRNN_FAST_CUDA_ARCHS
+  std::string s = EIRNN_FAST_CUDA_ARCHS;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = s.find(',', start);
+    const std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!item.empty()) out.push_back(item);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+#endif
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "eirnn_fast fused kernels (CPU always; CUDA when built with it)";
+  m.def("has_cuda", &has_cuda, "whether CUDA kernels were compiled in");
+  m.def("cuda_archs", &cuda_archs, "CUDA architectures compiled for");
+
+  // rnn/: fused E-I rate recurrence (DESIGN 3.1)
+  m.def("ei_rnn_scan_fwd", &eirnn_fast::ei_rnn_scan_fwd, "drive [B,T,N], x0 [B,N], w [N,N], alpha [N] -> states [B,T,N]",
+        py::arg("drive"), py::arg("x0"), py::arg("w"), py::arg("alpha"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("ei_rnn_scan_bwd", &eirnn_fast::ei_rnn_scan_bwd,
+        "grad [B,T,N], x0, w, alpha, states, need_w, need_alpha -> (d_drive, d_x0, d_w, d_alpha)",
+        py::arg("grad"), py::arg("x0"), py::arg("w"), py::arg("alpha"), py::arg("states"),
+        py::arg("need_w"), py::arg("need_alpha"), py::call_guard<py::gil_scoped_release>());
+}

@@ -1,0 +1,324 @@
+// CPU kernels of the fused E-I recurrence: the whole time loop runs inside, a work item owns a
+// chunk of batch rows (the caller parallelises over chunks), and no ATen call happens per step.
+//
+// Rows are padded to P (a multiple of the 256-bit vector width) so every inner loop is a
+// remainder-free sequence of vector FMAs. The two matrix-vector products per step are written as
+// sums of scaled matrix rows (forward: rows of W^T, backward: rows of W), computed by a
+// register-tiled micro-kernel that keeps the R x NV accumulator tile in registers for the whole
+// k loop; the summation order is fixed (k ascending), independent of vector width and threads.
+#include "rnn/rnn.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/vmath_cpu.h"
+
+namespace eirnn_fast {
+namespace rnn {
+namespace {
+
+template <typename T>
+struct Simd {
+  typedef T V __attribute__((vector_size(32)));
+  static constexpr int kWidth = 32 / sizeof(T);
+  static inline V load(const T* p) {
+    V v;
+    __builtin_memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  static inline void store(T* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); }
+  static inline V splat(T x) { return V{} + x; }
+};
+
+// out[r, :] = sum_k vecs[r, k] * mat[k, :]       mat [K, P], vecs [R, P], out [R, P], P = NV * width
+template <typename T, int NV, int R>
+inline void matvec_tile(const T* __restrict mat, const T* __restrict vecs, T* __restrict out,
+                        int64_t K, int64_t P) {
+  using S = Simd<T>;
+  typename S::V acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[r][v] = typename S::V{};
+  for (int64_t k = 0; k < K; ++k) {
+    const T* row = mat + k * P;
+    typename S::V sk[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) sk[r] = S::splat(vecs[r * P + k]);
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      const typename S::V m = S::load(row + v * S::kWidth);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[r][v] += m * sk[r];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) S::store(out + r * P + v * S::kWidth, acc[r][v]);
+}
+
+// m[n, :] += sum_{r < rows} g[r, n] * sp[r, :]   m [N, P], g [rows, P], sp [rows, P]
+// The NV-vector row of m stays in registers while all rows of the group are added (sp rows are
+// re-read from L1), so each m row is loaded and stored once per group instead of once per row.
+template <typename T, int NV>
+inline void outer_rows(T* __restrict m, const T* __restrict g, const T* __restrict sp, int rows,
+                       int64_t N, int64_t P) {
+  using S = Simd<T>;
+  for (int64_t n = 0; n < N; ++n) {
+    T* row = m + n * P;
+    typename S::V acc[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[v] = S::load(row + v * S::kWidth);
+    for (int r = 0; r < rows; ++r) {
+      const typename S::V gn = S::splat(g[r * P + n]);
+      const T* spr = sp + r * P;
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[v] += gn * S::load(spr + v * S::kWidth);
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) S::store(row + v * S::kWidth, acc[v]);
+  }
+}
+
+// Generic fallbacks (any P, rows one at a time) for rows wider than the register tile allows.
+template <typename T>
+inline void matvec_generic(const T* mat, const T* vecs, T* out, int rows, int64_t K, int64_t P) {
+  for (int r = 0; r < rows; ++r) {
+    T* __restrict o = out + r * P;
+    std::fill(o, o + P, T(0));
+    for (int64_t k = 0; k < K; ++k) {
+      const T sk = vecs[r * P + k];
+      const T* __restrict row = mat + k * P;
+#pragma omp simd
+      for (int64_t i = 0; i < P; ++i) o[i] += row[i] * sk;
+    }
+  }
+}
+
+template <typename T>
+inline void outer_generic(T* m, const T* g, const T* sp, int rows, int64_t N, int64_t P) {
+  for (int r = 0; r < rows; ++r)
+    for (int64_t n = 0; n < N; ++n) {
+      const T gn = g[r * P + n];
+      T* __restrict row = m + n * P;
+      const T* __restrict s = sp + r * P;
+#pragma omp simd
+      for (int64_t i = 0; i < P; ++i) row[i] += gn * s[i];
+    }
+}
+
+// Rows per register tile: R * NV accumulators stay within 12 of the 16 ymm registers.
+constexpr int rows_for(int nv) { return nv <= 3 ? 4 : nv <= 4 ? 3 : nv <= 6 ? 2 : 1; }
+constexpr int kMaxTileVectors = 12;
+constexpr int kGroupRows = 4;  // batch rows advanced together through the time loop
+constexpr int64_t kAhead = 4;  // backward: steps of prefetch distance
+
+template <typename T, int NV>
+struct Tiles {
+  static constexpr int R = rows_for(NV);
+  static void matvec(const T* mat, const T* vecs, T* out, int rows, int64_t K, int64_t P) {
+    int r = 0;
+    for (; r + R <= rows; r += R) matvec_tile<T, NV, R>(mat, vecs + r * P, out + r * P, K, P);
+    for (; r < rows; ++r) matvec_tile<T, NV, 1>(mat, vecs + r * P, out + r * P, K, P);
+  }
+  static void outer(T* m, const T* g, const T* sp, int rows, int64_t N, int64_t P) {
+    outer_rows<T, NV>(m, g, sp, rows, N, P);
+  }
+};
+
+template <typename T>
+struct Generic {
+  static void matvec(const T* mat, const T* vecs, T* out, int rows, int64_t K, int64_t P) {
+    matvec_generic(mat, vecs, out, rows, K, P);
+  }
+  static void outer(T* m, const T* g, const T* sp, int rows, int64_t N, int64_t P) {
+    outer_generic(m, g, sp, rows, N, P);
+  }
+};
+
+inline int64_t padded(int64_t n, int width) { return (n + width - 1) / width * width; }
+
+template <typename T, typename K>
+void forward_impl(const T* drive, const T* x0, const T* w, const T* alpha, T* states,
+                  int64_t T_steps, int64_t N, int64_t P, int64_t b_begin, int64_t b_end) {
+  constexpr int R = kGroupRows;
+  std::vector<T> wt(N * P, T(0));  // wt[k, n] = w[n, k]
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < N; ++k) wt[k * P + n] = w[n * N + k];
+  std::vector<T> a(P, T(0)), oma(P, T(0));
+  for (int64_t n = 0; n < N; ++n) {
+    a[n] = alpha[n];
+    oma[n] = T(1) - alpha[n];
+  }
+  std::vector<T> x(R * P, T(0)), s(R * P, T(0)), h(R * P, T(0));
+
+  for (int64_t b = b_begin; b < b_end; b += R) {
+    const int rows = static_cast<int>(std::min<int64_t>(R, b_end - b));
+    for (int r = 0; r < rows; ++r) std::memcpy(&x[r * P], x0 + (b + r) * N, N * sizeof(T));
+    for (int64_t t = 0; t < T_steps; ++t) {
+      softplus_row(x.data(), s.data(), rows * P);
+      K::matvec(wt.data(), s.data(), h.data(), rows, N, P);
+      for (int r = 0; r < rows; ++r) {
+        const int64_t off = ((b + r) * T_steps + t) * N;
+        const T* __restrict d = drive + off;
+        T* __restrict out = states + off;
+        T* __restrict xr = &x[r * P];
+        const T* __restrict hr = &h[r * P];
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+          const T xn = oma[n] * xr[n] + a[n] * hr[n] + d[n];
+          xr[n] = xn;
+          out[n] = xn;
+        }
+      }
+    }
+  }
+}
+
+template <typename T, typename K>
+void backward_impl(const T* grad, const T* x0, const T* w, const T* alpha, const T* states,
+                   T* d_drive, T* d_x0, T* m_partial, T* gx_partial, bool need_m,
+                   int64_t T_steps, int64_t N, int64_t P, int64_t b_begin, int64_t b_end) {
+  constexpr int R = kGroupRows;
+  std::vector<T> wp(N * P, T(0));  // rows of W, padded
+  for (int64_t n = 0; n < N; ++n) std::memcpy(&wp[n * P], w + n * N, N * sizeof(T));
+  std::vector<T> a(P, T(0)), oma(P, T(0));
+  for (int64_t n = 0; n < N; ++n) {
+    a[n] = alpha[n];
+    oma[n] = T(1) - alpha[n];
+  }
+  const int64_t G = R * P;
+  // Padding lanes (n >= N) hold scratch values: they only ever reach padded columns of m / wv,
+  // which are never read back.
+  std::vector<T> g(G, T(0)), c(G, T(0)), v(G, T(0)), wv(G, T(0)), xp(G, T(0)), sp(G, T(0)),
+      dsp(G, T(0));
+  std::vector<T> m(need_m ? N * P : 0, T(0)), gx(P, T(0));
+
+  for (int64_t b = b_begin; b < b_end; b += R) {
+    const int rows = static_cast<int>(std::min<int64_t>(R, b_end - b));
+    std::fill(c.begin(), c.end(), T(0));
+    for (int64_t t = T_steps - 1; t >= 0; --t) {
+      for (int r = 0; r < rows; ++r) {
+        const int64_t off = ((b + r) * T_steps + t) * N;
+        const T* __restrict gsrc = grad + off;
+        T* __restrict dd = d_drive + off;
+        const T* __restrict xprev = t > 0 ? states + off - N : x0 + (b + r) * N;
+        // The reverse walk defeats the hardware prefetchers on some CPUs: fetch the rows that
+        // step t - kAhead will read (grad and states of this batch row) ahead of time.
+        if (t >= kAhead + 1) {
+          for (int64_t byte = 0; byte < N * static_cast<int64_t>(sizeof(T)); byte += 64) {
+            __builtin_prefetch(reinterpret_cast<const char*>(gsrc - kAhead * N) + byte);
+            __builtin_prefetch(reinterpret_cast<const char*>(xprev - kAhead * N) + byte);
+          }
+        }
+        T* __restrict gr = &g[r * P];
+        T* __restrict vr = &v[r * P];
+        T* __restrict xr = &xp[r * P];
+        const T* __restrict cr = &c[r * P];
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+          const T gn = gsrc[n] + cr[n];
+          gr[n] = gn;
+          dd[n] = gn;
+          vr[n] = a[n] * gn;
+          xr[n] = xprev[n];
+        }
+        if (need_m) {
+#pragma omp simd
+          for (int64_t n = 0; n < N; ++n) gx[n] += gr[n] * xr[n];
+        }
+      }
+      softplus_and_grad_row(xp.data(), sp.data(), dsp.data(), rows * P);
+      if (need_m) K::outer(m.data(), g.data(), sp.data(), rows, N, P);
+      K::matvec(wp.data(), v.data(), wv.data(), rows, N, P);
+      for (int r = 0; r < rows; ++r) {
+        T* __restrict cr = &c[r * P];
+        const T* __restrict gr = &g[r * P];
+        const T* __restrict dr = &dsp[r * P];
+        const T* __restrict wvr = &wv[r * P];
+#pragma omp simd
+        for (int64_t k = 0; k < N; ++k) cr[k] = oma[k] * gr[k] + dr[k] * wvr[k];
+      }
+    }
+    for (int r = 0; r < rows; ++r) std::memcpy(d_x0 + (b + r) * N, &c[r * P], N * sizeof(T));
+  }
+  if (need_m) {
+    for (int64_t n = 0; n < N; ++n) std::memcpy(m_partial + n * N, &m[n * P], N * sizeof(T));
+    std::memcpy(gx_partial, gx.data(), N * sizeof(T));
+  }
+}
+
+// Calls f(Tiles<T, NV>{}) for the row width's vector count, or f(Generic<T>{}) beyond the tile.
+template <typename T, typename F>
+void dispatch_width(int64_t N, F&& f) {
+  const int nv = static_cast<int>(padded(N, Simd<T>::kWidth) / Simd<T>::kWidth);
+  switch (nv) {
+#define EIRNN_CASE(NVV) \
+  case NVV:             \
+    return f(Tiles<T, NVV>{}, padded(N, Simd<T>::kWidth));
+    EIRNN_CASE(1) EIRNN_CASE(2) EIRNN_CASE(3) EIRNN_CASE(4) EIRNN_CASE(5) EIRNN_CASE(6)
+    EIRNN_CASE(7) EIRNN_CASE(8) EIRNN_CASE(9) EIRNN_CASE(10) EIRNN_CASE(11) EIRNN_CASE(12)
+#undef EIRNN_CASE
+    default:
+      return f(Generic<T>{}, padded(N, Simd<T>::kWidth));
+  }
+}
+static_assert(kMaxTileVectors == 12, "dispatch_width lists NV = 1..12");
+
+}  // namespace
+
+template <typename T>
+void scan_forward_cpu(const T* drive, const T* x0, const T* w, const T* alpha, T* states,
+                      int64_t B, int64_t T_steps, int64_t N, int64_t b_begin, int64_t b_end) {
+  (void)B;
+  dispatch_width<T>(N, [&](auto k, int64_t P) {
+    forward_impl<T, decltype(k)>(drive, x0, w, alpha, states, T_steps, N, P, b_begin, b_end);
+  });
+}
+
+template <typename T>
+void scan_backward_cpu(const T* grad, const T* x0, const T* w, const T* alpha, const T* states,
+                       T* d_drive, T* d_x0, T* m_partial, T* gx_partial, bool need_m,
+                       int64_t B, int64_t T_steps, int64_t N, int64_t b_begin, int64_t b_end) {
+  (void)B;
+  dispatch_width<T>(N, [&](auto k, int64_t P) {
+    backward_impl<T, decltype(k)>(grad, x0, w, alpha, states, d_drive, d_x0, m_partial,
+                                  gx_partial, need_m, T_steps, N, P, b_begin, b_end);
+  });
+}
+
+template <typename T>
+void reduce_partials_cpu(const T* m_partials, const T* gx_partials, int64_t n_chunks,
+                         const T* w, const T* alpha, int64_t N, T* d_w, T* d_alpha) {
+  for (int64_t n = 0; n < N; ++n) {
+    double row = 0.0;  // sum_k W[n, k] M[n, k]
+    for (int64_t k = 0; k < N; ++k) {
+      double acc = 0.0;
+      for (int64_t ch = 0; ch < n_chunks; ++ch) acc += m_partials[(ch * N + n) * N + k];
+      if (d_w) d_w[n * N + k] = static_cast<T>(static_cast<double>(alpha[n]) * acc);
+      row += static_cast<double>(w[n * N + k]) * acc;
+    }
+    if (d_alpha) {
+      double gx = 0.0;
+      for (int64_t ch = 0; ch < n_chunks; ++ch) gx += gx_partials[ch * N + n];
+      d_alpha[n] = static_cast<T>(row - gx);
+    }
+  }
+}
+
+#define EIRNN_INSTANTIATE(T)                                                                     \
+  template void scan_forward_cpu<T>(const T*, const T*, const T*, const T*, T*, int64_t,        \
+                                    int64_t, int64_t, int64_t, int64_t);                        \
+  template void scan_backward_cpu<T>(const T*, const T*, const T*, const T*, const T*, T*, T*,  \
+                                     T*, T*, bool, int64_t, int64_t, int64_t, int64_t,          \
+                                     int64_t);                                                  \
+  template void reduce_partials_cpu<T>(const T*, const T*, int64_t, const T*, const T*,         \
+                                       int64_t, T*, T*);
+EIRNN_INSTANTIATE(float)
+EIRNN_INSTANTIATE(double)
+#undef EIRNN_INSTANTIATE
+
+}  // namespace rnn
+}  // namespace eirnn_fast
