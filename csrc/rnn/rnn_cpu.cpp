@@ -28,7 +28,9 @@ struct Simd {
     return v;
   }
   static inline void store(T* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); }
-  static inline V splat(T x) { return V{} + x; }
+  // x + (-0.0) == x for every x (signed zeros included), so this folds to a plain broadcast;
+  // V{} + x would keep a scalar add because 0.0 + (-0.0) != -0.0.
+  static inline V splat(T x) { return -V{} + x; }
 };
 
 // out[r, :] = sum_k vecs[r, k] * mat[k, :]       mat [K, P], vecs [R, P], out [R, P], P = NV * width
@@ -109,11 +111,19 @@ inline void outer_generic(T* m, const T* g, const T* sp, int rows, int64_t N, in
     }
 }
 
-// Rows per register tile: R * NV accumulators stay within 12 of the 16 ymm registers.
-constexpr int rows_for(int nv) { return nv <= 3 ? 4 : nv <= 4 ? 3 : nv <= 6 ? 2 : 1; }
+// Rows per register tile: the R x NV accumulators (plus R broadcasts and one matrix vector) must
+// fit the vector register file: 16 ymm registers with AVX2, 32 with AVX-512VL.
+#if defined(__AVX512VL__)
+constexpr int kAccRegisters = 24;
+#else
+constexpr int kAccRegisters = 12;
+#endif
+constexpr int rows_for(int nv) {
+  return nv * 4 <= kAccRegisters ? 4 : nv * 3 <= kAccRegisters ? 3 : nv * 2 <= kAccRegisters ? 2 : 1;
+}
 constexpr int kMaxTileVectors = 12;
 constexpr int kGroupRows = 4;  // batch rows advanced together through the time loop
-constexpr int64_t kAhead = 4;  // backward: steps of prefetch distance
+constexpr int64_t kAhead = 4;  // prefetch distance in steps for the [B, T, N] streams
 
 template <typename T, int NV>
 struct Tiles {
@@ -158,6 +168,13 @@ void forward_impl(const T* drive, const T* x0, const T* w, const T* alpha, T* st
     const int rows = static_cast<int>(std::min<int64_t>(R, b_end - b));
     for (int r = 0; r < rows; ++r) std::memcpy(&x[r * P], x0 + (b + r) * N, N * sizeof(T));
     for (int64_t t = 0; t < T_steps; ++t) {
+      if (t + kAhead < T_steps) {  // the drive rows of step t + kAhead, one stream per batch row
+        for (int r = 0; r < rows; ++r) {
+          const char* next = reinterpret_cast<const char*>(drive + ((b + r) * T_steps + t + kAhead) * N);
+          for (int64_t byte = 0; byte < N * static_cast<int64_t>(sizeof(T)); byte += 64)
+            __builtin_prefetch(next + byte);
+        }
+      }
       softplus_row(x.data(), s.data(), rows * P);
       K::matvec(wt.data(), s.data(), h.data(), rows, N, P);
       for (int r = 0; r < rows; ++r) {

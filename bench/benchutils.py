@@ -1,0 +1,72 @@
+"""Benchmark helpers (importable: pyproject puts bench/ on sys.path): one-run ratio timing and result recording (bench/results/*.jsonl).
+
+EIRNN_BENCH_QUICK=1 shrinks every shape for CI smoke runs (agreement checked, ratios recorded but
+not asserted). Timed assertions live only here, never in python_tests/.
+"""
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import eirnn_fast
+
+QUICK = os.environ.get("EIRNN_BENCH_QUICK") == "1"
+RESULTS = Path(__file__).parent / "results"
+
+
+def _git_sha():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except Exception:  # not a checkout
+        return "unknown"
+
+
+def device_name(device):
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_call(fn, device="cpu", repeat=7, warmup=2):
+    """Median and min wall time (s) of fn() over `repeat` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times)
+
+
+def record(name, payload):
+    """Append one result line with device, torch version and git sha."""
+    RESULTS.mkdir(exist_ok=True)
+    line = {
+        "bench": name,
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git": _git_sha(),
+        "torch": torch.__version__,
+        "eirnn_fast": eirnn_fast.__version__,
+        "quick": QUICK,
+        **payload,
+    }
+    with open(RESULTS / f"{name}.jsonl", "a") as fh:
+        fh.write(json.dumps(line) + "\n")
+    print("\n" + json.dumps(line))
+    return line
