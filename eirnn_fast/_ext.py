@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from typing import Optional
 
@@ -28,17 +29,23 @@ def cuda_kernels() -> bool:
     return _C is not None and bool(_C.has_cuda())
 
 
+def _missing_reason() -> str:
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(pkg, os.pardir, "CMakeLists.txt")):
+        return (
+            f"eirnn_fast was imported from the source tree {pkg}, which holds no compiled module; "
+            "install it (`pip install --no-build-isolation .`) and run from another directory "
+            "(or use `pytest`, not `python -m pytest`, from the repository root)"
+        )
+    return f"eirnn_fast._C could not be imported ({_IMPORT_ERROR}); reinstall with `pip install --no-build-isolation .`"
+
+
 def warn_missing_once() -> None:
     """One warning per process when the compiled module is absent and an op falls back."""
     global _warned
     if not _warned:
         _warned = True
-        warnings.warn(
-            "eirnn_fast._C is not built (" + str(_IMPORT_ERROR) + "); every op runs its pure-PyTorch "
-            "reference. Install with `pip install --no-build-isolation .` to get the fused kernels.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        warnings.warn(_missing_reason() + ". Every op runs its pure-PyTorch reference.", RuntimeWarning, stacklevel=3)
 
 
 def check_backend(backend: str) -> None:
@@ -87,7 +94,7 @@ def backend_info() -> dict:
         "torch_cuda_available": torch.cuda.is_available(),
     }
     if _C is None:
-        info["import_error"] = str(_IMPORT_ERROR)
+        info["import_error"] = _missing_reason()
     else:
         info["openmp_threads"] = torch.get_num_threads()
     return info

@@ -31,9 +31,7 @@ void softplus_and_grad_row(const T* __restrict x, T* __restrict sp, T* __restric
   }
 }
 
-template void softplus_row<float>(const float*, float*, int64_t);
 template void softplus_row<double>(const double*, double*, int64_t);
-template void softplus_and_grad_row<float>(const float*, float*, float*, int64_t);
 template void softplus_and_grad_row<double>(const double*, double*, double*, int64_t);
 
 }  // namespace eirnn_fast
