@@ -424,7 +424,8 @@ class EIRNN(nn.Module):
             ``rates`` ``[B, T, N]`` (sp/s scale; ``rates_t`` is read from ``x_{t-1}``),
             ``outputs`` ``[B, T, n_outputs]``, and with ``return_states`` the states
             ``x_0 .. x_{T-1}`` ``[B, T, N]`` (``x_t`` is the state after step t, so
-            ``rates_{t+1} = f(states_t)``).
+            ``rates_{t+1} = f(states_t)``). Because of the lag, ``rates_0`` does not depend on the
+            inputs and the last bin's input ``u_{T-1}`` reaches only ``states``, as in the predecessor.
         """
         u = self._check_inputs(inputs)
         batch, steps, _ = u.shape
