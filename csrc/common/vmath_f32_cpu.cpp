@@ -6,6 +6,10 @@
 #include <cmath>
 #include <cstdint>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "common/vmath_cpu.h"
 
 namespace eirnn_fast {
@@ -59,6 +63,17 @@ inline V8 log1p_unit(V8 e) {
 
 inline V8 abs8(V8 x) { return x < 0.0f ? -x : x; }
 
+// 1 / d for d in [1, 2]: the hardware estimate (12 bits) refined by one Newton step (~23 bits),
+// several times the throughput of a vector division; plain division without AVX.
+inline V8 recip(V8 d) {
+#if defined(__AVX__)
+  V8 r = (V8)_mm256_rcp_ps((__m256)d);
+  return r * (2.0f - d * r);
+#else
+  return 1.0f / d;
+#endif
+}
+
 // Matches torch: linear above 20, softplus(-inf) = 0, NaN in -> NaN out (the clamps inside
 // exp_nonpos would otherwise turn a NaN lane into a number).
 inline void softplus8(V8 x, V8* sp, V8* dsp) {
@@ -68,7 +83,7 @@ inline void softplus8(V8 x, V8* sp, V8* dsp) {
   const auto nan = x != x;
   *sp = nan ? x : (x > 20.0f ? x : s);
   if (dsp) {
-    const V8 inv = 1.0f / (1.0f + e);
+    const V8 inv = recip(1.0f + e);
     const V8 g = x >= 0.0f ? inv : e * inv;
     *dsp = nan ? x : (x > 20.0f ? splat8(1.0f) : g);
   }

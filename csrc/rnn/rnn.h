@@ -16,7 +16,7 @@ namespace rnn {
 // Rows of the batch handled by one CPU work item. Fixed (not derived from the thread count) so the
 // per-chunk gradient partials, and hence the reduced gradients, are bitwise identical for any
 // number of threads.
-constexpr int64_t kCpuChunkRows = 16;
+constexpr int64_t kCpuChunkRows = 12;
 
 // ---- CPU ------------------------------------------------------------------------------------
 // Forward for batch rows [b_begin, b_end).

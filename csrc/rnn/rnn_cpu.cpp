@@ -1,7 +1,7 @@
 // CPU kernels of the fused E-I recurrence: the whole time loop runs inside, a work item owns a
 // chunk of batch rows (the caller parallelises over chunks), and no ATen call happens per step.
 //
-// Rows are padded to P (a multiple of the 256-bit vector width) so every inner loop is a
+// Rows are padded to P (a multiple of the vector width) so every inner loop is a
 // remainder-free sequence of vector FMAs. The two matrix-vector products per step are written as
 // sums of scaled matrix rows (forward: rows of W^T, backward: rows of W), computed by a
 // register-tiled micro-kernel that keeps the R x NV accumulator tile in registers for the whole
@@ -18,10 +18,18 @@ namespace eirnn_fast {
 namespace rnn {
 namespace {
 
+// 512-bit vectors where the build targets AVX-512 (CPUs with full-width AVX-512 units run twice
+// the FMAs per cycle), 256-bit otherwise (AVX2, and a portable fallback elsewhere).
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#else
+constexpr int kVectorBytes = 32;
+#endif
+
 template <typename T>
 struct Simd {
-  typedef T V __attribute__((vector_size(32)));
-  static constexpr int kWidth = 32 / sizeof(T);
+  typedef T V __attribute__((vector_size(kVectorBytes)));
+  static constexpr int kWidth = kVectorBytes / sizeof(T);
   static inline V load(const T* p) {
     V v;
     __builtin_memcpy(&v, p, sizeof(V));
@@ -62,26 +70,40 @@ inline void matvec_tile(const T* __restrict mat, const T* __restrict vecs, T* __
 }
 
 // m[n, :] += sum_{r < rows} g[r, n] * sp[r, :]   m [N, P], g [rows, P], sp [rows, P]
-// The NV-vector row of m stays in registers while all rows of the group are added (sp rows are
-// re-read from L1), so each m row is loaded and stored once per group instead of once per row.
-template <typename T, int NV>
-inline void outer_rows(T* __restrict m, const T* __restrict g, const T* __restrict sp, int rows,
-                       int64_t N, int64_t P) {
+// NN rows of m stay in registers (NN x NV independent accumulator chains, enough to hide the FMA
+// latency) while all rows of the group are added; each sp vector loaded feeds NN FMAs.
+template <typename T, int NV, int NN>
+inline void outer_block(T* __restrict m, const T* __restrict g, const T* __restrict sp, int rows,
+                        int64_t n0, int64_t P) {
   using S = Simd<T>;
-  for (int64_t n = 0; n < N; ++n) {
-    T* row = m + n * P;
-    typename S::V acc[NV];
+  typename S::V acc[NN][NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) acc[v] = S::load(row + v * S::kWidth);
-    for (int r = 0; r < rows; ++r) {
-      const typename S::V gn = S::splat(g[r * P + n]);
-      const T* spr = sp + r * P;
+  for (int j = 0; j < NN; ++j)
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) acc[v] += gn * S::load(spr + v * S::kWidth);
+    for (int v = 0; v < NV; ++v) acc[j][v] = S::load(m + (n0 + j) * P + v * S::kWidth);
+  for (int r = 0; r < rows; ++r) {
+    typename S::V gn[NN];
+#pragma GCC unroll 16
+    for (int j = 0; j < NN; ++j) gn[j] = S::splat(g[r * P + n0 + j]);
+    const T* spr = sp + r * P;
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      const typename S::V sv = S::load(spr + v * S::kWidth);
+#pragma GCC unroll 16
+      for (int j = 0; j < NN; ++j) acc[j][v] += gn[j] * sv;
     }
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) S::store(row + v * S::kWidth, acc[v]);
   }
+#pragma GCC unroll 16
+  for (int j = 0; j < NN; ++j)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) S::store(m + (n0 + j) * P + v * S::kWidth, acc[j][v]);
+}
+
+template <typename T, int NV, int NN>
+inline void outer_rows(T* m, const T* g, const T* sp, int rows, int64_t N, int64_t P) {
+  int64_t n = 0;
+  for (; n + NN <= N; n += NN) outer_block<T, NV, NN>(m, g, sp, rows, n, P);
+  for (; n < N; ++n) outer_block<T, NV, 1>(m, g, sp, rows, n, P);
 }
 
 // Generic fallbacks (any P, rows one at a time) for rows wider than the register tile allows.
@@ -112,8 +134,8 @@ inline void outer_generic(T* m, const T* g, const T* sp, int rows, int64_t N, in
 }
 
 // Rows per register tile: the R x NV accumulators (plus R broadcasts and one matrix vector) must
-// fit the vector register file: 16 ymm registers with AVX2, 32 with AVX-512VL.
-#if defined(__AVX512VL__)
+// fit the vector register file: 16 ymm registers with AVX2, 32 with AVX-512.
+#if defined(__AVX512F__)
 constexpr int kAccRegisters = 24;
 #else
 constexpr int kAccRegisters = 12;
@@ -122,7 +144,7 @@ constexpr int rows_for(int nv) {
   return nv * 4 <= kAccRegisters ? 4 : nv * 3 <= kAccRegisters ? 3 : nv * 2 <= kAccRegisters ? 2 : 1;
 }
 constexpr int kMaxTileVectors = 12;
-constexpr int kGroupRows = 4;  // batch rows advanced together through the time loop
+constexpr int kGroupRows = 12;  // batch rows advanced together through the time loop
 constexpr int64_t kAhead = 4;  // prefetch distance in steps for the [B, T, N] streams
 
 template <typename T, int NV>
@@ -134,7 +156,7 @@ struct Tiles {
     for (; r < rows; ++r) matvec_tile<T, NV, 1>(mat, vecs + r * P, out + r * P, K, P);
   }
   static void outer(T* m, const T* g, const T* sp, int rows, int64_t N, int64_t P) {
-    outer_rows<T, NV>(m, g, sp, rows, N, P);
+    outer_rows<T, NV, rows_for(NV)>(m, g, sp, rows, N, P);
   }
 };
 
