@@ -9,8 +9,8 @@
 #include "rnn/rnn.h"
 
 #ifdef EIRNN_FAST_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #endif
 
@@ -56,7 +56,7 @@ at::Tensor ei_rnn_scan_fwd(const at::Tensor& drive_in, const at::Tensor& x0_in,
                 rnn::kCudaMaxUnits, ", got N = ", N);
     const c10::cuda::CUDAGuard guard(drive.device());
     const at::Tensor wt = w.t().contiguous();
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "ei_rnn_scan_fwd_cuda", [&] {
       check_cuda(rnn::scan_forward_cuda<scalar_t>(
                      drive.data_ptr<scalar_t>(), x0.data_ptr<scalar_t>(), wt.data_ptr<scalar_t>(),
@@ -106,7 +106,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd(
     TORCH_CHECK(N <= rnn::kCudaMaxUnits, "ei_rnn_scan: the CUDA kernel takes N <= ",
                 rnn::kCudaMaxUnits, ", got N = ", N);
     const c10::cuda::CUDAGuard guard(states.device());
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "ei_rnn_scan_bwd_cuda", [&] {
       check_cuda(rnn::scan_backward_cuda<scalar_t>(
                      grad.data_ptr<scalar_t>(), x0.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
