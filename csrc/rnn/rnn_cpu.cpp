@@ -41,6 +41,17 @@ struct Simd {
   static inline V splat(T x) { return -V{} + x; }
 };
 
+// Keeps a loaded vector in a register: without it GCC folds the load into each of the R FMAs
+// that use it (R loads instead of one), which makes the tile load-bound.
+template <typename V>
+inline void pin_register(V& v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm volatile("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
 // out[r, :] = sum_k vecs[r, k] * mat[k, :]       mat [K, P], vecs [R, P], out [R, P], P = NV * width
 template <typename T, int NV, int R>
 inline void matvec_tile(const T* __restrict mat, const T* __restrict vecs, T* __restrict out,
@@ -58,7 +69,8 @@ inline void matvec_tile(const T* __restrict mat, const T* __restrict vecs, T* __
     for (int r = 0; r < R; ++r) sk[r] = S::splat(vecs[r * P + k]);
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      const typename S::V m = S::load(row + v * S::kWidth);
+      typename S::V m = S::load(row + v * S::kWidth);
+      pin_register(m);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) acc[r][v] += m * sk[r];
     }
@@ -88,7 +100,8 @@ inline void outer_block(T* __restrict m, const T* __restrict g, const T* __restr
     const T* spr = sp + r * P;
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      const typename S::V sv = S::load(spr + v * S::kWidth);
+      typename S::V sv = S::load(spr + v * S::kWidth);
+      pin_register(sv);
 #pragma GCC unroll 16
       for (int j = 0; j < NN; ++j) acc[j][v] += gn[j] * sv;
     }
