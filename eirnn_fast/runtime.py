@@ -18,12 +18,12 @@ _M_MMAP_THRESHOLD = -3
 _applied = False
 
 
-def tune_cpu_allocator(mmap_threshold: int = 1 << 30, trim_threshold: int = 2 << 30) -> bool:
+def tune_cpu_allocator(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 30) -> bool:
     """Keep large CPU tensors on the glibc heap (``mallopt``) so freed blocks are reused.
 
     Args:
         mmap_threshold: allocations above this many bytes still use ``mmap`` (default 1 GiB).
-        trim_threshold: free heap memory kept before returning it to the OS (default 2 GiB).
+        trim_threshold: free heap memory kept before returning it to the OS (default 1 GiB).
 
     Returns:
         True when applied (Linux with glibc), False elsewhere (nothing changes).
