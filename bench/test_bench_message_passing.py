@@ -29,7 +29,7 @@ floors are asserted on best-of-N, because on the shared 2-core CI machines a co-
 deschedules one of the two OpenMP threads adds ~10 ms to a sub-millisecond call (medians of the
 fused op jumped from 0.3 ms to 12 ms under load average 3.5 while the minima stayed put).
 
-Run: pytest bench/test_bench_message_passing.py -q -s   (EIRNN_BENCH_QUICK=1 shrinks the graph)
+Run: pytest bench/test_bench_message_passing.py -q -s   (EIRNN_BENCH_THREADS=1 for one thread)   (EIRNN_BENCH_QUICK=1 shrinks the graph)
 """
 import os
 import warnings
@@ -49,6 +49,18 @@ HIDDEN, EMB = 80, 2
 MIN_RATIO_OP = 2.0  # issue floor, fwd+bwd vs index_add_
 MIN_RATIO_GNN = 10.0  # issue floor, whole flyvis_A step vs per-edge reference
 REPEAT = 3 if QUICK else 7
+# EIRNN_BENCH_THREADS=n pins torch's intra-op threads for this module (1 gives stable numbers on a
+# loaded shared machine; the thread count is part of the recorded device string).
+THREADS = int(os.environ.get("EIRNN_BENCH_THREADS", "0"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    n0 = torch.get_num_threads()
+    if THREADS > 0:
+        torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(n0)
 
 
 def devices():
