@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "message_passing/message_passing_ops.h"
 #include "rnn/rnn_ops.h"
 
 namespace {
@@ -47,4 +48,26 @@ PYBIND11_MODULE(_C, m) {
         "grad [B,T,N], x0, w, alpha, states, need_w, need_alpha -> (d_drive, d_x0, d_w, d_alpha)",
         py::arg("grad"), py::arg("x0"), py::arg("w"), py::arg("alpha"), py::arg("states"),
         py::arg("need_w"), py::arg("need_alpha"), py::call_guard<py::gil_scoped_release>());
+
+  // message_passing/: sparse edge message passing (DESIGN 3.3)
+  m.def("edge_spmm_fwd", &eirnn_fast::edge_spmm_fwd,
+        "CSR by dst (rowptr, col, perm), weight [E] (edge order), x [num_src, F] -> out [num_dst, F]",
+        py::arg("rowptr"), py::arg("col"), py::arg("perm"), py::arg("weight"), py::arg("x"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("edge_spmm_bwd", &eirnn_fast::edge_spmm_bwd,
+        "CSR by src (rowptr_t, col_t, perm_t), weight, x, grad [num_dst, F] -> (d_weight, d_x)",
+        py::arg("rowptr_t"), py::arg("col_t"), py::arg("perm_t"), py::arg("weight"), py::arg("x"),
+        py::arg("grad"), py::arg("num_dst"), py::arg("need_weight"), py::arg("need_x"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("edge_mlp_fwd", &eirnn_fast::edge_mlp_fwd,
+        "edge-MLP messages (CPU): a [F,num_dst,H], b [F,num_src,H], hw [L,H,H], hb [L,H], ow [H], ob [1] -> [num_dst, F]",
+        py::arg("rowptr"), py::arg("col"), py::arg("perm"), py::arg("weight"), py::arg("a"),
+        py::arg("b"), py::arg("hw"), py::arg("hb"), py::arg("ow"), py::arg("ob"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("edge_mlp_bwd", &eirnn_fast::edge_mlp_bwd,
+        "-> (d_weight, d_a, d_b, d_hw, d_hb, d_ow, d_ob)", py::arg("rowptr"), py::arg("col"),
+        py::arg("perm"), py::arg("rowptr_t"), py::arg("col_t"), py::arg("perm_t"),
+        py::arg("weight"), py::arg("a"), py::arg("b"), py::arg("hw"), py::arg("hb"), py::arg("ow"),
+        py::arg("ob"), py::arg("grad"), py::arg("need_weight"), py::arg("need_a"),
+        py::arg("need_b"), py::arg("need_params"), py::call_guard<py::gil_scoped_release>());
 }

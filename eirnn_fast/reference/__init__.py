@@ -1,4 +1,8 @@
 """Pure-PyTorch references of every fused op (oracle, fallback, documentation)."""
+from eirnn_fast.reference.message_passing import (
+    edge_message_passing_reference,
+    edge_mlp_messages_reference,
+)
 from eirnn_fast.reference.rnn import ei_rnn_scan_reference
 
-__all__ = ["ei_rnn_scan_reference"]
+__all__ = ["ei_rnn_scan_reference", "edge_message_passing_reference", "edge_mlp_messages_reference"]
