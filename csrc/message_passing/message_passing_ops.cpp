@@ -12,8 +12,8 @@
 #include "message_passing/message_passing.h"
 
 #ifdef EIRNN_FAST_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #endif
 
@@ -79,7 +79,7 @@ at::Tensor edge_spmm_fwd(const at::Tensor& rowptr_in, const at::Tensor& col_in,
   if (x.is_cuda()) {
 #ifdef EIRNN_FAST_WITH_CUDA
     const c10::cuda::CUDAGuard guard(x.device());
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_fwd_cuda", [&] {
       EIRNN_DISPATCH_INDEX(rowptr.scalar_type(), "edge_spmm_fwd", [&] {
         check_cuda(mp::spmm_cuda<scalar_t, index_t>(
@@ -137,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd(const at::Tensor& rowptr_t_in,
   if (x.is_cuda()) {
 #ifdef EIRNN_FAST_WITH_CUDA
     const c10::cuda::CUDAGuard guard(x.device());
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_bwd_cuda", [&] {
       EIRNN_DISPATCH_INDEX(rowptr_t.scalar_type(), "edge_spmm_bwd", [&] {
         check_cuda(mp::spmm_bwd_cuda<scalar_t, index_t>(
