@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "rnn/rnn_ops.h"
+#include "sinkhorn/sinkhorn_ops.h"
 
 namespace {
 
@@ -47,4 +48,14 @@ PYBIND11_MODULE(_C, m) {
         "grad [B,T,N], x0, w, alpha, states, need_w, need_alpha -> (d_drive, d_x0, d_w, d_alpha)",
         py::arg("grad"), py::arg("x0"), py::arg("w"), py::arg("alpha"), py::arg("states"),
         py::arg("need_w"), py::arg("need_alpha"), py::call_guard<py::gil_scoped_release>());
+
+  // sinkhorn/: batched log-domain Sinkhorn (DESIGN 3.2)
+  m.def("sinkhorn_solve", &eirnn_fast::sinkhorn_solve,
+        "C [B,n,m], log_a [B,n], log_b [B,m], eps [B], eps0 [B], decay, max_iter, tol -> (f, g, value, iters, err)",
+        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("eps"), py::arg("eps0"),
+        py::arg("decay"), py::arg("max_iter"), py::arg("tol"), py::call_guard<py::gil_scoped_release>());
+  m.def("sinkhorn_plan", &eirnn_fast::sinkhorn_plan_from_potentials,
+        "C [B,n,m], log_a [B,n], log_b [B,m], f [B,n], g [B,m], eps [B] -> P [B,n,m]",
+        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("f"), py::arg("g"), py::arg("eps"),
+        py::call_guard<py::gil_scoped_release>());
 }

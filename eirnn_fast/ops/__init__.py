@@ -1,4 +1,5 @@
 """Fused ops: one module per op family, each with a pure-PyTorch twin in ``eirnn_fast.reference``."""
 from eirnn_fast.ops.rnn import ei_rnn_scan
+from eirnn_fast.ops.sinkhorn import SinkhornInfo, relative_eps, sinkhorn, sinkhorn_info, sinkhorn_plan
 
-__all__ = ["ei_rnn_scan"]
+__all__ = ["ei_rnn_scan", "sinkhorn", "sinkhorn_plan", "sinkhorn_info", "SinkhornInfo", "relative_eps"]

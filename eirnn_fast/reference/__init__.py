@@ -1,4 +1,5 @@
 """Pure-PyTorch references of every fused op (oracle, fallback, documentation)."""
 from eirnn_fast.reference.rnn import ei_rnn_scan_reference
+from eirnn_fast.reference.sinkhorn import cost_matrix_reference, sinkhorn_reference
 
-__all__ = ["ei_rnn_scan_reference"]
+__all__ = ["ei_rnn_scan_reference", "sinkhorn_reference", "cost_matrix_reference"]
