@@ -97,53 +97,16 @@ inline T lse_row(const T* __restrict c, const T* __restrict h, T inv, int64_t le
 }  // namespace
 
 template <typename T>
-void solve_cpu(const T* C, const T* Ct, const T* log_a, const T* log_b, T eps, T eps0, T decay,
-               int64_t n, int64_t m, int64_t max_iter, T tol, T* f, T* g, T* value,
-               int64_t* iters, T* err, T* work) {
-  T* hb = work;        // [m]  log b_j + g_j / e
-  T* ha = hb + m;      // [n]  log a_i + f_i / e
-  T* a = ha + n;       // [n]  a_i
-  T* buf = a + n;      // [max(n, m)]
-  for (int64_t i = 0; i < n; ++i) {
-    a[i] = std::exp(log_a[i]);
-    f[i] = T(0);
+T half_step_cpu(const T* K, const T* h, const T* w, T e, int64_t len, int64_t r0, int64_t r1,
+                T* pot, T* buf) {
+  const T inv = T(1) / e;
+  T err = T(0);
+  for (int64_t r = r0; r < r1; ++r) {
+    const T p = -e * lse_row(K + r * len, h, inv, len, buf);
+    if (w != nullptr) err += w[r] * std::fabs(T(1) - std::exp((pot[r] - p) * inv));
+    pot[r] = p;
   }
-  for (int64_t j = 0; j < m; ++j) g[j] = T(0);
-  const bool scaling = decay < T(1) && eps0 > eps;
-  auto sched = [&](int64_t it) -> T {
-    if (!scaling || it >= max_iter) return eps;
-    const T e = eps0 * std::pow(decay, T(it));
-    return e > eps ? e : eps;
-  };
-
-  T e_prev = sched(0);
-  T last_err = std::numeric_limits<T>::infinity();
-  int64_t it = 0;
-  for (;; ++it) {
-    const T e = sched(it);
-    const T inv = T(1) / e;
-    // f half-step (rows of C) + L1 row-marginal error of the state before it
-    for (int64_t j = 0; j < m; ++j) hb[j] = log_b[j] + g[j] * inv;
-    T row_err = T(0);
-    for (int64_t i = 0; i < n; ++i) {
-      const T fi = -e * lse_row(C + i * m, hb, inv, m, buf);
-      row_err += a[i] * std::fabs(T(1) - std::exp((f[i] - fi) * inv));
-      f[i] = fi;
-    }
-    last_err = row_err;
-    const bool can_stop = (it == 0 ? e : e_prev) == eps;
-    if (it >= max_iter || (can_stop && row_err < tol)) break;
-    // g half-step (rows of Ct)
-    for (int64_t i = 0; i < n; ++i) ha[i] = log_a[i] + f[i] * inv;
-    for (int64_t j = 0; j < m; ++j) g[j] = -e * lse_row(Ct + j * n, ha, inv, n, buf);
-    e_prev = e;
-  }
-  T v = T(0);
-  for (int64_t i = 0; i < n; ++i) v += a[i] * f[i];
-  for (int64_t j = 0; j < m; ++j) v += std::exp(log_b[j]) * g[j];
-  *value = v;
-  *iters = it;
-  *err = last_err;
+  return err;
 }
 
 template <typename T>
@@ -161,8 +124,8 @@ void plan_cpu(const T* C, const T* log_a, const T* log_b, const T* f, const T* g
 }
 
 #define EIRNN_SINKHORN_INSTANTIATE(T)                                                          \
-  template void solve_cpu<T>(const T*, const T*, const T*, const T*, T, T, T, int64_t, int64_t, \
-                             int64_t, T, T*, T*, T*, int64_t*, T*, T*);                         \
+  template T half_step_cpu<T>(const T*, const T*, const T*, T, int64_t, int64_t, int64_t, T*,  \
+                              T*);                                                             \
   template void plan_cpu<T>(const T*, const T*, const T*, const T*, const T*, T, int64_t,       \
                             int64_t, int64_t, int64_t, T*);
 EIRNN_SINKHORN_INSTANTIATE(float)

@@ -96,15 +96,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
     scalar_t* vp = value.data_ptr<scalar_t>();
     int64_t* ip = iters.data_ptr<int64_t>();
     scalar_t* errp = err.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> work(2 * (n + m) + std::max(n, m));
-      for (int64_t b = b0; b < b1; ++b) {
-        sinkhorn::solve_cpu<scalar_t>(cp + b * n * m, ctp + b * n * m, la + b * n, lb + b * m,
-                                      ep[b], e0[b], static_cast<scalar_t>(decay), n, m, max_iter,
-                                      static_cast<scalar_t>(tol), fp + b * n, gp + b * m, vp + b,
-                                      ip + b, errp + b, work.data());
-      }
-    });
+    const int64_t row_chunks = (n + sinkhorn::kCpuRowChunk - 1) / sinkhorn::kCpuRowChunk;
+    const int64_t work_len = 2 * n + m + row_chunks;
+    const int64_t buf_len = std::max(n, m);
+    auto solve_one = [&](int64_t b, scalar_t* work, auto&& for_chunks) {
+      sinkhorn::solve_problem_cpu<scalar_t>(
+          cp + b * n * m, ctp + b * n * m, la + b * n, lb + b * m, ep[b], e0[b],
+          static_cast<scalar_t>(decay), n, m, max_iter, static_cast<scalar_t>(tol), fp + b * n,
+          gp + b * m, vp + b, ip + b, errp + b, work, for_chunks);
+    };
+    // Enough problems to occupy every thread (or problems too small to split): one problem per
+    // work item. Otherwise (e.g. one 835 x 835 problem) each half-step is split over row chunks.
+    const bool per_problem = B >= at::get_num_threads() || n * m < 128 * 128;
+    if (per_problem) {
+      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<scalar_t> work(work_len), buf(buf_len);
+        auto serial = [&](int64_t nc, auto&& fn) { fn(0, nc, buf.data()); };
+        for (int64_t b = b0; b < b1; ++b) solve_one(b, work.data(), serial);
+      });
+    } else {
+      std::vector<scalar_t> work(work_len);
+      auto parallel = [&](int64_t nc, auto&& fn) {
+        at::parallel_for(0, nc, 1, [&](int64_t c0, int64_t c1) {
+          std::vector<scalar_t> buf(buf_len);
+          fn(c0, c1, buf.data());
+        });
+      };
+      for (int64_t b = 0; b < B; ++b) solve_one(b, work.data(), parallel);
+    }
   });
   return {f, g, value, iters, err};
 }
