@@ -6,6 +6,7 @@
 
 #include "message_passing/message_passing_ops.h"
 #include "rnn/rnn_ops.h"
+#include "sinkhorn/sinkhorn_ops.h"
 
 namespace {
 
@@ -70,4 +71,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("weight"), py::arg("a"), py::arg("b"), py::arg("hw"), py::arg("hb"), py::arg("ow"),
         py::arg("ob"), py::arg("grad"), py::arg("need_weight"), py::arg("need_a"),
         py::arg("need_b"), py::arg("need_params"), py::call_guard<py::gil_scoped_release>());
+
+  // sinkhorn/: batched log-domain Sinkhorn (DESIGN 3.2)
+  m.def("sinkhorn_solve", &eirnn_fast::sinkhorn_solve,
+        "C [B,n,m], log_a [B,n], log_b [B,m], eps [B], eps0 [B], decay, max_iter, tol -> (f, g, value, iters, err)",
+        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("eps"), py::arg("eps0"),
+        py::arg("decay"), py::arg("max_iter"), py::arg("tol"), py::call_guard<py::gil_scoped_release>());
+  m.def("sinkhorn_plan", &eirnn_fast::sinkhorn_plan_from_potentials,
+        "C [B,n,m], log_a [B,n], log_b [B,m], f [B,n], g [B,m], eps [B] -> P [B,n,m]",
+        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("f"), py::arg("g"), py::arg("eps"),
+        py::call_guard<py::gil_scoped_release>());
 }

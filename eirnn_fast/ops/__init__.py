@@ -1,5 +1,16 @@
 """Fused ops: one module per op family, each with a pure-PyTorch twin in ``eirnn_fast.reference``."""
 from eirnn_fast.ops.message_passing import EdgeGraph, edge_message_passing, edge_mlp_message_passing
 from eirnn_fast.ops.rnn import ei_rnn_scan
+from eirnn_fast.ops.sinkhorn import SinkhornInfo, relative_eps, sinkhorn, sinkhorn_info, sinkhorn_plan
 
-__all__ = ["ei_rnn_scan", "EdgeGraph", "edge_message_passing", "edge_mlp_message_passing"]
+__all__ = [
+    "ei_rnn_scan",
+    "EdgeGraph",
+    "edge_message_passing",
+    "edge_mlp_message_passing",
+    "sinkhorn",
+    "sinkhorn_plan",
+    "sinkhorn_info",
+    "SinkhornInfo",
+    "relative_eps",
+]

@@ -1,0 +1,22 @@
+// Torch-facing entry points of the batched log-domain Sinkhorn (registered in bindings.cpp).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+namespace eirnn_fast {
+
+// C [B, n, m] (built once by the caller), log_a [B, n], log_b [B, m] (-inf = zero weight),
+// eps [B] > 0, eps0 [B] (eps-scaling start; <= eps or decay >= 1: no scaling)
+// -> (f [B, n], g [B, m], value [B], iters [B] int64, err [B]) as documented in sinkhorn/sinkhorn.h.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_solve(
+    const at::Tensor& C, const at::Tensor& log_a, const at::Tensor& log_b, const at::Tensor& eps,
+    const at::Tensor& eps0, double decay, int64_t max_iter, double tol);
+
+// P [B, n, m] = exp(log a_i + log b_j + (f_i + g_j - C_ij) / eps) from saved potentials.
+at::Tensor sinkhorn_plan_from_potentials(const at::Tensor& C, const at::Tensor& log_a,
+                                         const at::Tensor& log_b, const at::Tensor& f,
+                                         const at::Tensor& g, const at::Tensor& eps);
+
+}  // namespace eirnn_fast
