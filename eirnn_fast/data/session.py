@@ -324,7 +324,7 @@ def _build(data: dict, source: str, clip_percentile: Optional[float]) -> SCSessi
         rates, report = clip_outliers(rates, clip_percentile)
         preprocessing.update(report)
     for note in notes:
-        logger.warning("%s: %s", source or "session", note)
+        logger.warning("%s: %s", Path(source).name if source else "session", note)
     return SCSession(
         rates=rates.astype(np.float32),
         inputs=inputs,

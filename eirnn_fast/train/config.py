@@ -43,9 +43,9 @@ class FitConfig:
     smooth_ms: float = 0.0  # L_neuron smoothing (the metric reports its own smooth_ms as 0)
     balance: str = "none"  # none | param_norm | loss_ema | activity_ema
     # --- optimisation
-    epochs: int = 150
+    epochs: int = 250
     batch_size: int = 0  # 0 = full batch (all training trials per step)
-    lr: float = 3e-3
+    lr: float = 1e-2
     alpha_lr_scale: float = 1.0
     grad_clip: float = 1.0
     scheduler: str = "plateau"
@@ -54,7 +54,7 @@ class FitConfig:
     lr_warmup_epochs: int = 10  # cosine only
     warmup_epochs: int = 0  # curriculum: L_neuron only for these epochs, then L_trial ramps up
     ramp_epochs: int = 100
-    patience: int = 60  # early stopping on the validation PSTH correlation
+    patience: int = 50  # early stopping on the validation PSTH correlation
     eval_noise: bool = False  # noise during evaluation (the predecessor left it on)
     seed: int = 42
     threads: Optional[int] = None  # torch.set_num_threads; None = leave as is
