@@ -1,10 +1,41 @@
-"""`eirnn-fast` command-line entry point."""
+"""`eirnn-fast` command-line entry point.
+
+    eirnn-fast info                         which fused kernels this installation has
+    eirnn-fast fit [--data FILE] [...]      fit an E-I RNN to an SC session (default: the embedded 08_13)
+    eirnn-fast diagnose [--data FILE]       data statistics and the untrained model's behaviour (seed 002, P0)
+    eirnn-fast evaluate RUN_DIR|CHECKPOINT  metrics and plots of a run's best model
+
+Bad input (missing/malformed data or config files, bad option values) exits with status 2 and one
+line on stderr, no traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import sys
+import time
 from typing import List, Optional
+
+# FitConfig fields whose default is None: their value type on the command line
+_OPTIONAL_TYPES = {"data": str, "clip_percentile": float, "max_trials": int, "low_rank": int,
+                   "input_embed_dim": int, "threads": int, "stratify_by": str}
+_HELP = {
+    "data": "session .mat file (v5 or v7.3); default: the embedded Newton 08_13 session",
+    "out": "run directory (config.json, metrics.jsonl, checkpoint.pt, result.json, plots)",
+    "epochs": "maximum number of epochs", "seed": "seed for split, init, noise and batching",
+    "batch_size": "trials per step; 0 = all training trials", "ltrial_weight": "L_trial weight (0 = off)",
+    "balance": "none | param_norm | loss_ema | activity_ema", "scheduler": "plateau | cosine | none",
+    "warmup_epochs": "curriculum: epochs of L_neuron only before L_trial ramps in",
+    "learnable_alpha": "none | scalar | population | neuron", "patience": "early stopping patience (epochs)",
+    "eval_noise": "keep the model's noise on during evaluation", "ltrial_kwargs": "JSON object for trial_matching_loss",
+    "clip_percentile": "outlier clipping percentile ('none' = raw rates)",
+}
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -14,18 +45,179 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optional(kind):
+    def parse(text: str):
+        if text.lower() in ("none", "null", ""):
+            return None
+        return kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    from eirnn_fast.train import FitConfig
+
+    p.add_argument("--config", help="TOML or JSON file of FitConfig fields (flags given here override it)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT has a checkpoint")
+    for f in dataclasses.fields(FitConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = _HELP.get(f.name, "") + f" (default: {default})"
+        if isinstance(default, bool):
+            if default:
+                p.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=False,
+                               default=None, help=help_text)
+            else:
+                p.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
+        elif isinstance(default, dict):
+            p.add_argument(flag, dest=f.name, type=json.loads, default=None, help=help_text)
+        elif default is None:
+            p.add_argument(flag, dest=f.name, type=_optional(_OPTIONAL_TYPES.get(f.name, str)), default=None,
+                           help=help_text)
+        elif f.name == "clip_percentile":
+            p.add_argument(flag, dest=f.name, type=_optional(float), default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=f.name, type=type(default), default=None, help=help_text)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from eirnn_fast.train import FitConfig, read_config_file
+
+    values = {}
+    if args.config:
+        values.update(read_config_file(args.config))
+    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)
+                if getattr(args, f.name, None) is not None}
+    # --clip-percentile none must override a config value: argparse gives None for both, so look at argv
+    if getattr(args, "_clip_none", False):
+        explicit["clip_percentile"] = None
+    values.update(explicit)
+    return FitConfig.from_dict(values)
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{int(s // 60)}m{s % 60:04.1f}s" if s >= 60 else f"{s:.1f}s"
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from eirnn_fast.train import fit
+
+    cfg = _config_from_args(args)
+    if not cfg.quiet:
+        print(f"eirnn-fast fit: data {cfg.data or 'embedded rnn_export_Newton_08_13_2025_SC.mat'} -> {cfg.out}",
+              flush=True)
+    t0 = time.perf_counter()
+    r = fit(cfg, resume=not args.no_resume)
+    wall = time.perf_counter() - t0
+    s, m = r["session"], r["model"]
+    print(f"session: {s['session_name'] or s['source']} ({s['n_trials']} trials x {s['n_time_bins']} bins x "
+          f"{s['n_neurons']} neurons: {s['n_exc']} E + {s['n_inh']} I); model {m['n_exc']} E + {m['n_inh']} I units")
+    print(f"split: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test trials (seed {cfg.seed})")
+    print(f"epochs run: {r['epochs_run']} (best validation epoch {r['best_epoch']}, "
+          f"val PSTH r {r['best_val_psth_corr']:.4f}){', stopped early' if r['stopped_early'] else ''}; "
+          f"wall time {_fmt_seconds(wall)}")
+    print(f"test PSTH correlation: {r['test_psth_corr']:.4f}  (mean over neurons of Pearson r of trial-averaged "
+          f"PSTHs, 25-ms bins, no smoothing, eval noise {'on' if cfg.eval_noise else 'off'})")
+    print(f"noise ceiling (test trials, split-half + Spearman-Brown): {r['noise_ceiling']:.4f}  "
+          f"(split-half r {r['test_split_half_r']:.4f}; train-PSTH-vs-test reference "
+          f"{r['data_reference_train_vs_test']:.4f})")
+    t = r["test"]
+    print(f"mean rate model/data: {t['model_mean_rate']:.2f}/{t['data_mean_rate']:.2f} sp/s; "
+          f"PSTH temporal std ratio {t['psth_temporal_std_ratio']:.2f}")
+    print(f"results: {cfg.out}/result.json, metrics.jsonl, checkpoint.pt, training_curves.png, psth_test.png")
+    return 0
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from eirnn_fast.data import load_embedded_session, load_session
+    from eirnn_fast.train.diagnose import diagnose, format_diagnosis
+    from eirnn_fast.train.fit import _jsonable
+
+    session = load_embedded_session(args.clip_percentile) if args.data is None else load_session(args.data, args.clip_percentile)
+    report = diagnose(session, seed=args.seed, n_trials=args.n_trials)
+    print(format_diagnosis(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(_jsonable(report), fh, indent=2)
+        print(f"\nJSON report: {args.json}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from eirnn_fast.train.diagnose import evaluate_run
+
+    r = evaluate_run(args.run, data=args.data, eval_noise=True if args.eval_noise else None, plots=not args.no_plots)
+    print(f"{r['trials']} (n={r['n_trials']}), eval noise {'on' if r['eval_noise'] else 'off'}")
+    print(f"PSTH correlation: {r['psth_corr']:.4f}   noise ceiling: {r['noise_ceiling']:.4f}   "
+          f"(best validation epoch {r['best_epoch']}, val r {r['best_val_psth_corr']:.4f})")
+    m = r["metrics"]
+    print(f"mean rate model/data: {m['model_mean_rate']:.2f}/{m['data_mean_rate']:.2f} sp/s; "
+          f"PSTH temporal std ratio {m['psth_temporal_std_ratio']:.2f}")
+    print(f"written: {r['checkpoint'].rsplit('/', 1)[0]}/evaluation.json")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2 (argparse's own usage dump is kept short)
+        raise CLIError(f"{self.prog}: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eirnn-fast", description="Fused E-I RNN fitting toolkit")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="eirnn-fast", description="Fused E-I RNN fitting toolkit")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_info = sub.add_parser("info", help="show which fused kernels this installation has")
     p_info.set_defaults(func=_cmd_info)
+
+    p_fit = sub.add_parser("fit", help="fit an E-I RNN to an SC session (default: the embedded real session)")
+    _add_fit_options(p_fit)
+    p_fit.set_defaults(func=_cmd_fit)
+
+    p_diag = sub.add_parser("diagnose", help="data statistics and untrained-model diagnostics (seed 002, Priority 0)")
+    p_diag.add_argument("--data", help="session .mat file (default: the embedded 08_13 session)")
+    p_diag.add_argument("--json", default="diagnose.json", help="where to write the JSON report ('' = don't)")
+    p_diag.add_argument("--seed", type=int, default=0)
+    p_diag.add_argument("--n-trials", type=int, default=10, help="trials run through the untrained model")
+    p_diag.add_argument("--clip-percentile", type=_optional(float), default=None,
+                        help="outlier clipping before the statistics (default: none, raw data)")
+    p_diag.set_defaults(func=_cmd_diagnose)
+
+    p_eval = sub.add_parser("evaluate", help="metrics and plots of a run's best model")
+    p_eval.add_argument("run", help="run directory or its checkpoint.pt")
+    p_eval.add_argument("--data", help="evaluate on all trials of this file instead of the run's test split")
+    p_eval.add_argument("--eval-noise", action="store_true", help="keep the model's noise on")
+    p_eval.add_argument("--no-plots", action="store_true")
+    p_eval.set_defaults(func=_cmd_evaluate)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        args = parser.parse_args(argv)
+        if args.command != "info":
+            from eirnn_fast.runtime import tune_cpu_allocator
+
+            tune_cpu_allocator()  # full-batch [B, T, N] temporaries reuse heap memory (see runtime.py)
+        if args.command == "fit":
+            args._clip_none = any(a == "--clip-percentile" and i + 1 < len(argv) and argv[i + 1].lower() == "none"
+                                  for i, a in enumerate(argv)) or any(a.lower() == "--clip-percentile=none" for a in argv)
+            if not getattr(args, "quiet", None):
+                logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+            else:
+                logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"eirnn-fast: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eirnn-fast: interrupted (a fit resumes from its checkpoint when run again)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,35 @@
+"""SC sessions: MAT loader (v5 and v7.3), splits, preprocessing, the embedded real session and
+synthetic teacher sessions. scipy/h5py are imported only when a file is read or written."""
+from eirnn_fast.data.embedded import EMBEDDED_SESSION, embedded_session_path, load_embedded_session
+from eirnn_fast.data.session import (
+    DEFAULT_CLIP_PERCENTILE,
+    INPUT_CHANNELS,
+    REQUIRED_VARS,
+    SCSession,
+    clip_outliers,
+    load_session,
+    session_from_variables,
+)
+from eirnn_fast.data.splits import train_val_split, train_val_test_split
+from eirnn_fast.data.synthetic import make_synthetic_session, make_synthetic_variables
+
+
+def read_mat(path):
+    """All variables of a MAT file in MATLAB axis order (see :mod:`eirnn_fast.data.mat`)."""
+    from eirnn_fast.data.mat import read_mat as _read
+
+    return _read(path)
+
+
+def write_mat(path, variables, fmt="v7.3"):
+    """Write MATLAB-order variables as a v5 or v7.3 MAT file (see :mod:`eirnn_fast.data.mat`)."""
+    from eirnn_fast.data.mat import write_mat as _write
+
+    return _write(path, variables, fmt=fmt)
+
+
+__all__ = [
+    "DEFAULT_CLIP_PERCENTILE", "EMBEDDED_SESSION", "INPUT_CHANNELS", "REQUIRED_VARS", "SCSession", "clip_outliers", "embedded_session_path",
+    "load_embedded_session", "load_session", "make_synthetic_session", "make_synthetic_variables", "read_mat",
+    "session_from_variables", "train_val_split", "train_val_test_split", "write_mat",
+]

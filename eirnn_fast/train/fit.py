@@ -1,0 +1,366 @@
+"""The SC training loop: one function, :func:`fit`, driven by :class:`FitConfig`.
+
+Data -> split (train/val/test, saved) -> model (recorded neurons mapped to units of their own E/I
+type) -> per batch: rates, L_neuron (+ L_trial after the curriculum warm-up, ramped), regularisers,
+gradient balancing, clip, Adam -> per epoch: validation PSTH correlation (noise on/off as configured),
+LR schedule, best-on-validation state, early stopping, ``metrics.jsonl`` line, ``checkpoint.pt``
+(model, optimiser, scheduler, balancer, RNG states: an interrupted run resumes to the same result)
+-> at the end the best state is evaluated once on the held-out **test** trials, with the data's
+split-half noise ceiling and a data-only reference, into ``result.json`` and plots.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from eirnn_fast.train.config import FitConfig
+
+logger = logging.getLogger(__name__)
+
+ALPHA_PARAM_NAMES = ("_alpha_logit", "_alpha_e_logit", "_alpha_i_logit", "_tau_e_raw", "_tau_i_raw", "_tau_per_neuron_raw")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_fit_data(cfg: FitConfig):
+    """The session named by ``cfg.data`` (embedded 08_13 when None), optionally truncated."""
+    from eirnn_fast.data import load_embedded_session, load_session
+
+    session = load_embedded_session(cfg.clip_percentile) if cfg.data is None else load_session(cfg.data, cfg.clip_percentile)
+    if cfg.max_trials is not None and cfg.max_trials < len(session):
+        session = session.subset(np.arange(cfg.max_trials))
+    return session
+
+
+def build_model(cfg: FitConfig, session):
+    """``(model, unit_index)`` for a session: EIRNN sized by ``create_model_from_data`` and the
+    explicit recorded-neuron -> unit index (each neuron fitted by a unit of its own type)."""
+    from eirnn_fast.models import create_model_from_data, recorded_unit_index
+
+    info = session.get_neuron_info()
+    kwargs = dict(
+        noise_scale=cfg.noise_scale, spectral_radius=cfg.spectral_radius, learnable_alpha=cfg.learnable_alpha,
+        alpha_init=cfg.alpha_init, learnable_tau=cfg.learnable_tau, low_rank=cfg.low_rank,
+        input_embed_type=cfg.input_embed_type, input_embed_dim=cfg.input_embed_dim, learnable_h0=cfg.learnable_h0,
+        backend=cfg.backend, noise_draw="batched",
+    )
+    model = create_model_from_data(info["n_exc"], info["n_inh"], session.get_input_dim(), enforce_ratio=cfg.enforce_ratio,
+                                   bypass_dale=cfg.bypass_dale, **kwargs)
+    unit_index = recorded_unit_index(session.neuron_type, model.n_exc, model.n_inh)
+    return model, unit_index
+
+
+def _make_optimizer(cfg: FitConfig, model):
+    alpha, rest = [], []
+    for name, p in model.named_parameters():
+        (alpha if name in ALPHA_PARAM_NAMES else rest).append(p)
+    groups = [{"params": rest, "lr": cfg.lr, "name": "weights"}]
+    if alpha:
+        groups.append({"params": alpha, "lr": cfg.lr * cfg.alpha_lr_scale, "name": "alpha"})
+    return torch.optim.Adam(groups)
+
+
+def _make_scheduler(cfg: FitConfig, optimizer):
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience)
+    if cfg.scheduler == "cosine":
+        warm, total = max(cfg.lr_warmup_epochs, 0), cfg.epochs
+
+        def factor(epoch: int) -> float:
+            if epoch < warm:
+                return (epoch + 1) / warm
+            progress = (epoch - warm) / max(total - warm, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return None
+
+
+def trial_weight_at(cfg: FitConfig, epoch: int) -> float:
+    """Curriculum: 0 during ``warmup_epochs``, then linear ramp to ``ltrial_weight`` over ``ramp_epochs``."""
+    if cfg.ltrial_weight <= 0 or epoch < cfg.warmup_epochs:
+        return 0.0
+    if cfg.ramp_epochs <= 0:
+        return cfg.ltrial_weight
+    return cfg.ltrial_weight * min(1.0, (epoch - cfg.warmup_epochs + 1) / cfg.ramp_epochs)
+
+
+@torch.no_grad()
+def predict(model, inputs: torch.Tensor, noise: bool, batch: int = 512, seed: Optional[int] = None) -> torch.Tensor:
+    """Model rates ``[K, T, N_units]`` for ``inputs`` in chunks; with noise and ``seed`` the draw is
+    reproducible and leaves the global RNG untouched."""
+    was_training = model.training
+    model.eval()
+    state = torch.random.get_rng_state() if seed is not None else None
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        out = [model(inputs[i:i + batch], noise=noise)[0] for i in range(0, inputs.shape[0], batch)]
+    finally:
+        if state is not None:
+            torch.random.set_rng_state(state)
+        model.train(was_training)
+    return torch.cat(out) if out else inputs.new_zeros((0, inputs.shape[1], model.n_total))
+
+
+def evaluate_rates(rates, targets, mask, unit_index, smooth_ms: float = 0.0, bin_ms: float = 25.0) -> dict:
+    from eirnn_fast.metrics import psth_correlation_report, rate_statistics
+
+    rep = psth_correlation_report(rates, targets, mask, smooth_ms=smooth_ms, bin_ms=bin_ms, unit_index=unit_index)
+    rep.update(rate_statistics(rates, targets, mask, unit_index=unit_index))
+    return rep
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] = None) -> dict:
+    """Train, select on validation, report on test. Writes into ``cfg.out``: ``config.json``,
+    ``split.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``result.json``, ``training_curves.png``,
+    ``psth_test.png``. With ``resume`` and an existing checkpoint of the same config, training
+    continues from it (same result as an uninterrupted run). Returns the result dict."""
+    from eirnn_fast.data import train_val_test_split
+    from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_activity, l_neuron, l_reg
+    from eirnn_fast.metrics import noise_ceiling, psth_correlation
+
+    cfg.validate()
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    session = load_fit_data(cfg)  # before creating OUT: a bad data file leaves nothing behind
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    split = train_val_test_split(session, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by, cfg.seed)
+    data = session.get_all_trials()
+    inputs, targets, mask = data["inputs"], data["targets"], data["mask"]
+    tr, va, te = (torch.as_tensor(split[k], dtype=torch.long) for k in ("train", "val", "test"))
+    if len(va) == 0:
+        va = tr  # tiny sessions: select on training trials (recorded in the result)
+    target_mean = float(targets[tr].mean())
+
+    seed_everything(cfg.seed)
+    model, unit_index = build_model(cfg, session)
+    optimizer = _make_optimizer(cfg, model)
+    scheduler = _make_scheduler(cfg, optimizer)
+    balancer = GradientBalancer(("neuron", "trial"), mode=cfg.balance)
+    trial_fn, trial_impl = (None, None)
+    if cfg.ltrial_weight > 0:
+        trial_fn, trial_impl = get_trial_matching_loss()
+    neuron_type = torch.as_tensor(session.neuron_type)
+
+    config_dict = cfg.to_dict()
+    (out / "config.json").write_text(json.dumps(config_dict, indent=2))
+    (out / "split.json").write_text(json.dumps({**split, "seed": cfg.seed, "stratify_by": cfg.stratify_by,
+                                                "source": session.meta.get("source", "")}))
+
+    start_epoch, history = 0, []
+    best = {"val_corr": -float("inf"), "epoch": -1, "state": copy.deepcopy(model.state_dict())}
+    bad_epochs = 0
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt.get("config") == config_dict and not ckpt.get("finished", False):
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None and ckpt.get("scheduler") is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            balancer.load_state_dict(ckpt["balancer"])
+            start_epoch, history, best, bad_epochs = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["bad_epochs"]
+            torch.random.set_rng_state(ckpt["rng"]["torch"])
+            np.random.set_state(ckpt["rng"]["numpy"])
+            random.setstate(ckpt["rng"]["python"])
+            logger.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+        elif ckpt.get("finished", False) and ckpt.get("config") == config_dict and (out / "result.json").is_file():
+            return json.loads((out / "result.json").read_text())
+    with open(out / "metrics.jsonl", "w") as fh:  # rewritten from the checkpoint's history on resume
+        for line in history:
+            fh.write(json.dumps(line) + "\n")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = cfg.batch_size or len(tr)
+    show = not (cfg.quiet or not sys.stderr.isatty())
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="fit", disable=not show, initial=start_epoch, total=cfg.epochs)
+    stopped_early = False
+    for epoch in bar:
+        t0 = time.perf_counter()
+        w_trial = trial_weight_at(cfg, epoch)
+        balancer.set_weights({"neuron": cfg.lneuron_weight, "trial": w_trial})
+        model.train()
+        perm = tr[torch.randperm(len(tr), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))]
+        sums: Dict[str, float] = {}
+        n_steps = 0
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            if len(idx) < 2:
+                continue
+            rates, _ = model(inputs[idx])  # [B, T, N_units], noise on
+            rec = rates.index_select(-1, unit_index)  # [B, T, N_recorded]
+            losses = {"neuron": l_neuron(balancer.tap("neuron", rec), targets[idx], mask[idx], smooth_ms=cfg.smooth_ms)}
+            if trial_fn is not None and w_trial > 0:
+                losses["trial"] = trial_fn(balancer.tap("trial", rec), targets[idx], mask=mask[idx],
+                                           neuron_type=neuron_type, **cfg.ltrial_kwargs)
+            extra = cfg.reg_weight * l_reg(model) + cfg.activity_weight * l_activity(rates, target_mean, mask[idx])
+            optimizer.zero_grad(set_to_none=True)
+            stats = balancer.backward(losses, extra=extra, params=params)
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip else None
+            optimizer.step()
+            for k, v in losses.items():
+                sums[f"train_l_{k}"] = sums.get(f"train_l_{k}", 0.0) + float(v.detach())
+            sums["train_extra"] = sums.get("train_extra", 0.0) + float(extra.detach())
+            if gnorm is not None:
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gnorm)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n_steps += 1
+        train_time = time.perf_counter() - t0
+
+        val_rates = predict(model, inputs[va], noise=cfg.eval_noise, seed=cfg.seed + 7 if cfg.eval_noise else None)
+        val_corr = psth_correlation(val_rates, targets[va], mask[va], unit_index=unit_index)
+        with torch.no_grad():
+            val_lneuron = float(l_neuron(val_rates.index_select(-1, unit_index), targets[va], mask[va]))
+        if not math.isfinite(val_corr):
+            val_corr_sel = -float("inf")
+        else:
+            val_corr_sel = val_corr
+        improved = val_corr_sel > best["val_corr"]
+        if improved:
+            best = {"val_corr": val_corr_sel, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_corr_sel if math.isfinite(val_corr_sel) else -1.0)
+        elif scheduler is not None:
+            scheduler.step()
+        line = {"epoch": epoch, "stage": "warmup" if epoch < cfg.warmup_epochs else "full", "lambda_trial": w_trial,
+                **{k: v / max(n_steps, 1) for k, v in sums.items()}, "val_psth_corr": val_corr,
+                "val_l_neuron": val_lneuron, "lr": optimizer.param_groups[0]["lr"], "steps": n_steps,
+                "train_seconds": train_time, "epoch_seconds": time.perf_counter() - t0,
+                "best_epoch": best["epoch"]}
+        history.append(line)
+        with open(out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        stop = cfg.patience and bad_epochs >= cfg.patience
+        _save_checkpoint(ckpt_path, model, optimizer, scheduler, balancer, epoch + 1, history, best, bad_epochs,
+                         config_dict, unit_index, session, finished=False)
+        bar.set_postfix(val_corr=f"{val_corr:.3f}", best=f"{best['val_corr']:.3f}")
+        if stop:
+            stopped_early = True
+            break
+        if _interrupt_after is not None and epoch + 1 >= _interrupt_after:
+            raise _Interrupted(f"interrupted after epoch {epoch + 1} (test hook)")
+    bar.close()
+
+    # ---- final: best-on-validation state, evaluated once on the held-out test trials
+    model.load_state_dict(best["state"])
+    test_rates = predict(model, inputs[te], noise=cfg.eval_noise, seed=cfg.seed + 11 if cfg.eval_noise else None)
+    test = evaluate_rates(test_rates, targets[te], mask[te], unit_index)
+    ceiling = noise_ceiling(targets[te], mask[te], n_splits=20, seed=cfg.seed)
+    # data-only reference: the training trials' PSTH as a "model" of the test PSTH
+    train_psth_as_model = targets[tr].mean(0, keepdim=True).expand(2, -1, -1)
+    data_reference = psth_correlation(train_psth_as_model, targets[te], None)
+    val_final = evaluate_rates(predict(model, inputs[va], noise=cfg.eval_noise,
+                                       seed=cfg.seed + 7 if cfg.eval_noise else None), targets[va], mask[va], unit_index)
+    result = {
+        "test_psth_corr": test["psth_corr"],
+        "noise_ceiling": ceiling["ceiling"],
+        "test_split_half_r": ceiling["split_half_r"],
+        "data_reference_train_vs_test": data_reference,
+        "best_val_psth_corr": best["val_corr"],
+        "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "stopped_early": bool(stopped_early),
+        "wall_seconds": None,  # filled below
+        "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"]),
+        "test": test,
+        "val": val_final,
+        "noise_ceiling_detail": ceiling,
+        "metric_definition": {"psth": "mean over recorded neurons of Pearson r of trial-averaged PSTHs",
+                              "smooth_ms": 0.0, "bin_ms": session.bin_size_ms, "eval_noise": cfg.eval_noise,
+                              "selection": "best validation epoch; reported on test trials"},
+        "model": {"n_exc": model.n_exc, "n_inh": model.n_inh, "unit_index": unit_index.tolist(),
+                  "alpha": model.get_alpha_values()},
+        "session": session.summary(),
+        "ltrial_impl": trial_impl,
+        "backend": _backend_summary(),
+    }
+    _save_checkpoint(ckpt_path, model, optimizer, scheduler, balancer, len(history), history, best, bad_epochs,
+                     config_dict, unit_index, session, finished=True)
+    if cfg.plots:
+        from eirnn_fast.train.plots import plot_psths, plot_training_curves
+
+        try:
+            plot_training_curves(history, out / "training_curves.png")
+            plot_psths(test_rates.index_select(-1, unit_index), targets[te], session, out / "psth_test.png",
+                       title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f}")
+        except Exception as exc:  # plots never lose a finished run
+            logger.warning("plotting failed: %s", exc)
+    result["wall_seconds"] = time.perf_counter() - t_start
+    (out / "result.json").write_text(json.dumps(_jsonable(result), indent=2))
+    return result
+
+
+def _backend_summary() -> dict:
+    import eirnn_fast
+
+    info = eirnn_fast.backend_info()
+    return {k: info.get(k) for k in ("compiled", "cpu_kernels", "cuda_kernels", "torch")}
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, balancer, epoch, history, best, bad_epochs, config,
+                     unit_index, session, finished: bool) -> None:
+    ckpt = {
+        "format": "eirnn_fast.fit/1",
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "balancer": balancer.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "best": best,
+        "bad_epochs": bad_epochs,
+        "config": config,
+        "unit_index": unit_index,
+        "neuron_type": session.neuron_type.tolist(),
+        "model_sizes": {"n_exc": model.n_exc, "n_inh": model.n_inh, "n_inputs": model.n_inputs},
+        "rng": {"torch": torch.random.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        "finished": finished,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)  # atomic: an interruption never leaves a half-written checkpoint

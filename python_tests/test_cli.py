@@ -1,0 +1,65 @@
+"""`eirnn-fast` CLI: fit/diagnose/evaluate on tiny data, one-line errors with exit status 2."""
+import json
+
+import pytest
+
+from eirnn_fast.cli import main
+from eirnn_fast.data import make_synthetic_session
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "tiny.mat"
+    make_synthetic_session(path, seed=4, fmt="v5", n_trials=30, n_time_bins=20, n_exc=4, n_inh=2)
+    return str(path)
+
+
+def test_fit_then_evaluate(tiny_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"epochs": 5, "batch_size": 8, "plots": False}))
+    rc = main(["fit", "--data", tiny_file, "--config", str(cfg), "--epochs", "2", "--out", str(out), "--quiet",
+               "--seed", "1", "--learnable-alpha", "population", "--clip-percentile", "none"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "test PSTH correlation:" in text and "noise ceiling" in text and "epochs run: 2" in text
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["epochs"] == 2 and saved["batch_size"] == 8 and saved["learnable_alpha"] == "population"
+    assert saved["clip_percentile"] is None and saved["seed"] == 1
+    assert main(["evaluate", str(out), "--no-plots"]) == 0
+    assert "PSTH correlation:" in capsys.readouterr().out
+    assert (out / "evaluation.json").is_file()
+
+
+def test_diagnose(tiny_file, tmp_path, capsys):
+    js = tmp_path / "d.json"
+    assert main(["diagnose", "--data", tiny_file, "--json", str(js), "--n-trials", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "DATA STATISTICS" in text and "W_rec spectral radius" in text and "Channel 13" in text
+    assert json.loads(js.read_text())["data"]["shape"] == [30, 20, 6]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "--data", "{tmp}/absent.mat"], "absent.mat: no such file"),
+        (["fit", "--data", "{tmp}/garbage.mat"], "not a MAT file"),
+        (["fit", "--data", "{tmp}/partial.mat"], "missing required variable(s) firing_rates"),
+        (["fit", "--config", "{tmp}/bad.toml"], "cannot parse config"),
+        (["fit", "--epochs", "many"], "invalid int value"),
+        (["fit", "--scheduler", "step", "--data", "{tmp}/absent.mat"], "scheduler must be one of"),
+        (["diagnose", "--data", "{tmp}/garbage.mat"], "not a MAT file"),
+        (["evaluate", "{tmp}"], "no checkpoint.pt"),
+    ],
+)
+def test_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
+    (tmp_path / "garbage.mat").write_bytes(b"\x00\x01 not a mat file " * 20)
+    from eirnn_fast.data import write_mat
+
+    write_mat(tmp_path / "partial.mat", {"n_trials": 3.0}, fmt="v7.3")
+    (tmp_path / "bad.toml").write_text("epochs = = 3\n")
+    rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,111 @@
+"""End-to-end SC fits on tiny data: artefacts, resume after interruption, curriculum, evaluation."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eirnn_fast.data import make_synthetic_session
+from eirnn_fast.train import FitConfig, fit, trial_weight_at
+from eirnn_fast.train.diagnose import diagnose, evaluate_run, format_diagnosis
+from eirnn_fast.train.fit import _Interrupted
+
+TINY = dict(n_trials=40, n_time_bins=30, n_exc=5, n_inh=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny.mat"
+    make_synthetic_session(path, seed=2, fmt="v7.3", **TINY)
+    return str(path)
+
+
+def _cfg(tiny_file, out, **kw):
+    base = dict(data=tiny_file, out=str(out), epochs=4, batch_size=16, quiet=True, plots=False, patience=0,
+                val_fraction=0.2, test_fraction=0.2, seed=3)
+    base.update(kw)
+    return FitConfig(**base)
+
+
+def test_fit_writes_all_artefacts(tiny_file, tmp_path):
+    cfg = _cfg(tiny_file, tmp_path / "run", plots=True)
+    r = fit(cfg)
+    for name in ("config.json", "split.json", "metrics.jsonl", "checkpoint.pt", "result.json",
+                 "training_curves.png", "psth_test.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1, 2, 3]
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["epochs_run"] == 4 and np.isfinite(saved["test_psth_corr"])
+    assert set(saved) >= {"test_psth_corr", "noise_ceiling", "best_val_psth_corr", "metric_definition", "session"}
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert not set(split["train"]) & set(split["test"]) and not set(split["val"]) & set(split["test"])
+    assert r["metric_definition"]["eval_noise"] is False
+    # every recorded interneuron is fitted by an I unit
+    types = np.array(r["session"]["neuron_type"])
+    idx = np.array(r["model"]["unit_index"])
+    assert (idx[types == 2] >= r["model"]["n_exc"]).all() and (idx[types == 1] < r["model"]["n_exc"]).all()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 4
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(ltrial_weight=0.5, warmup_epochs=1, ramp_epochs=2, balance="param_norm",
+                                                scheduler="cosine", lr_warmup_epochs=2)])
+def test_resume_after_interruption_gives_the_same_result(tiny_file, tmp_path, extra):
+    straight = fit(_cfg(tiny_file, tmp_path / "a", **extra))
+    with pytest.raises(_Interrupted):
+        fit(_cfg(tiny_file, tmp_path / "b", **extra), _interrupt_after=2)
+    torch.manual_seed(12345)  # whatever happened in between must not matter
+    resumed = fit(_cfg(tiny_file, tmp_path / "b", **extra))
+    assert resumed["test_psth_corr"] == straight["test_psth_corr"]
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if "seconds" not in k} for x in lines]  # noqa: E731
+    assert strip(a) == strip(b)
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0)
+
+
+def test_curriculum_ramp():
+    cfg = FitConfig(ltrial_weight=0.5, warmup_epochs=10, ramp_epochs=100)
+    assert trial_weight_at(cfg, 9) == 0.0
+    assert trial_weight_at(cfg, 10) == pytest.approx(0.005)
+    assert trial_weight_at(cfg, 109) == pytest.approx(0.5) and trial_weight_at(cfg, 500) == 0.5
+    assert trial_weight_at(FitConfig(), 50) == 0.0
+
+
+def test_trial_loss_and_balancers_run(tiny_file, tmp_path):
+    for mode in ("loss_ema", "activity_ema"):
+        r = fit(_cfg(tiny_file, tmp_path / mode, epochs=2, ltrial_weight=0.5, balance=mode, scheduler="none"))
+        assert np.isfinite(r["test_psth_corr"]) and r["ltrial_impl"]
+        line = json.loads((tmp_path / mode / "metrics.jsonl").read_text().splitlines()[-1])
+        assert "train_l_trial" in line
+
+
+def test_config_validation_and_file(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key"):
+        FitConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="scheduler"):
+        FitConfig.from_dict({"scheduler": "step"})
+    toml = tmp_path / "c.toml"
+    toml.write_text('[fit]\nepochs = 7\nlearnable_alpha = "population"\n')
+    cfg = FitConfig.from_file(toml)
+    assert cfg.epochs == 7 and cfg.learnable_alpha == "population"
+
+
+def test_evaluate_and_diagnose(tiny_file, tmp_path):
+    fit(_cfg(tiny_file, tmp_path / "run", epochs=2))
+    ev = evaluate_run(tmp_path / "run", plots=False)
+    res = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert ev["psth_corr"] == pytest.approx(res["test_psth_corr"])
+    ev_all = evaluate_run(tmp_path / "run" / "checkpoint.pt", data=tiny_file, plots=False)
+    assert ev_all["n_trials"] == 40
+    from eirnn_fast.data import load_session
+
+    report = diagnose(load_session(tiny_file), n_trials=4)
+    text = format_diagnosis(report)
+    assert "W_rec spectral radius" in text and "Input modulation ratio" in text
+    assert report["weights"]["W_rec_spectral_radius"] == pytest.approx(0.9, rel=1e-3)
+    assert len(report["inputs"]["channels"]) == 14
