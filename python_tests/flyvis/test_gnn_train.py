@@ -156,14 +156,17 @@ def test_grad_clip_W_limits_the_W_step(tiny):
 TOY_CFG = dict(hidden_dim=32, hidden_dim_update=32, batch_size=8, iterations_per_epoch=1500, n_epochs=1,
                lr=3e-3, lr_W=3e-3, lr_embedding=3e-3, coeff_g_phi_weight_L1=0.0, coeff_f_theta_weight_L1=0.0,
                coeff_f_theta_weight_L2=0.0, coeff_W_L1=0.0, coeff_g_phi_diff=10.0, coeff_g_phi_norm=1.0,
-               quiet=True, log_every=100)
+               quiet=True, log_every=100, eval_each_epoch=False)
 
 
 def test_end_to_end_recovery_improves_every_metric(tmp_path):
     """Tiny run on a 200-neuron, 5-type toy ground truth through the CLI helpers: every recovery
-    metric improves over the untrained model (thresholds well below what the run reaches)."""
+    metric improves over the untrained model (thresholds well below what the run reaches).
+    Process noise 0.5 per frame (the reference's strongest lever: it spreads each neuron's voltage
+    so f_theta's line, hence tau and V_rest, is identified)."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    graph, params, data = make_toy_dataset(n_neurons=200, n_types=5, n_frames=2000, n_test_frames=400, seed=0)
+    graph, params, data = make_toy_dataset(n_neurons=200, n_types=5, n_frames=2000, n_test_frames=400, seed=0,
+                                             noise_model_level=0.5)
     np.savez(tmp_path / "data.npz", **data)
     import yaml
 
@@ -177,8 +180,8 @@ def test_end_to_end_recovery_improves_every_metric(tmp_path):
     for key in ("connectivity_R2", "V_rest_R2", "cluster_accuracy", "test_pearson", "W_sum_corr_in", "W_sum_corr_out",
                 "sign_match"):
         assert res[key] > np.nan_to_num(before[key], nan=0.0) + 0.05, key
-    assert res["connectivity_R2"] > 0.4 and res["test_pearson"] > 0.8 and res["sign_match"] > 0.8
-    assert np.nan_to_num(res["tau_R2"]) > np.nan_to_num(before["tau_R2"])
+    assert res["connectivity_R2"] > 0.8 and res["tau_R2"] > 0.5 and res["test_pearson"] > 0.8 and res["sign_match"] > 0.8
+    assert res["tau_R2"] > np.nan_to_num(before["tau_R2"], nan=0.0) + 0.05
     for f in ("result.json", "config.json", "checkpoint.pt", "history.jsonl", "metrics.jsonl", "recovery_W.png",
               "recovery_tau.png", "recovery_V_rest.png", "embedding.png"):
         assert (tmp_path / "run" / f).exists(), f
