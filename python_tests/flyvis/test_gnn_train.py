@@ -77,8 +77,8 @@ def test_regulariser_values_on_toy_mlps():
     _, parts = regularization_terms(m, v, 1.0, {**base, "W_L1": 2.0, "W_L2": 3.0}, W_L2_with_L1=True)
     assert float(parts["W_L2"].detach()) == pytest.approx(3.0 * float(W.norm()))
     _, parts = regularization_terms(m, v, 1.0, {**base, "g_phi_weight_L1": 0.5, "f_theta_weight_L2": 0.25})
-    want_g = sum(0.5 * float(p.abs().sum()) for p in m.g_phi.parameters())
-    want_f = sum(0.25 * float(p.norm()) for p in m.f_theta.parameters())
+    want_g = sum(0.5 * float(p.detach().abs().sum()) for p in m.g_phi.parameters())
+    want_f = sum(0.25 * float(p.detach().norm()) for p in m.f_theta.parameters())
     assert float(parts["g_phi_weight"].detach()) == pytest.approx(want_g)
     assert float(parts["f_theta_weight"].detach()) == pytest.approx(want_f)
     # g_phi monotone increasing in v -> zero diff penalty; decreasing -> positive
