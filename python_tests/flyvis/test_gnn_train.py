@@ -188,3 +188,12 @@ def test_end_to_end_recovery_improves_every_metric(tmp_path):
     again = flyvis_evaluate_main(tmp_path / "run")
     assert again["connectivity_R2"] == pytest.approx(res["connectivity_R2"])
     assert json.loads((tmp_path / "run" / "result.json").read_text())["s_per_iteration"] > 0
+
+
+def test_variant_b_trains_and_missing_data_path_is_named(tiny, tmp_path):
+    _, _, data = tiny
+    m, info = train_flyvis_gnn(FlyVisTrainConfig(**{**SMALL, "iterations_per_epoch": 5}, variant="B"), data)
+    assert m.variant == "B" and np.isfinite(info["last"]["loss"])
+    (tmp_path / "c.yaml").write_text("n_epochs: 1\n")
+    with pytest.raises(ValueError, match="config key 'data_path'"):
+        flyvis_train_main(tmp_path / "c.yaml", tmp_path / "run")
