@@ -203,6 +203,31 @@ def _add_flyvis_commands(sub) -> None:
 
     p_gen.set_defaults(func=_cmd_generate)
 
+    p_train = fly_sub.add_parser("train", help="train the FlyVis GNN from a YAML config (data_path: npz or generate folder)")
+    p_train.add_argument("config", help="YAML config with the seeds' parameter names (see README)")
+    p_train.add_argument("--out", default="runs/flyvis", help="run folder (resumes if it has a checkpoint)")
+
+    def _cmd_train(args: argparse.Namespace) -> int:
+        from eirnn_fast.flyvis.train import flyvis_train_main
+
+        result = flyvis_train_main(args.config, args.out)
+        print(json.dumps(result.get("metrics", result), indent=1, default=str))
+        return 0
+
+    p_train.set_defaults(func=_cmd_train)
+
+    p_feval = fly_sub.add_parser("evaluate", help="recovery metrics and plots of a FlyVis GNN run")
+    p_feval.add_argument("run", help="run folder written by `eirnn-fast flyvis train`")
+
+    def _cmd_flyvis_evaluate(args: argparse.Namespace) -> int:
+        from eirnn_fast.flyvis.train import flyvis_evaluate_main
+
+        result = flyvis_evaluate_main(args.run)
+        print(json.dumps(result.get("metrics", result), indent=1, default=str))
+        return 0
+
+    p_feval.set_defaults(func=_cmd_flyvis_evaluate)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eirnn-fast", description="Fused E-I RNN fitting toolkit")

@@ -1,0 +1,319 @@
+"""Recovery metrics and analysis for the FlyVis GNN (definitions follow saalfeldlab/flyvis-gnn).
+
+Every R^2 here is ``r2_score(learned, true)``: the reference fits ``learned = a * true + b`` by least
+squares and reports ``1 - SS_res / SS_tot`` (SS_tot about the mean of *learned*), which equals the
+squared Pearson correlation; it is therefore invariant to affine rescaling of the learned values.
+NaN policy: non-finite pairs are dropped; fewer than 2 points or zero variance gives NaN.
+
+Per-neuron linearisation of the learned model (:func:`linearize_model`), with mu_i, s_i the mean
+and std of neuron i's training voltage:
+
+* ``slope_f_i, offset_f_i``: OLS line of ``f_theta(v, a_i, msg=0, I=0)`` on ``n_points`` voltages
+  evenly spaced in ``[mu_i - 2 s_i, mu_i + 2 s_i]``. The true update is ``(-v + V_rest + msg + I)/tau``,
+  so ``tau_i = -1/slope_f_i`` and ``V_rest_i = -offset_f_i / slope_f_i``.
+* ``slope_g_j``: OLS slope of ``g_phi(v, a_j)^2`` on ``[max(mu_j - 2 s_j, 0), mu_j + 2 s_j]``
+  (1 for neurons with ``mu_j + s_j <= 0``, which never fire): the learned stand-in for ReLU's slope 1.
+* ``grad_msg_i``: ``d f_theta / d msg`` at neuron i's real inputs, median over ``n_grad_frames``
+  training frames at ``linspace(T/10, T-100)`` (clipped to the data).
+
+Metrics:
+
+* ``connectivity_R2``: corrected weights ``W*_e = -W_e / slope_f_i * grad_msg_i * slope_g_j`` for
+  ``e = (j -> i)`` (undoes the W <-> g_phi <-> f_theta scale degeneracy: true
+  ``W_ij = tau_i * df/dmsg * W_e * g'(v_j)``), edges with ``|W* - W_true| > outlier_threshold`` (5)
+  removed, then R^2 over the remaining edges.
+* ``tau_R2``: ``tau_learned_i = clip(-1/slope_f_i, 0, 1)`` vs true tau over all neurons.
+* ``V_rest_R2``: ``V_rest_learned_i = -offset_f_i / slope_f_i`` vs true V_rest over all neurons.
+* ``cluster_accuracy``: cluster per-neuron features (default: the 8-D ``[a_i, tau_i, V_rest_i,
+  mean/std of incoming W*, mean/std of outgoing W*]``, z-scored) and match clusters to true types
+  one-to-one with the Hungarian algorithm on the confusion matrix (clusters left unmatched count as
+  errors); accuracy = fraction of neurons whose matched type is their true type. The reference
+  clusters with sklearn's ``GaussianMixture(100, 'full')``; this package uses seeded k-means with
+  ``n_clusters`` (default: the number of true types) to avoid the sklearn dependency.
+* ``test_pearson``: autoregressive noise-free rollout of the GNN (explicit Euler with dt, stimulus
+  from the data, voltages clamped to +-100) from the first test frame; Pearson r per neuron between
+  rollout and ground-truth trace; mean over neurons with non-constant traces (NaN ones skipped).
+
+Analysis: per-neuron W-sum correlation (Pearson of sum_in W* vs sum_in W_true over neurons, and the
+same for outgoing sums), sign match (fraction of edges with sign(W*) == sign(W_true) among edges with
+W_true != 0), activity SVD rank (number of singular values of the centred ``[T, N]`` activity needed
+for 99% of the variance), CV across seeds (100 * std / |mean|, population std, in percent).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def r2_score(learned, true) -> float:
+    """R^2 of the OLS fit ``learned = a * true + b`` (= squared Pearson r); NaN if degenerate."""
+    x, y = _np(true).ravel(), _np(learned).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    r = np.corrcoef(x, y)[0, 1]
+    return float(r * r)
+
+
+def pearson(a, b) -> float:
+    a, b = _np(a).ravel(), _np(b).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def activity_stats(x) -> tuple:
+    """Per-neuron mean and std of a ``[T, N]`` voltage array."""
+    x = _np(x)
+    return x.mean(0), x.std(0)
+
+
+def _ols_rows(xg: np.ndarray, yg: np.ndarray):
+    """Row-wise OLS ``y = slope * x + offset`` for ``[N, K]`` grids."""
+    xm, ym = xg.mean(1, keepdims=True), yg.mean(1, keepdims=True)
+    var = ((xg - xm) ** 2).sum(1)
+    slope = np.where(var > 0, ((xg - xm) * (yg - ym)).sum(1) / np.where(var > 0, var, 1.0), 0.0)
+    return slope, ym[:, 0] - slope * xm[:, 0]
+
+
+def linearize_model(model, x, I, n_points: int = 1000, n_grad_frames: int = 8) -> Dict[str, np.ndarray]:
+    """Per-neuron slopes of the learned functions (module docstring). x, I: ``[T, N]`` training data."""
+    p = next(model.parameters())
+    mu, sd = activity_stats(x)
+    N = mu.size
+    u = np.linspace(0.0, 1.0, n_points)[None, :]
+    lo, hi = mu - 2 * sd, mu + 2 * sd
+    vg = lo[:, None] + (hi - lo)[:, None] * u  # [N, K]
+    glo = np.maximum(lo, 0.0)
+    gg = glo[:, None] + (np.maximum(hi, glo) - glo)[:, None] * u
+    with torch.no_grad():
+        t = lambda a: torch.as_tensor(a, dtype=p.dtype, device=p.device)  # noqa: E731
+        zeros = torch.zeros(N, n_points, dtype=p.dtype, device=p.device)
+        fv = model.f_theta_node(t(vg), zeros, zeros).cpu().double().numpy()
+        gv = model.g_phi_self(t(gg)).cpu().double().numpy()
+    slope_f, offset_f = _ols_rows(vg, fv)
+    slope_g, _ = _ols_rows(gg, gv)
+    slope_g = np.where(mu + sd <= 0, 1.0, slope_g)
+    # d f / d msg at real inputs
+    xt, It = _np(x), _np(I)
+    T = xt.shape[0]
+    frames = np.unique(np.clip(np.linspace(T / 10, T - 100, n_grad_frames).astype(int), 0, T - 1))
+    v = torch.as_tensor(xt[frames].T, dtype=p.dtype, device=p.device)  # [N, F]
+    Iv = torch.as_tensor(It[frames].T, dtype=p.dtype, device=p.device)
+    with torch.no_grad():
+        msg = model.messages(v)
+    msg = msg.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = model.f_theta_node(v, msg, Iv)
+        (gm,) = torch.autograd.grad(out.sum(), msg)
+    grad_msg = np.median(gm.detach().cpu().double().numpy(), axis=1)
+    return {"slope_f": slope_f, "offset_f": offset_f, "slope_g": slope_g, "grad_msg": grad_msg, "mu": mu, "sigma": sd}
+
+
+def corrected_W(W, src, dst, lin: Dict[str, np.ndarray]) -> np.ndarray:
+    """``W*_e = -W_e / slope_f[dst_e] * grad_msg[dst_e] * slope_g[src_e]`` (module docstring)."""
+    W, src, dst = _np(W).ravel(), np.asarray(src).astype(np.int64), np.asarray(dst).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -W / lin["slope_f"][dst] * lin["grad_msg"][dst] * lin["slope_g"][src]
+
+
+def connectivity_R2(W_corrected, W_true, outlier_threshold: Optional[float] = 5.0) -> float:
+    """R^2 of corrected learned vs true W over edges, dropping ``|W* - W_true| > outlier_threshold``
+    (None: keep all). Pass ``corrected_W(...)`` (or raw W for the uncorrected R^2)."""
+    a, b = _np(W_corrected).ravel(), _np(W_true).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"W_corrected and W_true must have the same number of edges, got {a.size} and {b.size}")
+    if outlier_threshold is not None:
+        with np.errstate(invalid="ignore"):
+            keep = np.abs(a - b) <= outlier_threshold
+        a, b = a[keep], b[keep]
+    return r2_score(a, b)
+
+
+def learned_tau_vrest(lin: Dict[str, np.ndarray]):
+    """``tau = clip(-1/slope_f, 0, 1)``, ``V_rest = -offset_f / slope_f`` per neuron."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.clip(-1.0 / lin["slope_f"], 0.0, 1.0)
+        vrest = -lin["offset_f"] / lin["slope_f"]
+    return tau, vrest
+
+
+def tau_R2(tau_learned, tau_true) -> float:
+    """R^2 of learned vs true time constants over all neurons."""
+    return r2_score(tau_learned, tau_true)
+
+
+def V_rest_R2(V_rest_learned, V_rest_true) -> float:
+    """R^2 of learned vs true resting potentials over all neurons."""
+    return r2_score(V_rest_learned, V_rest_true)
+
+
+def kmeans(features, n_clusters: int, seed: int = 42, n_init: int = 10, n_iter: int = 100) -> np.ndarray:
+    """Seeded k-means (k-means++ init, best of ``n_init`` by inertia) -> labels ``[N]``."""
+    X = _np(features)
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    k = min(n_clusters, n)
+    best, best_inertia = None, np.inf
+    for _ in range(n_init):
+        c = [X[rng.integers(n)]]
+        for _ in range(1, k):
+            d2 = np.min(((X[:, None, :] - np.asarray(c)[None]) ** 2).sum(-1), axis=1)
+            prob = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
+            c.append(X[rng.choice(n, p=prob)])
+        c = np.asarray(c)
+        for _ in range(n_iter):
+            lab = np.argmin(((X[:, None, :] - c[None]) ** 2).sum(-1), axis=1)
+            newc = np.array([X[lab == j].mean(0) if np.any(lab == j) else c[j] for j in range(k)])
+            if np.allclose(newc, c):
+                break
+            c = newc
+        inertia = ((X - c[lab]) ** 2).sum()
+        if inertia < best_inertia:
+            best, best_inertia = lab, inertia
+    return best
+
+
+def cluster_accuracy(labels_pred, labels_true) -> float:
+    """Fraction of neurons correctly typed after a Hungarian one-to-one matching of predicted
+    clusters to true types on the confusion matrix (unmatched clusters count as errors).
+    Invariant to relabelling the clusters."""
+    p, t = np.asarray(labels_pred).ravel(), np.asarray(labels_true).ravel()
+    if p.shape != t.shape:
+        raise ValueError(f"labels_pred and labels_true must have the same length, got {p.size} and {t.size}")
+    _, pi = np.unique(p, return_inverse=True)
+    _, ti = np.unique(t, return_inverse=True)
+    conf = np.zeros((pi.max() + 1, ti.max() + 1), dtype=np.int64)
+    np.add.at(conf, (pi, ti), 1)
+    rows, cols = linear_sum_assignment(conf, maximize=True)
+    return float(conf[rows, cols].sum() / p.size)
+
+
+def node_features(model, lin, W_star, src, dst, tau_l, vrest_l) -> np.ndarray:
+    """The 8-D (for embedding_dim 2) clustering features, z-scored per column."""
+    N = lin["slope_f"].size
+    src, dst = np.asarray(src).astype(np.int64), np.asarray(dst).astype(np.int64)
+    Ws = np.nan_to_num(W_star)
+
+    def mean_std(idx):
+        cnt = np.bincount(idx, minlength=N).clip(min=1)
+        m = np.bincount(idx, weights=Ws, minlength=N) / cnt
+        v = np.bincount(idx, weights=Ws * Ws, minlength=N) / cnt - m * m
+        return m, np.sqrt(np.maximum(v, 0))
+
+    mi, si = mean_std(dst)
+    mo, so = mean_std(src)
+    a = model.a.detach().cpu().double().numpy()
+    F = np.column_stack([a, np.nan_to_num(tau_l), np.nan_to_num(vrest_l), mi, si, mo, so])
+    sd = F.std(0)
+    return (F - F.mean(0)) / np.where(sd > 0, sd, 1.0)
+
+
+def pearson_per_neuron(pred, true) -> np.ndarray:
+    """Pearson r per column of two ``[T, N]`` arrays (NaN for constant columns)."""
+    a, b = _np(pred), _np(true)
+    a, b = a - a.mean(0), b - b.mean(0)
+    den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, (a * b).sum(0) / den, np.nan)
+
+
+def test_pearson(model, x_test, I_test, dt: float, clamp: float = 100.0, n_frames: Optional[int] = None) -> float:
+    """Mean over neurons of Pearson r(rollout, truth) (module docstring)."""
+    p = next(model.parameters())
+    x = torch.as_tensor(_np(x_test)[:n_frames], dtype=p.dtype, device=p.device)
+    I = torch.as_tensor(_np(I_test)[:n_frames], dtype=p.dtype, device=p.device)
+    roll = model.rollout(x[0], I, dt, clamp)
+    r = pearson_per_neuron(roll.cpu().double().numpy(), x.cpu().double().numpy())
+    return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+# -- analysis ------------------------------------------------------------------------------------
+def per_neuron_W_sum_correlation(W_learned, W_true, src, dst, n_neurons: int) -> Dict[str, float]:
+    """Pearson r over neurons of the summed incoming (``in``) and outgoing (``out``) weights."""
+    a, b = np.nan_to_num(_np(W_learned).ravel()), _np(W_true).ravel()
+    src, dst = np.asarray(src).astype(np.int64), np.asarray(dst).astype(np.int64)
+    out = {}
+    for name, idx in (("in", dst), ("out", src)):
+        out[name] = pearson(np.bincount(idx, weights=a, minlength=n_neurons),
+                            np.bincount(idx, weights=b, minlength=n_neurons))
+    return out
+
+
+def sign_match(W_learned, W_true) -> float:
+    """Fraction of edges with ``sign(W_learned) == sign(W_true)`` among edges with ``W_true != 0``."""
+    a, b = _np(W_learned).ravel(), _np(W_true).ravel()
+    nz = b != 0
+    return float(np.mean(np.sign(a[nz]) == np.sign(b[nz]))) if nz.any() else float("nan")
+
+
+def activity_svd_rank(x, variance: float = 0.99) -> int:
+    """Smallest k whose top-k singular values of the mean-centred ``[T, N]`` activity explain
+    ``variance`` of the total variance (sum of squared singular values)."""
+    X = _np(x)
+    X = X - X.mean(0)
+    s = np.linalg.svd(X, compute_uv=False)
+    ev = np.cumsum(s * s) / max((s * s).sum(), 1e-300)
+    return int(np.searchsorted(ev, variance) + 1)
+
+
+def cv_across_seeds(values: Sequence[float]) -> float:
+    """Coefficient of variation in percent: ``100 * std(values) / |mean(values)|`` (population std)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or v.mean() == 0:
+        return float("nan")
+    return float(100.0 * v.std() / abs(v.mean()))
+
+
+def evaluate(model, data: Dict, *, n_clusters: Optional[int] = None, outlier_threshold: float = 5.0,
+             n_test_frames: Optional[int] = None, cluster_seed: int = 42, return_arrays: bool = False) -> Dict:
+    """All metrics and analysis for a trained model against ground truth in ``data`` (keys ``x, I``
+    training data; optional ``W, tau, V_rest, cell_type_index, x_test, I_test, dt``).
+    Returns a JSON-ready dict (plus ``arrays`` with the learned values when ``return_arrays``)."""
+    src, dst = model.src.cpu().numpy(), model.dst.cpu().numpy()
+    lin = linearize_model(model, data["x"], data["I"])
+    tau_l, vrest_l = learned_tau_vrest(lin)
+    W_raw = model.W.detach().cpu().double().numpy()
+    W_star = corrected_W(W_raw, src, dst, lin)
+    res: Dict = {"n_neurons": int(model.n_neurons), "n_edges": int(model.n_edges),
+                 "activity_svd_rank_99": activity_svd_rank(data["x"])}
+    if data.get("W") is not None:
+        Wt = _np(data["W"])
+        res["connectivity_R2"] = connectivity_R2(W_star, Wt, outlier_threshold)
+        res["connectivity_R2_raw"] = connectivity_R2(W_raw, Wt, None)
+        res["connectivity_outlier_threshold"] = outlier_threshold
+        corr = per_neuron_W_sum_correlation(W_star, Wt, src, dst, model.n_neurons)
+        res["W_sum_corr_in"], res["W_sum_corr_out"] = corr["in"], corr["out"]
+        res["sign_match"] = sign_match(W_star, Wt)
+    if data.get("tau") is not None:
+        res["tau_R2"] = tau_R2(tau_l, data["tau"])
+    if data.get("V_rest") is not None:
+        res["V_rest_R2"] = V_rest_R2(vrest_l, data["V_rest"])
+    types = data.get("cell_type_index")
+    if types is not None:
+        types = np.asarray(types)
+        k = int(n_clusters or np.unique(types).size)
+        feats = node_features(model, lin, W_star, src, dst, tau_l, vrest_l)
+        labels = kmeans(feats, k, seed=cluster_seed)
+        res["cluster_accuracy"] = cluster_accuracy(labels, types)
+        res["cluster_method"] = f"kmeans(k={k}, seed={cluster_seed}) on z-scored [a, tau, V_rest, in/out W* mean/std]"
+    if data.get("x_test") is not None and data.get("I_test") is not None:
+        dt = float(data.get("dt", 0.02))
+        res["test_pearson"] = test_pearson(model, data["x_test"], data["I_test"], dt, n_frames=n_test_frames)
+    if return_arrays:
+        res["arrays"] = {"tau": tau_l, "V_rest": vrest_l, "W_star": W_star, "W_raw": W_raw,
+                         "a": model.a.detach().cpu().double().numpy(), **lin}
+    return res

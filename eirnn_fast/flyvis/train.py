@@ -1,0 +1,552 @@
+"""Trainer for the FlyVis GNN: config (YAML, old and new parameter names), loss, regularisers,
+recurrent rollouts, checkpoints/resume, JSONL logs, and the CLI helper functions.
+
+Loss per iteration (saalfeldlab/flyvis-gnn ``data_train_flyvis`` semantics):
+
+* one-step (default): ``|| f(v_k, I_k) - y_k ||_2`` over all ``B * N`` neurons of the batch (an
+  L2 *norm*, not a mean squared error), frames ``k`` drawn i.i.d. uniformly per iteration from a
+  ``RandomState(seed + epoch)``;
+* recurrent (``recurrent_training`` and ``epoch >= recurrent_training_start_epoch``): start frames
+  aligned ``k -= k % time_step``, the model is rolled out ``time_step`` explicit-Euler steps on its
+  own predictions (``v <- v + dt * f(v, I_{k+s}) + noise_recurrent_level * N(0, 1)``, stimulus from
+  the data) and the loss is ``|| (v_pred(k+T) - x(k+T)) / (dt * T) ||_2`` against the observed voltage.
+
+Regularisers (computed once per iteration on the first frame of the batch, all neurons; the g_phi
+terms see detached inputs so they move g_phi only, not the embedding):
+
+* ``coeff_W_L1 * ||W||_1``;
+* ``coeff_W_L2 * ||W||_2`` (norm, not squared). **Matches the reference quirk: W_L2 is NOT applied
+  when coeff_W_L1 > 0** (the reference sets its "L1 applied" flag before testing L2). Set
+  ``W_L2_with_L1: true`` to apply both.
+* ``coeff_g_phi_diff * || ReLU(g(v_i, a_i)^2 - g(v_i + 0.05 xnorm, a_i)^2) ||_2`` (monotonicity of
+  g_phi in v; old name ``coeff_edge_diff``);
+* ``coeff_g_phi_norm * || g(2 xnorm, a_i)^2 - 2 xnorm ||_2`` (pins g_phi's scale to ReLU's, removing
+  the W <-> g_phi degeneracy; old name ``coeff_edge_norm``), ``xnorm = 1.5 * std(training voltages)``;
+* ``sum_p (c1 ||p||_1 + c2 ||p||_2)`` over g_phi parameters (``coeff_g_phi_weight_L1/L2``, old
+  ``coeff_edge_weight_L1/L2``) and over f_theta parameters (``coeff_f_theta_weight_L1/L2``, old
+  ``coeff_phi_weight_L1/L2``).
+
+Annealing: the six L1/L2 coefficients are multiplied by ``1 - exp(-rate * epoch)`` when ``rate > 0``
+(``regul_annealing_rate``; per-term overrides ``coeff_W_L1_rate``, ``coeff_g_phi_weight_L1_rate``,
+``coeff_f_theta_weight_L1_rate`` as in the older NeuralGraph code); rate 0 means no annealing.
+
+Adam parameter groups: embedding ``a`` -> ``lr_embedding``; f_theta -> ``lr_update`` (0: ``lr``);
+``W`` -> ``lr_W``; g_phi -> ``lr``. ``grad_clip_W > 0`` clips the gradient norm of W only.
+Iterations per epoch: ``int(n_frames * data_augmentation_loop // batch_size * 0.2)`` as in the
+reference (``iterations_per_epoch > 0`` overrides).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import torch
+
+from eirnn_fast.flyvis.gnn import FlyVisGNN, GNNGraph, W_INIT_MODES
+
+# old (seeds / NeuralGraph) or alternative names -> field names
+ALIASES = {
+    "learning_rate_start": "lr",
+    "learning_rate_W_start": "lr_W",
+    "learning_rate_embedding_start": "lr_embedding",
+    "learning_rate_update_start": "lr_update",
+    "coeff_edge_diff": "coeff_g_phi_diff",
+    "coeff_edge_norm": "coeff_g_phi_norm",
+    "coeff_edge_weight_L1": "coeff_g_phi_weight_L1",
+    "coeff_edge_weight_L2": "coeff_g_phi_weight_L2",
+    "coeff_edge_weight_L1_rate": "coeff_g_phi_weight_L1_rate",
+    "coeff_phi_weight_L1": "coeff_f_theta_weight_L1",
+    "coeff_phi_weight_L2": "coeff_f_theta_weight_L2",
+    "coeff_phi_weight_L1_rate": "coeff_f_theta_weight_L1_rate",
+    "coeff_update_weight_L1": "coeff_f_theta_weight_L1",
+    "coeff_update_weight_L2": "coeff_f_theta_weight_L2",
+    "lin_edge_positive": "g_phi_positive",
+    "MLP_activation": "activation",
+    "w_init_mode": "w_init",
+    "delta_t": "dt",
+    "signal_model_name": "variant",
+    "model_name": "variant",
+}
+# nested MLP sections: {lin_edge: {hidden_dim: 80, n_layers: 3}} etc.
+_MLP_SECTIONS = {"lin_edge": "", "g_phi": "", "lin_phi": "_update", "lin_update": "_update", "f_theta": "_update"}
+# top-level sections of the reference YAMLs whose keys are validated (flattened)
+_SECTIONS = ("graph_model", "training", "model", "train")
+# sections stored verbatim in `extra` (data generation, plotting, exploration harness)
+_FREE_SECTIONS = ("simulation", "plotting", "claude", "dataset_config")
+_VARIANTS = {"A": "A", "B": "B", "flyvis_A": "A", "flyvis_B": "B", "PDE_N9_A": "A", "PDE_N9_B": "B"}
+
+
+@dataclass
+class FlyVisTrainConfig:
+    """Everything one GNN run needs. Field names follow flyvis-gnn; the seeds' old names are
+    accepted as aliases (see :data:`ALIASES`)."""
+
+    # data
+    data_path: Optional[str] = None  # npz with x, y, I [T, N], src, dst, ... (see load_training_data)
+    dt: float = 0.02
+    # model
+    variant: str = "A"
+    hidden_dim: int = 80
+    n_layers: int = 3
+    hidden_dim_update: int = 80
+    n_layers_update: int = 3
+    embedding_dim: int = 2
+    activation: str = "relu"
+    g_phi_positive: bool = True
+    w_init: str = "randn_scaled"
+    w_init_scale: float = 1.0
+    backend: str = "auto"
+    # optimisation
+    n_epochs: int = 1
+    batch_size: int = 2
+    data_augmentation_loop: int = 20
+    iterations_per_epoch: int = 0  # > 0 overrides the reference formula
+    lr: float = 1.2e-3
+    lr_W: float = 6e-4
+    lr_embedding: float = 1.55e-3
+    lr_update: float = 0.0  # 0 -> lr
+    grad_clip_W: float = 0.0
+    # regularisers
+    coeff_W_L1: float = 3.5e-5
+    coeff_W_L2: float = 0.0
+    W_L2_with_L1: bool = False
+    coeff_g_phi_diff: float = 750.0
+    coeff_g_phi_norm: float = 0.9
+    coeff_g_phi_weight_L1: float = 0.29
+    coeff_g_phi_weight_L2: float = 0.0
+    coeff_f_theta_weight_L1: float = 0.5
+    coeff_f_theta_weight_L2: float = 0.001
+    regul_annealing_rate: float = 0.0
+    coeff_W_L1_rate: Optional[float] = None
+    coeff_g_phi_weight_L1_rate: Optional[float] = None
+    coeff_f_theta_weight_L1_rate: Optional[float] = None
+    # recurrent training
+    recurrent_training: bool = False
+    time_step: int = 1
+    noise_recurrent_level: float = 0.0
+    recurrent_training_start_epoch: int = 0
+    # run
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    log_every: int = 10
+    checkpoint_every: int = 0  # iterations between mid-epoch checkpoints (0: end of epoch only)
+    eval_each_epoch: bool = True
+    n_test_frames: int = 0  # 0: whole test split
+    quiet: bool = False
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(key, msg):
+            raise ValueError(f"config key {key!r}: {msg}, got {getattr(self, key)!r}")
+
+        self.variant = _VARIANTS.get(self.variant, self.variant)
+        if self.variant not in ("A", "B"):
+            bad("variant", "must be 'A' or 'B' (or flyvis_A/flyvis_B/PDE_N9_A/PDE_N9_B)")
+        if self.w_init not in W_INIT_MODES:
+            bad("w_init", f"must be one of {W_INIT_MODES}")
+        if self.backend not in ("auto", "fused", "reference"):
+            bad("backend", "must be 'auto', 'fused' or 'reference'")
+        if self.dtype not in ("float32", "float64"):
+            bad("dtype", "must be 'float32' or 'float64'")
+        for key in ("hidden_dim", "hidden_dim_update", "embedding_dim", "batch_size", "n_epochs", "time_step",
+                    "data_augmentation_loop", "log_every"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(key, "must be a positive integer")
+        for key in ("n_layers", "n_layers_update"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+                bad(key, "must be an integer >= 2")
+        for key in ("iterations_per_epoch", "checkpoint_every", "recurrent_training_start_epoch", "n_test_frames", "seed"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                bad(key, "must be a non-negative integer")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("float", "Optional[float]") and v is not None:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    bad(f.name, "must be a finite number")
+                if f.name != "dt" and v < 0:
+                    bad(f.name, "must be >= 0")
+        if self.dt <= 0:
+            bad("dt", "must be > 0")
+        for key in ("lr", "lr_W", "lr_embedding"):
+            if getattr(self, key) <= 0:
+                bad(key, "must be > 0")
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "FlyVisTrainConfig":
+        """Build from a (possibly nested, reference-style) dict. Unknown keys raise ``ValueError``
+        naming the key; old names are mapped through :data:`ALIASES`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        flat: Dict[str, Any] = {}
+        extra: Dict[str, Any] = dict(d.get("extra", {}) or {})
+
+        def put(key, value, where):
+            if key in _MLP_SECTIONS and isinstance(value, dict):
+                for k2, v2 in value.items():
+                    if k2 not in ("hidden_dim", "n_layers"):
+                        raise ValueError(f"config key {where + key + '.' + k2!r}: unknown (expected hidden_dim, n_layers)")
+                    put(k2 + _MLP_SECTIONS[key], v2, where + key + ".")
+                return
+            new = ALIASES.get(key, key)
+            if new not in names or new == "extra":
+                close = difflib.get_close_matches(key, sorted(names | set(ALIASES)), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"config key {where + key!r}: unknown{hint}")
+            if new in flat and flat[new] != value:
+                raise ValueError(f"config key {where + key!r}: conflicts with another name for {new!r}")
+            flat[new] = value
+
+        for key, value in d.items():
+            if key == "extra":
+                continue
+            if key in _SECTIONS and isinstance(value, dict):
+                for k2, v2 in value.items():
+                    put(k2, v2, key + ".")
+            elif key in _FREE_SECTIONS or key in ("description", "dataset", "config_file"):
+                extra[key] = value
+            else:
+                put(key, value, "")
+        # YAML gives 1e-3 as a string in some dialects; coerce numeric strings for float fields
+        for f in dataclasses.fields(cls):
+            if f.name in flat and f.type in ("float", "Optional[float]") and isinstance(flat[f.name], str):
+                try:
+                    flat[f.name] = float(flat[f.name])
+                except ValueError:
+                    raise ValueError(f"config key {f.name!r}: must be a number, got {flat[f.name]!r}") from None
+            if f.name in flat and f.type == "float" and isinstance(flat[f.name], int) and not isinstance(flat[f.name], bool):
+                flat[f.name] = float(flat[f.name])
+        return cls(**flat, extra=extra)
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "FlyVisTrainConfig":
+        import yaml
+
+        with open(path) as fh:
+            d = yaml.safe_load(fh) or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: a config must be a mapping, got {type(d).__name__}")
+        cfg = cls.from_dict(d)
+        if cfg.data_path and not os.path.isabs(cfg.data_path):
+            cfg.data_path = str((Path(path).parent / cfg.data_path).resolve())
+        return cfg
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- data --------------------------------------------------------------------------------------
+def training_data_from_generated(out_dir: Union[str, Path], stream: int = 0) -> Dict[str, Any]:
+    """Training arrays from a folder written by :func:`eirnn_fast.flyvis.generate_dataset`: one
+    continuous stream of the train and test splits (frames are consecutive time steps), the column
+    stimulus expanded to the photoreceptors, the graph and the ground truth (W per edge, tau and
+    V_rest per neuron)."""
+    from eirnn_fast.flyvis.connectome import load_connectome
+    from eirnn_fast.flyvis.simulator import load_dataset
+    from eirnn_fast.flyvis.stimuli import columns_to_neurons
+
+    out = Path(out_dir)
+    meta = json.loads((out / "metadata.json").read_text())
+    con = load_connectome(int(meta["config"]["extent"]))
+    train = load_dataset(out, "train", stream=stream)
+    test = load_dataset(out, "test", stream=stream)
+    with np.load(out / "params.npz") as p:
+        truth = {k: p[k] for k in ("W", "tau", "V_rest")}
+    data = {
+        "x": train["x"], "y": train["y"], "I": columns_to_neurons(con, train["stimulus"]).numpy(),
+        "x_test": test["x"], "I_test": columns_to_neurons(con, test["stimulus"]).numpy(),
+        "src": con.src.numpy(), "dst": con.dst.numpy(), "n_neurons": con.n_neurons,
+        "cell_type_index": con.type_index.numpy(), "dt": float(meta["config"]["dt"]), **truth,
+    }
+    return data
+
+
+def load_training_data(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
+    """Load ``x`` (voltages), ``y`` (dv/dt targets), ``I`` (stimulus), all ``[T, N]``, from a dict, an
+    ``.npz``, or a folder written by ``eirnn-fast flyvis generate`` (see
+    :func:`training_data_from_generated`). Optional: ``x_test, I_test`` (held-out split), graph ``src, dst, n_neurons,
+    cell_type_index``, ground truth ``W [E], tau [N], V_rest [N]``, ``dt``."""
+    if isinstance(source, (str, Path)) and (Path(source) / "metadata.json").exists():
+        data = training_data_from_generated(source)
+    elif isinstance(source, (str, Path)):
+        with np.load(source, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    else:
+        data = dict(source)
+    for key in ("x", "y", "I"):
+        if key not in data:
+            raise ValueError(f"training data is missing {key!r} (needs x, y, I as [T, N])")
+        data[key] = np.asarray(data[key])
+        if data[key].ndim != 2:
+            raise ValueError(f"training data {key!r} must be [T, N], got shape {data[key].shape}")
+    if not (data["x"].shape == data["y"].shape == data["I"].shape):
+        raise ValueError(f"x, y, I must have the same [T, N] shape, got {data['x'].shape}, {data['y'].shape}, {data['I'].shape}")
+    return data
+
+
+def graph_from_data(data: Dict[str, Any]) -> GNNGraph:
+    for key in ("src", "dst"):
+        if key not in data:
+            raise ValueError(f"training data has no {key!r}: pass graph= explicitly")
+    n = int(data["n_neurons"]) if "n_neurons" in data else int(data["x"].shape[1])
+    return GNNGraph(n_neurons=n, src=np.asarray(data["src"]), dst=np.asarray(data["dst"]),
+                    cell_type_index=None if data.get("cell_type_index") is None else np.asarray(data["cell_type_index"]))
+
+
+def build_model(config: FlyVisTrainConfig, graph) -> FlyVisGNN:
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    return FlyVisGNN(graph, variant=config.variant, hidden_dim=config.hidden_dim, n_layers=config.n_layers,
+                     embedding_dim=config.embedding_dim, activation=config.activation,
+                     hidden_dim_update=config.hidden_dim_update, n_layers_update=config.n_layers_update,
+                     g_phi_positive=config.g_phi_positive, w_init=config.w_init, w_init_scale=config.w_init_scale,
+                     backend=config.backend, seed=config.seed, dtype=dtype).to(config.device)
+
+
+def make_optimizer(model: FlyVisGNN, config: FlyVisTrainConfig) -> torch.optim.Adam:
+    groups = [
+        {"params": [model.a], "lr": config.lr_embedding, "name": "embedding"},
+        {"params": list(model.f_theta.parameters()), "lr": config.lr_update or config.lr, "name": "f_theta"},
+        {"params": [model.W], "lr": config.lr_W, "name": "W"},
+        {"params": list(model.g_phi.parameters()), "lr": config.lr, "name": "g_phi"},
+    ]
+    return torch.optim.Adam(groups)
+
+
+# -- loss --------------------------------------------------------------------------------------
+def annealed_coefficients(config: FlyVisTrainConfig, epoch: int) -> Dict[str, float]:
+    """Regulariser coefficients at ``epoch`` (annealing in the module docstring)."""
+    def anneal(c, rate):
+        rate = config.regul_annealing_rate if rate is None else rate
+        return c * (1.0 - math.exp(-rate * epoch)) if rate > 0 else c
+
+    return {
+        "W_L1": anneal(config.coeff_W_L1, config.coeff_W_L1_rate),
+        "W_L2": anneal(config.coeff_W_L2, None),
+        "g_phi_weight_L1": anneal(config.coeff_g_phi_weight_L1, config.coeff_g_phi_weight_L1_rate),
+        "g_phi_weight_L2": anneal(config.coeff_g_phi_weight_L2, None),
+        "f_theta_weight_L1": anneal(config.coeff_f_theta_weight_L1, config.coeff_f_theta_weight_L1_rate),
+        "f_theta_weight_L2": anneal(config.coeff_f_theta_weight_L2, None),
+        "g_phi_diff": config.coeff_g_phi_diff,
+        "g_phi_norm": config.coeff_g_phi_norm,
+    }
+
+
+def regularization_terms(model: FlyVisGNN, v: torch.Tensor, xnorm: float, coeffs: Dict[str, float],
+                         W_L2_with_L1: bool = False):
+    """Regularisers (module docstring) on voltages ``v [N]`` (first frame). Returns ``(total, parts)``
+    with ``parts`` a dict of the weighted terms (tensors)."""
+    parts: Dict[str, torch.Tensor] = {}
+    if coeffs["W_L1"] > 0:
+        parts["W_L1"] = coeffs["W_L1"] * model.W.norm(1)
+    if coeffs["W_L2"] > 0 and (coeffs["W_L1"] <= 0 or W_L2_with_L1):
+        parts["W_L2"] = coeffs["W_L2"] * model.W.norm(2)
+    for name, mlp in (("g_phi", model.g_phi), ("f_theta", model.f_theta)):
+        c1, c2 = coeffs[f"{name}_weight_L1"], coeffs[f"{name}_weight_L2"]
+        if c1 + c2 > 0:
+            parts[f"{name}_weight"] = sum(c1 * p.norm(1) + c2 * p.norm(2) for p in mlp.parameters())
+    if coeffs["g_phi_diff"] > 0 or coeffs["g_phi_norm"] > 0:
+        a = model.a.detach()
+        v = v.detach().reshape(-1, 1)
+        if coeffs["g_phi_diff"] > 0:
+            g0 = model.g_phi_self(v, a)
+            g1 = model.g_phi_self(v + 0.05 * xnorm, a)
+            parts["g_phi_diff"] = coeffs["g_phi_diff"] * torch.relu(g0 - g1).norm(2)
+        if coeffs["g_phi_norm"] > 0:
+            gn = model.g_phi_self(torch.full_like(v, 2.0 * xnorm), a)
+            parts["g_phi_norm"] = coeffs["g_phi_norm"] * (gn - 2.0 * xnorm).norm(2)
+    total = sum(parts.values()) if parts else model.W.new_zeros(())
+    return total, parts
+
+
+def data_loss(model: FlyVisGNN, xt, yt, It, k: np.ndarray, dt: float, steps: int, noise: float) -> torch.Tensor:
+    """One-step derivative loss (steps == 0) or the recurrent rollout loss over ``steps`` steps.
+    xt, yt, It ``[T, N]`` tensors; k ``[B]`` start frames."""
+    kk = torch.as_tensor(k, device=xt.device)
+    v = xt[kk].t()  # [N, B]
+    if steps == 0:
+        return (model(v, It[kk].t()) - yt[kk].t()).norm(2)
+    for s in range(steps):
+        v = v + dt * model(v, It[kk + s].t())
+        if noise > 0:
+            v = v + noise * torch.randn_like(v)
+    return ((v - xt[kk + steps].t()) / (dt * steps)).norm(2)
+
+
+# -- training ----------------------------------------------------------------------------------
+def _iterations_per_epoch(config: FlyVisTrainConfig, n_frames: int) -> int:
+    if config.iterations_per_epoch > 0:
+        return config.iterations_per_epoch
+    return max(1, int(n_frames * config.data_augmentation_loop // config.batch_size * 0.2))
+
+
+def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "iteration": iteration,
+                "torch_rng": torch.get_rng_state(), "config": config.to_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str, Any]], graph=None,
+                     out_dir: Optional[Union[str, Path]] = None, resume: bool = True):
+    """Train a :class:`FlyVisGNN` on ``data`` (see :func:`load_training_data`).
+
+    With ``out_dir``: writes ``config.json``, ``history.jsonl`` (every ``log_every`` iterations:
+    loss, data loss, each regulariser, seconds per iteration), ``metrics.jsonl`` (one line per
+    epoch, with recovery metrics when ground truth is present), ``checkpoint.pt`` (end of each
+    epoch and every ``checkpoint_every`` iterations); ``resume`` continues from ``checkpoint.pt``.
+    Returns ``(model, info)`` with ``info`` holding the last log line and timing.
+    """
+    from tqdm.auto import tqdm
+
+    from eirnn_fast.flyvis import metrics as M
+
+    data = load_training_data(data)
+    graph = graph if graph is not None else graph_from_data(data)
+    torch.manual_seed(config.seed)
+    model = build_model(config, graph)
+    opt = make_optimizer(model, config)
+    p = model.W
+    xt = torch.as_tensor(data["x"], dtype=p.dtype, device=p.device)
+    yt = torch.as_tensor(data["y"], dtype=p.dtype, device=p.device)
+    It = torch.as_tensor(data["I"], dtype=p.dtype, device=p.device)
+    T, N = xt.shape
+    if N != model.n_neurons:
+        raise ValueError(f"data has {N} neurons but the graph has {model.n_neurons}")
+    xnorm = float(1.5 * xt.std())
+    dt = float(data.get("dt", config.dt)) if "dt" in data else config.dt
+    n_iter = _iterations_per_epoch(config, T)
+
+    out = Path(out_dir) if out_dir is not None else None
+    start_epoch, start_iter = 0, 0
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        ck = out / "checkpoint.pt"
+        if resume and ck.exists():
+            state = torch.load(ck, map_location=config.device, weights_only=False)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            start_epoch, start_iter = state["epoch"], state["iteration"]
+            if start_iter >= n_iter:
+                start_epoch, start_iter = start_epoch + 1, 0
+    hist_fh = open(out / "history.jsonl", "a") if out is not None else None
+    disable = config.quiet or not sys.stderr.isatty()
+    info: Dict[str, Any] = {"iterations_per_epoch": n_iter, "xnorm": xnorm}
+    t_start = time.perf_counter()
+    n_done = 0
+    try:
+        for epoch in range(start_epoch, config.n_epochs):
+            coeffs = annealed_coefficients(config, epoch)
+            recurrent = config.recurrent_training and epoch >= config.recurrent_training_start_epoch
+            steps = config.time_step if recurrent else 0
+            span = max(steps, 1)
+            if T - span - 1 < 1:
+                raise ValueError(f"need more than {span + 1} frames, got {T}")
+            rng = np.random.RandomState(config.seed + epoch)
+            ks = rng.randint(0, T - span - 1, size=(n_iter, config.batch_size))  # drawn up front: resumable
+            if recurrent and steps > 1:
+                ks -= ks % steps
+            bar = tqdm(range(start_iter, n_iter), desc=f"epoch {epoch}", disable=disable, leave=False)
+            t_last, n_last = time.perf_counter(), 0
+            for it in bar:
+                loss_d = data_loss(model, xt, yt, It, ks[it], dt, steps, config.noise_recurrent_level)
+                reg, parts = regularization_terms(model, xt[int(ks[it, 0])], xnorm, coeffs, config.W_L2_with_L1)
+                loss = loss_d + reg
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip_W > 0:
+                    torch.nn.utils.clip_grad_norm_([model.W], config.grad_clip_W)
+                opt.step()
+                n_done += 1
+                n_last += 1
+                if (it + 1) % config.log_every == 0 or it + 1 == n_iter:
+                    now = time.perf_counter()
+                    line = {"epoch": epoch, "iteration": it + 1, "loss": float(loss.detach()), "loss_data": float(loss_d.detach()),
+                            "recurrent": bool(recurrent), "s_per_iter": (now - t_last) / max(n_last, 1),
+                            **{f"regul_{k}": float(v.detach()) for k, v in parts.items()}}
+                    t_last, n_last = now, 0
+                    info["last"] = line
+                    if hist_fh is not None:
+                        hist_fh.write(json.dumps(line) + "\n")
+                        hist_fh.flush()
+                    bar.set_postfix(loss=f"{line['loss']:.4g}")
+                if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
+                    _save_checkpoint(out / "checkpoint.pt", model, opt, epoch, it + 1, config)
+            start_iter = 0
+            if out is not None:
+                _save_checkpoint(out / "checkpoint.pt", model, opt, epoch + 1, 0, config)
+                line = {"epoch": epoch, "iterations": n_iter, "elapsed_s": time.perf_counter() - t_start,
+                        "loss": info.get("last", {}).get("loss")}
+                if config.eval_each_epoch and any(data.get(k) is not None for k in ("W", "tau", "V_rest")):
+                    ev = M.evaluate(model, data, n_test_frames=config.n_test_frames or None)
+                    line.update({k: v for k, v in ev.items() if isinstance(v, (int, float))})
+                with open(out / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(line) + "\n")
+    finally:
+        if hist_fh is not None:
+            hist_fh.close()
+    elapsed = time.perf_counter() - t_start
+    info.update({"train_seconds": elapsed, "iterations_run": n_done,
+                 "s_per_iteration": elapsed / n_done if n_done else float("nan")})
+    return model, info
+
+
+def load_run(run_dir: Union[str, Path]):
+    """Rebuild ``(config, model, data)`` from a run folder (config.json + checkpoint.pt)."""
+    run = Path(run_dir)
+    cfg = FlyVisTrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    if not cfg.data_path:
+        raise ValueError(f"{run}/config.json has no data_path")
+    data = load_training_data(cfg.data_path)
+    model = build_model(cfg, graph_from_data(data))
+    state = torch.load(run / "checkpoint.pt", map_location=cfg.device, weights_only=False)
+    model.load_state_dict(state["model"])
+    return cfg, model, data
+
+
+def flyvis_evaluate_main(run_dir: Union[str, Path]) -> Dict[str, Any]:
+    """Evaluate a trained run: all metrics + plots into ``run_dir`` and ``result.json``."""
+    from eirnn_fast.flyvis import gnn_plots
+    from eirnn_fast.flyvis import metrics as M
+
+    run = Path(run_dir)
+    cfg, model, data = load_run(run)
+    res = M.evaluate(model, data, n_test_frames=cfg.n_test_frames or None, return_arrays=True)
+    arrays = res.pop("arrays")
+    res["plots"] = gnn_plots.plot_recovery(run, arrays, data)
+    res["metric_definitions"] = "see eirnn_fast/flyvis/metrics.py module docstring"
+    prev = run / "result.json"
+    if prev.exists():
+        old = json.loads(prev.read_text())
+        res = {**{k: v for k, v in old.items() if k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")}, **res}
+    prev.write_text(json.dumps(res, indent=2, default=float))
+    return res
+
+
+def flyvis_train_main(config_path: Union[str, Path], out_dir: Union[str, Path]) -> Dict[str, Any]:
+    """Train from a YAML config (``data_path`` names the npz), then evaluate; returns result.json's dict."""
+    cfg = FlyVisTrainConfig.from_yaml(config_path)
+    if not cfg.data_path:
+        raise ValueError(f"config key 'data_path': required by flyvis_train_main ({config_path})")
+    out = Path(out_dir)
+    _, info = train_flyvis_gnn(cfg, cfg.data_path, out_dir=out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps({k: info[k] for k in ("train_seconds", "s_per_iteration",
+                                                                        "iterations_per_epoch")}, indent=2))
+    return flyvis_evaluate_main(out)

@@ -1,0 +1,131 @@
+"""Recovery metrics on constructed cases."""
+import numpy as np
+import pytest
+import torch
+
+from eirnn_fast.flyvis import metrics as M
+from eirnn_fast.flyvis.gnn import FlyVisGNN
+from eirnn_fast.flyvis.gnn_toy import make_toy_dataset
+
+
+def test_r2_is_squared_pearson_and_affine_invariant():
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal(500)
+    assert M.r2_score(t, t) == pytest.approx(1.0)
+    assert M.r2_score(3 * t - 2, t) == pytest.approx(1.0)
+    assert abs(M.r2_score(rng.permutation(t), t)) < 0.02
+    assert np.isnan(M.r2_score(np.ones(5), t[:5]))
+
+
+def test_connectivity_R2_perfect_shuffled_and_outliers():
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal(5000)
+    assert M.connectivity_R2(W, W) == pytest.approx(1.0)
+    assert M.connectivity_R2(rng.permutation(W), W) < 0.01
+    W_bad = W.copy()
+    W_bad[:10] = 100.0  # outliers beyond 5 are dropped
+    assert M.connectivity_R2(W_bad, W) == pytest.approx(1.0)
+    assert M.connectivity_R2(W_bad, W, outlier_threshold=None) < 0.5
+    with pytest.raises(ValueError, match="same number of edges"):
+        M.connectivity_R2(W[:5], W)
+
+
+def test_corrected_W_undoes_scale_degeneracy():
+    """W scaled by c with g_phi slope 1/c and f_theta slopes -1/tau: W* = W_true."""
+    src, dst = np.array([0, 1, 2]), np.array([1, 2, 0])
+    W_true = np.array([0.5, -1.0, 2.0])
+    tau = np.array([0.1, 0.2, 0.4])
+    c = 3.0
+    lin = {"slope_f": -1 / tau, "grad_msg": 1 / tau, "slope_g": np.full(3, 1 / c)}
+    np.testing.assert_allclose(M.corrected_W(W_true * c, src, dst, lin), W_true)
+
+
+def test_cluster_accuracy_permutation_invariant():
+    rng = np.random.default_rng(2)
+    true = rng.integers(0, 5, 300)
+    perm = np.array([3, 0, 4, 1, 2])
+    assert M.cluster_accuracy(perm[true], true) == 1.0
+    assert M.cluster_accuracy(perm[true] + 10, true) == 1.0
+    noisy = perm[true].copy()
+    noisy[:30] = (noisy[:30] + 1) % 5
+    assert 0.85 <= M.cluster_accuracy(noisy, true) <= 0.95
+    assert M.cluster_accuracy(np.zeros(300), true) == pytest.approx(np.bincount(true).max() / 300)
+
+
+def test_kmeans_recovers_separated_blobs():
+    rng = np.random.default_rng(3)
+    true = np.repeat(np.arange(4), 50)
+    X = np.eye(4)[true] * 10 + rng.standard_normal((200, 4)) * 0.3
+    assert M.cluster_accuracy(M.kmeans(X, 4, seed=0), true) == 1.0
+
+
+def test_tau_vrest_from_exact_linear_f():
+    """A model whose f_theta is exactly (-v + V_rest)/tau gives tau, V_rest back (R2 = 1)."""
+    _, params, data = make_toy_dataset(n_neurons=40, n_types=4, n_frames=300, n_test_frames=50, seed=4)
+    lin = {"slope_f": -1 / params["tau"], "offset_f": params["V_rest"] / params["tau"]}
+    tau, vr = M.learned_tau_vrest(lin)
+    np.testing.assert_allclose(tau, params["tau"])
+    np.testing.assert_allclose(vr, params["V_rest"])
+    assert M.tau_R2(tau, params["tau"]) == pytest.approx(1.0)
+    assert M.V_rest_R2(vr, params["V_rest"]) == pytest.approx(1.0)
+
+
+def test_linearize_model_on_a_handmade_linear_model():
+    """Set f_theta to the exact linear update and g_phi^2 to a linear ramp: slopes come out exactly."""
+    graph, params, data = make_toy_dataset(n_neurons=30, n_types=3, n_frames=400, n_test_frames=50, seed=5)
+    m = FlyVisGNN(graph, hidden_dim=2, n_layers=2, embedding_dim=1, dtype=torch.float64)
+    with torch.no_grad():
+        # f([v, a, msg, I]) = -2 v + 0.5 a + 3 msg + I  (a = 1): tau = 0.5, V_rest = 0.25
+        m.f_theta.layers[0].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0.5, 3.0, 1.0]], dtype=torch.float64) * 0 +
+                                         torch.tensor([[-2.0, 0.5, 3.0, 1.0], [0, 0, 0, 0]], dtype=torch.float64))
+        m.f_theta.layers[0].bias.zero_()
+        m.f_theta.act = torch.nn.Identity()
+        m.f_theta.layers[1].weight.copy_(torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+        m.f_theta.layers[1].bias.zero_()
+    lin = M.linearize_model(m, data["x"], data["I"], n_points=50)
+    np.testing.assert_allclose(lin["slope_f"], -2.0, rtol=1e-10)
+    np.testing.assert_allclose(lin["offset_f"], 0.5, rtol=1e-10)
+    np.testing.assert_allclose(lin["grad_msg"], 3.0, rtol=1e-10)
+    tau, vr = M.learned_tau_vrest(lin)
+    np.testing.assert_allclose(tau, 0.5)
+    np.testing.assert_allclose(vr, 0.25)
+
+
+def test_test_pearson_and_analysis():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((100, 20))
+    r = M.pearson_per_neuron(x, 2 * x + 1)
+    np.testing.assert_allclose(r, 1.0)
+    x[:, 0] = 1.0
+    assert np.isnan(M.pearson_per_neuron(x, x)[0])
+    W = rng.standard_normal(200)
+    src, dst = rng.integers(0, 20, 200), rng.integers(0, 20, 200)
+    c = M.per_neuron_W_sum_correlation(W, W, src, dst, 20)
+    assert c["in"] == pytest.approx(1.0) and c["out"] == pytest.approx(1.0)
+    assert M.sign_match(W, W) == 1.0 and M.sign_match(-W, W) == 0.0
+    low = rng.standard_normal((500, 3)) @ rng.standard_normal((3, 30))
+    assert M.activity_svd_rank(low) == 3
+    assert M.cv_across_seeds([1.0, 1.0, 1.0]) == 0.0
+    assert M.cv_across_seeds([0.9, 1.1]) == pytest.approx(10.0)
+
+
+def test_test_pearson_of_a_perfect_rollout():
+    """A model with the true dynamics hard-wired (f = true update, g^2 = ReLU) rolls out the
+    noise-free test trace exactly: test_pearson = 1."""
+    graph, params, data = make_toy_dataset(n_neurons=30, n_types=3, n_frames=200, n_test_frames=60, seed=7)
+
+    class Truth(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.src = torch.as_tensor(graph.src)
+            self.dst = torch.as_tensor(graph.dst)
+
+        def forward(self, v, I):
+            msg = torch.zeros_like(v).index_add(0, self.dst, torch.as_tensor(params["W"]) * torch.relu(v[self.src]))
+            return (-v + torch.as_tensor(params["V_rest"]) + msg + I) / torch.as_tensor(params["tau"])
+
+        rollout = FlyVisGNN.rollout
+
+    m = Truth().double()
+    assert M.test_pearson(m, data["x_test"], data["I_test"], 0.02) == pytest.approx(1.0, abs=1e-6)
