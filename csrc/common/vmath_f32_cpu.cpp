@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #endif
 
+#include "common/vexp_f32.h"
 #include "common/vmath_cpu.h"
 
 #if defined(__AVX512F__)
@@ -34,27 +35,6 @@ inline V8 load8(const float* p) {
 }
 inline void store8(float* p, V8 v) { __builtin_memcpy(p, &v, sizeof(V8)); }
 inline V8 splat8(float x) { return -V8{} + x; }
-
-// exp(y) for y <= 0 (y < -87 flushes to exp(-87) ~ 1.6e-38, below any rate that matters).
-inline V8 exp_nonpos(V8 y) {
-  y = y < -87.0f ? splat8(-87.0f) : y;
-  const V8 t = y * 1.44269504088896341f - 0.5f;  // y <= 0: truncation of t rounds y*log2(e)
-  const I8 n_i = __builtin_convertvector(t, I8);
-  const V8 n = __builtin_convertvector(n_i, V8);
-  V8 r = y - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  V8 p = splat8(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  const I8 scale = (n_i + 127) << 23;
-  V8 s;
-  __builtin_memcpy(&s, &scale, sizeof(V8));
-  return p * s;
-}
 
 // log1p(e) for e in [0, 1]
 inline V8 log1p_unit(V8 e) {
@@ -120,9 +100,9 @@ inline void softplus8(V8 x, V8* sp, V8* dsp) {
 }
 #else
 // Matches torch: linear above 20, softplus(-inf) = 0, NaN in -> NaN out (the clamps inside
-// exp_nonpos would otherwise turn a NaN lane into a number).
+// exp_f32 would otherwise turn a NaN lane into a number).
 inline void softplus8(V8 x, V8* sp, V8* dsp) {
-  const V8 e = exp_nonpos(-abs8(x));
+  const V8 e = exp_f32<V8, I8>(-abs8(x));
   const V8 pos = x > 0.0f ? x : splat8(0.0f);
   const V8 s = pos + log1p_unit(e);
   const auto nan = x != x;

@@ -46,9 +46,24 @@ LaunchShape choose_shape(int64_t B, int64_t N, int num_sms) {
   return s;
 }
 
-template <typename T>
-__device__ __forceinline__ T load_ro(const T* p) {
-  return __ldg(p);
+// sum_k m[k * N + col] * v[k]: one column of a row-major [N, N] matrix against a vector held in
+// shared memory. Consecutive threads take consecutive columns, so the matrix reads are
+// conflict-free (shared memory) or coalesced (global, through the read-only cache); v[k] is a
+// broadcast. Four partial sums shorten the dependent FMA chain.
+template <typename T, bool kSmem>
+__device__ __forceinline__ T column_dot(const T* __restrict__ m, const T* __restrict__ v, int N,
+                                        int col) {
+  auto at = [&](int k) { return kSmem ? m[k * N + col] : __ldg(m + k * N + col); };
+  T acc0 = T(0), acc1 = T(0), acc2 = T(0), acc3 = T(0);
+  int k = 0;
+  for (; k + 3 < N; k += 4) {
+    acc0 = fma(at(k + 0), v[k + 0], acc0);
+    acc1 = fma(at(k + 1), v[k + 1], acc1);
+    acc2 = fma(at(k + 2), v[k + 2], acc2);
+    acc3 = fma(at(k + 3), v[k + 3], acc3);
+  }
+  for (; k < N; ++k) acc0 = fma(at(k), v[k], acc0);
+  return (acc0 + acc1) + (acc2 + acc3);
 }
 
 // Forward. Shared memory: [W^T N*N if kWSmem] [s 2*R*N] [a N].
@@ -94,26 +109,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       const int i = tid + j * blockDim.x;
       if (i < items) {
         const int r = i / N, n = i % N;
-        const T* s_row = s_cur + r * N;
-        // four independent partial sums shorten the dependent FMA chain
-        T acc0 = T(0), acc1 = T(0), acc2 = T(0), acc3 = T(0);
-        int k = 0;
-        for (; k + 3 < N; k += 4) {
-          if (kWSmem) {
-            acc0 = fma(wsrc[(k + 0) * N + n], s_row[k + 0], acc0);
-            acc1 = fma(wsrc[(k + 1) * N + n], s_row[k + 1], acc1);
-            acc2 = fma(wsrc[(k + 2) * N + n], s_row[k + 2], acc2);
-            acc3 = fma(wsrc[(k + 3) * N + n], s_row[k + 3], acc3);
-          } else {
-            acc0 = fma(load_ro(wsrc + (k + 0) * N + n), s_row[k + 0], acc0);
-            acc1 = fma(load_ro(wsrc + (k + 1) * N + n), s_row[k + 1], acc1);
-            acc2 = fma(load_ro(wsrc + (k + 2) * N + n), s_row[k + 2], acc2);
-            acc3 = fma(load_ro(wsrc + (k + 3) * N + n), s_row[k + 3], acc3);
-          }
-        }
-        for (; k < N; ++k)
-          acc0 = fma(kWSmem ? wsrc[k * N + n] : load_ro(wsrc + k * N + n), s_row[k], acc0);
-        const T h = (acc0 + acc1) + (acc2 + acc3);
+        const T h = column_dot<T, kWSmem>(wsrc, s_cur + r * N, N, n);  // (W softplus(x))[n]
         const int64_t off = (static_cast<int64_t>(b0 + r) * Tn + t) * N + n;
         const T a = a_s[n];
         const T xn = (T(1) - a) * x_reg[j] + a * h + drive[off];
@@ -178,25 +174,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       const int i = tid + j * blockDim.x;
       if (i < items) {
         const int r = i / N, k = i % N;
-        const T* v_row = v + r * N;
-        T acc0 = T(0), acc1 = T(0), acc2 = T(0), acc3 = T(0);
-        int n = 0;
-        for (; n + 3 < N; n += 4) {
-          if (kWSmem) {
-            acc0 = fma(wsrc[(n + 0) * N + k], v_row[n + 0], acc0);
-            acc1 = fma(wsrc[(n + 1) * N + k], v_row[n + 1], acc1);
-            acc2 = fma(wsrc[(n + 2) * N + k], v_row[n + 2], acc2);
-            acc3 = fma(wsrc[(n + 3) * N + k], v_row[n + 3], acc3);
-          } else {
-            acc0 = fma(load_ro(wsrc + (n + 0) * N + k), v_row[n + 0], acc0);
-            acc1 = fma(load_ro(wsrc + (n + 1) * N + k), v_row[n + 1], acc1);
-            acc2 = fma(load_ro(wsrc + (n + 2) * N + k), v_row[n + 2], acc2);
-            acc3 = fma(load_ro(wsrc + (n + 3) * N + k), v_row[n + 3], acc3);
-          }
-        }
-        for (; n < N; ++n)
-          acc0 = fma(kWSmem ? wsrc[n * N + k] : load_ro(wsrc + n * N + k), v_row[n], acc0);
-        const T wtv = (acc0 + acc1) + (acc2 + acc3);
+        const T wtv = column_dot<T, kWSmem>(wsrc, v + r * N, N, k);  // (W^T v)[k]
         const T x_prev = t > 0 ? states[(static_cast<int64_t>(b0 + r) * Tn + (t - 1)) * N + k]
                                : x0[static_cast<int64_t>(b0 + r) * N + k];
         c_reg[j] = (T(1) - a_s[k]) * g_reg[j] + softplus_grad(x_prev) * wtv;
@@ -231,11 +209,26 @@ cudaError_t plan(int64_t B, int64_t N, LaunchShape* shape, bool* w_smem, size_t*
   return cudaSuccess;
 }
 
-template <typename Kernel>
-cudaError_t allow_smem(Kernel kernel, size_t smem) {
-  if (smem <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              static_cast<int>(smem));
+// Plans the launch (rows per block, W in shared memory or not) and launches the matching
+// instantiation; `args` are the kernel arguments after the pointers' common tail (B, T, N, R).
+template <typename T, typename... Ptrs>
+cudaError_t launch(void (*smem_kernel)(Ptrs..., int, int, int, int),
+                   void (*global_kernel)(Ptrs..., int, int, int, int), int64_t B, int64_t T_steps,
+                   int64_t N, cudaStream_t stream, Ptrs... ptrs) {
+  if (N > kCudaMaxUnits || N < 1 || B < 1 || T_steps < 1) return cudaErrorInvalidValue;
+  LaunchShape shape;
+  bool w_smem = false;
+  size_t smem = 0;
+  cudaError_t err = plan<T>(B, N, &shape, &w_smem, &smem);
+  if (err != cudaSuccess) return err;
+  auto kernel = w_smem ? smem_kernel : global_kernel;
+  if (smem > 48 * 1024) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return err;
+  }
+  kernel<<<shape.blocks, shape.threads, smem, stream>>>(ptrs..., static_cast<int>(B), static_cast<int>(T_steps),
+                                                        static_cast<int>(N), shape.rows);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -243,52 +236,18 @@ cudaError_t allow_smem(Kernel kernel, size_t smem) {
 template <typename T>
 int scan_forward_cuda(const T* drive, const T* x0, const T* wt, const T* alpha, T* states,
                       int64_t B, int64_t T_steps, int64_t N, CUstream_st* stream) {
-  if (N > kCudaMaxUnits || N < 1 || B < 1 || T_steps < 1) return cudaErrorInvalidValue;
-  LaunchShape shape;
-  bool w_smem = false;
-  size_t smem = 0;
-  cudaError_t err = plan<T>(B, N, &shape, &w_smem, &smem);
-  if (err != cudaSuccess) return err;
-  if (w_smem) {
-    err = allow_smem(scan_forward_kernel<T, true>, smem);
-    if (err != cudaSuccess) return err;
-    scan_forward_kernel<T, true><<<shape.blocks, shape.threads, smem, stream>>>(
-        drive, x0, wt, alpha, states, static_cast<int>(B), static_cast<int>(T_steps),
-        static_cast<int>(N), shape.rows);
-  } else {
-    err = allow_smem(scan_forward_kernel<T, false>, smem);
-    if (err != cudaSuccess) return err;
-    scan_forward_kernel<T, false><<<shape.blocks, shape.threads, smem, stream>>>(
-        drive, x0, wt, alpha, states, static_cast<int>(B), static_cast<int>(T_steps),
-        static_cast<int>(N), shape.rows);
-  }
-  return cudaGetLastError();
+  return launch<T, const T*, const T*, const T*, const T*, T*>(
+      scan_forward_kernel<T, true>, scan_forward_kernel<T, false>, B, T_steps, N, stream, drive, x0, wt,
+      alpha, states);
 }
 
 template <typename T>
 int scan_backward_cuda(const T* grad, const T* x0, const T* w, const T* alpha, const T* states,
                        T* d_drive, T* d_x0, int64_t B, int64_t T_steps, int64_t N,
                        CUstream_st* stream) {
-  if (N > kCudaMaxUnits || N < 1 || B < 1 || T_steps < 1) return cudaErrorInvalidValue;
-  LaunchShape shape;
-  bool w_smem = false;
-  size_t smem = 0;
-  cudaError_t err = plan<T>(B, N, &shape, &w_smem, &smem);
-  if (err != cudaSuccess) return err;
-  if (w_smem) {
-    err = allow_smem(scan_backward_kernel<T, true>, smem);
-    if (err != cudaSuccess) return err;
-    scan_backward_kernel<T, true><<<shape.blocks, shape.threads, smem, stream>>>(
-        grad, x0, w, alpha, states, d_drive, d_x0, static_cast<int>(B),
-        static_cast<int>(T_steps), static_cast<int>(N), shape.rows);
-  } else {
-    err = allow_smem(scan_backward_kernel<T, false>, smem);
-    if (err != cudaSuccess) return err;
-    scan_backward_kernel<T, false><<<shape.blocks, shape.threads, smem, stream>>>(
-        grad, x0, w, alpha, states, d_drive, d_x0, static_cast<int>(B),
-        static_cast<int>(T_steps), static_cast<int>(N), shape.rows);
-  }
-  return cudaGetLastError();
+  return launch<T, const T*, const T*, const T*, const T*, const T*, T*, T*>(
+      scan_backward_kernel<T, true>, scan_backward_kernel<T, false>, B, T_steps, N, stream, grad, x0, w,
+      alpha, states, d_drive, d_x0);
 }
 
 template int scan_forward_cuda<float>(const float*, const float*, const float*, const float*,

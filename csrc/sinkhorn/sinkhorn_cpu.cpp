@@ -6,6 +6,7 @@
 // expf polynomial, ~1 ulp, exact 0 below -87.3), no libm calls. float64: std::exp (the oracle path).
 // Built without -ffast-math: -inf log-weights (zero weights) must behave as written.
 #include "sinkhorn/sinkhorn.h"
+#include "common/vexp_f32.h"
 
 #include <cmath>
 #include <limits>
@@ -25,29 +26,7 @@ inline V8 load8(const float* p) {
 inline void store8(float* p, V8 v) { __builtin_memcpy(p, &v, sizeof(V8)); }
 inline V8 splat8(float x) { return V8{} + x; }
 
-// exp(y): 0 for y < -87.33 (and -inf), clamped at y = 88.37 above (never reached: the arguments are
-// log-plan entries or shifted logsumexp terms, <= 0 up to rounding).
-inline V8 exp8(V8 y) {
-  const auto under = y < -87.33f;
-  y = y > 88.37f ? splat8(88.37f) : y;
-  y = under ? splat8(-87.0f) : y;
-  const V8 t = y * 1.44269504088896341f + 256.5f;  // floor(x + 0.5) via truncation of a positive
-  const I8 n_i = __builtin_convertvector(t, I8) - 256;
-  const V8 n = __builtin_convertvector(n_i, V8);
-  V8 r = y - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  V8 p = splat8(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  const I8 scale = (n_i + 127) << 23;
-  V8 s;
-  __builtin_memcpy(&s, &scale, sizeof(V8));
-  return under ? splat8(0.0f) : p * s;
-}
+inline V8 exp8(V8 y) { return exp_f32<V8, I8>(y); }
 
 inline float hsum8(V8 v) {
   float s = 0.0f;
