@@ -18,6 +18,9 @@ import torch
 import eirnn_fast
 
 QUICK = os.environ.get("EIRNN_BENCH_QUICK") == "1"
+# EIRNN_BENCH_THREADS=n pins torch's intra-op threads for the whole bench session (1 gives stable
+# numbers on a loaded shared machine; the thread count is part of the recorded device string).
+THREADS = int(os.environ.get("EIRNN_BENCH_THREADS", "0"))
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -70,3 +73,8 @@ def record(name, payload):
         fh.write(json.dumps(line) + "\n")
     print("\n" + json.dumps(line))
     return line
+
+
+def devices():
+    """Devices to benchmark: the CPU always, CUDA when torch sees a GPU."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -1,2 +1,15 @@
 """pytest configuration for bench/: helpers live in benchutils.py."""
-from benchutils import QUICK  # noqa: F401  (fails early if bench/ is not on sys.path)
+import pytest
+import torch
+
+from benchutils import THREADS
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pin_threads():
+    """EIRNN_BENCH_THREADS=n: torch intra-op threads for every benchmark (restored afterwards)."""
+    before = torch.get_num_threads()
+    if THREADS > 0:
+        torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)

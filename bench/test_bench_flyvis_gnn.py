@@ -12,13 +12,12 @@ iterations (``train_flyvis_gnn``, 10 iterations, data indexing and logging inclu
 
 Run: pytest bench/test_bench_flyvis_gnn.py -q -s   (EIRNN_BENCH_QUICK=1 shrinks the graph)
 """
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from benchutils import QUICK, device_name, record, time_call
+from benchutils import QUICK, device_name, devices, record, time_call
 from test_bench_message_passing import E, N, connectome_like_graph
 
 from eirnn_fast.flyvis.gnn import FlyVisGNN, GNNGraph
@@ -27,20 +26,8 @@ from eirnn_fast.flyvis.train import (FlyVisTrainConfig, annealed_coefficients, d
 
 MIN_RATIO = 5.0
 REPEAT = 3 if QUICK else 5
-THREADS = int(os.environ.get("EIRNN_BENCH_THREADS", "0"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    n0 = torch.get_num_threads()
-    if THREADS > 0:
-        torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(n0)
-
-
-def devices():
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _graph(device):

@@ -31,7 +31,6 @@ fused op jumped from 0.3 ms to 12 ms under load average 3.5 while the minima sta
 
 Run: pytest bench/test_bench_message_passing.py -q -s   (EIRNN_BENCH_THREADS=1 for one thread)   (EIRNN_BENCH_QUICK=1 shrinks the graph)
 """
-import os
 import warnings
 
 import pytest
@@ -40,7 +39,7 @@ import torch
 from eirnn_fast.ops import EdgeGraph, edge_message_passing, edge_mlp_message_passing
 from eirnn_fast.reference import edge_message_passing_reference, edge_mlp_messages_reference
 
-from benchutils import QUICK, device_name, record, sync, time_call
+from benchutils import QUICK, device_name, devices, record, sync, time_call
 
 N, E = (2000, 63000) if QUICK else (13741, 434112)
 MAX_IN_DEGREE = 208
@@ -49,25 +48,8 @@ HIDDEN, EMB = 80, 2
 MIN_RATIO_OP = 2.0  # issue floor, fwd+bwd vs index_add_
 MIN_RATIO_GNN = 10.0  # issue floor, whole flyvis_A step vs per-edge reference
 REPEAT = 3 if QUICK else 7
-# EIRNN_BENCH_THREADS=n pins torch's intra-op threads for this module (1 gives stable numbers on a
-# loaded shared machine; the thread count is part of the recorded device string).
-THREADS = int(os.environ.get("EIRNN_BENCH_THREADS", "0"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    n0 = torch.get_num_threads()
-    if THREADS > 0:
-        torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(n0)
-
-
-def devices():
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    return out
 
 
 _GRAPHS = {}

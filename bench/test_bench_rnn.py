@@ -12,7 +12,7 @@ import torch
 from eirnn_fast.ops import ei_rnn_scan
 from eirnn_fast.reference import ei_rnn_scan_reference
 
-from benchutils import QUICK, device_name, record, sync, time_call
+from benchutils import QUICK, device_name, devices, record, sync, time_call
 
 B, T = (64, 40) if QUICK else (835, 219)
 SIZES = (54, 65)
@@ -20,12 +20,6 @@ SIZES = (54, 65)
 # the assertion uses a margin below the target so that a noisy shared machine does not flake.
 MIN_RATIO = {"cpu": 2.5, "cuda": 15.0}
 
-
-def devices():
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    return out
 
 
 def make(N, device, dtype=torch.float32, seed=0):
