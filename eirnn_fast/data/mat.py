@@ -22,6 +22,8 @@ _MAT73_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1
 def mat_format(path: PathLike) -> str:
     """``'v5'`` or ``'v7.3'`` for a readable MAT file; ``ValueError`` naming the file otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a MAT file")
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     with open(path, "rb") as fh:

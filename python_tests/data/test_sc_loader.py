@@ -171,6 +171,8 @@ def test_corrupt_and_foreign_files_raise_valueerror(tmp_path, small_vars, fmt):
         load_session(text)
     with pytest.raises(ValueError, match="no such file"):
         load_session(tmp_path / "absent.mat")
+    with pytest.raises(ValueError, match="is a directory"):
+        load_session(tmp_path)
     partial = write_mat(tmp_path / "partial.mat", {k: v for k, v in small_vars.items() if k != "input_reward_on"}, fmt=fmt)
     with pytest.raises(ValueError, match="partial.mat: missing required variable.*input_reward_on"):
         load_session(partial)

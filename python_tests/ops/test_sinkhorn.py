@@ -303,3 +303,13 @@ def test_reference_backend_memory_independent_of_max_iter():
             n5 = sum(saved)
     assert sum(saved) == n5
     assert torch.isfinite(v).all()
+
+
+@pytest.mark.parametrize("side", ["x", "y"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_points_raise(side, bad):
+    x = torch.rand(2, 4, 3, dtype=torch.float64)
+    y = torch.rand(2, 5, 3, dtype=torch.float64)
+    (x if side == "x" else y)[1, 2, 0] = bad
+    with pytest.raises(ValueError, match=f"{side} contains NaN or inf"):
+        sinkhorn(x, y, eps=0.1)
