@@ -181,7 +181,7 @@ def kmeans(features, n_clusters: int, seed: int = 42, n_init: int = 10, n_iter: 
                 break
             c = newc
         inertia = ((X - c[lab]) ** 2).sum()
-        if inertia < best_inertia:
+        if best is None or inertia < best_inertia:  # NaN inertia (degenerate features) keeps the first
             best, best_inertia = lab, inertia
     return best
 
@@ -205,7 +205,9 @@ def node_features(model, lin, W_star, src, dst, tau_l, vrest_l) -> np.ndarray:
     """The 8-D (for embedding_dim 2) clustering features, z-scored per column."""
     N = lin["slope_f"].size
     src, dst = np.asarray(src).astype(np.int64), np.asarray(dst).astype(np.int64)
-    Ws = np.nan_to_num(W_star)
+    # a diverged model can give huge or non-finite W*: keep the features finite so clustering runs
+    Ws = np.nan_to_num(np.asarray(W_star, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    Ws = np.clip(Ws, -1e150, 1e150)
 
     def mean_std(idx):
         cnt = np.bincount(idx, minlength=N).clip(min=1)
@@ -217,8 +219,11 @@ def node_features(model, lin, W_star, src, dst, tau_l, vrest_l) -> np.ndarray:
     mo, so = mean_std(src)
     a = model.a.detach().cpu().double().numpy()
     F = np.column_stack([a, np.nan_to_num(tau_l), np.nan_to_num(vrest_l), mi, si, mo, so])
-    sd = F.std(0)
-    return (F - F.mean(0)) / np.where(sd > 0, sd, 1.0)
+    F = np.nan_to_num(F, nan=0.0, posinf=0.0, neginf=0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sd = F.std(0)
+        out = (F - F.mean(0)) / np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def pearson_per_neuron(pred, true) -> np.ndarray:

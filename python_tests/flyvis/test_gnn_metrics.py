@@ -129,3 +129,15 @@ def test_test_pearson_of_a_perfect_rollout():
 
     m = Truth().double()
     assert M.test_pearson(m, data["x_test"], data["I_test"], 0.02) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_kmeans_survives_non_finite_features():
+    """A diverged model gives NaN/inf clustering features: k-means must still return N labels."""
+    from eirnn_fast.flyvis.metrics import cluster_accuracy, kmeans
+
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    X[3, 1] = np.nan
+    X[7, 0] = np.inf
+    labels = kmeans(X, 4, seed=0)
+    assert labels.shape == (40,)
+    assert 0.0 <= cluster_accuracy(labels, np.arange(40) % 4) <= 1.0
