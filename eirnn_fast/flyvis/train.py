@@ -251,11 +251,13 @@ class FlyVisTrainConfig:
 
 
 # -- data --------------------------------------------------------------------------------------
-def training_data_from_generated(out_dir: Union[str, Path], stream: int = 0) -> Dict[str, Any]:
-    """Training arrays from a folder written by :func:`eirnn_fast.flyvis.generate_dataset`: one
-    continuous stream of the train and test splits (frames are consecutive time steps), the column
-    stimulus expanded to the photoreceptors, the graph and the ground truth (W per edge, tau and
-    V_rest per neuron)."""
+def training_data_from_generated(out_dir: Union[str, Path], stream: Optional[int] = None) -> Dict[str, Any]:
+    """Training arrays from a folder written by :func:`eirnn_fast.flyvis.generate_dataset`: the train
+    split of all streams back to back (``stream=k``: one stream only; the one-step loss pairs each
+    frame with its own dv/dt, so stream boundaries only matter to recurrent rollouts that cross
+    them), the test split of stream 0 (a continuous sequence for rollouts), the column stimulus
+    expanded to the photoreceptors, the graph and the ground truth (W per edge, tau and V_rest per
+    neuron)."""
     from eirnn_fast.flyvis.connectome import load_connectome
     from eirnn_fast.flyvis.simulator import load_dataset
     from eirnn_fast.flyvis.stimuli import columns_to_neurons
@@ -264,7 +266,7 @@ def training_data_from_generated(out_dir: Union[str, Path], stream: int = 0) -> 
     meta = json.loads((out / "metadata.json").read_text())
     con = load_connectome(int(meta["config"]["extent"]))
     train = load_dataset(out, "train", stream=stream)
-    test = load_dataset(out, "test", stream=stream)
+    test = load_dataset(out, "test", stream=0 if stream is None else stream)
     with np.load(out / "params.npz") as p:
         truth = {k: p[k] for k in ("W", "tau", "V_rest")}
     data = {
