@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import sys
+from pathlib import Path
 import time
 from typing import List, Optional
 
@@ -163,6 +164,46 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{self.prog}: {message}")
 
 
+
+def _add_experiment_parser(sub) -> None:
+    """`eirnn-fast experiment SUITE ...`: run a suite of fit configs (eirnn_fast.suites)."""
+    p = sub.add_parser("experiment", help="run an experiment suite (phase2, phase2c, priorities or a folder of TOMLs)")
+    p.add_argument("suite", help="suite name or a folder with _base.toml and one NAME.toml per experiment")
+    p.add_argument("--data", help="session .mat file (default: the embedded 08_13 session)")
+    p.add_argument("--epochs", type=int, help="override every config's epochs")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per experiment (42, 43, ...)")
+    p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local")
+    p.add_argument("--address", help="Ray cluster address (--engine ray)")
+    p.add_argument("--quick", action="store_true", help="40 epochs on 300 trials per run, no per-run plots")
+    p.add_argument("--out", help="results folder (default: runs/SUITE)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def _cmd_experiment(args: argparse.Namespace) -> int:
+        import time
+
+        from eirnn_fast.suites import check_priorities, resolve_suite, run_suite
+
+        folder = resolve_suite(args.suite)
+        out = Path(args.out or f"runs/{folder.name}{'_quick' if args.quick else ''}")
+        t0 = time.perf_counter()
+        summary = run_suite(str(folder), str(out), data=args.data, epochs=args.epochs, seeds=args.seeds,
+                            workers=args.workers, engine=args.engine, quick=args.quick, address=args.address,
+                            progress=not args.quiet)
+        print((out / "summary.md").read_text())
+        if folder.name == "priorities":
+            checks = check_priorities(out, data=args.data)
+            for name, v in checks.items():
+                print(f"{name}: " + ("PASS" if v.get("pass") else "missing" if v.get("missing") else
+                                     "report" if "pass" not in v else "FAIL") + "  " +
+                      json.dumps(v.get("criteria", {k: v[k] for k in v if k != "pass"})))
+        for f in summary.get("failures", []):
+            print(f"FAILED {f['name']} seed {f['seed']}: {f['error']}", file=sys.stderr)
+        print(f"wall time {_fmt_seconds(time.perf_counter() - t0)}; results in {out}/ (summary.json, summary.md, comparison.png)")
+        return 1 if summary.get("failures") else 0
+
+    p.set_defaults(func=_cmd_experiment)
+
 def _add_flyvis_commands(sub) -> None:
     """`eirnn-fast flyvis generate ...` (self-contained: parser and handler live here)."""
     p_fly = sub.add_parser("flyvis", help="FlyVis connectome data")
@@ -255,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--no-plots", action="store_true")
     p_eval.set_defaults(func=_cmd_evaluate)
 
+    _add_experiment_parser(sub)
     _add_flyvis_commands(sub)
     return parser
 

@@ -33,6 +33,7 @@ class FitConfig:
     input_embed_type: str = "learnable"
     input_embed_dim: Optional[int] = None
     learnable_h0: bool = False
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)  # any other EIRNN keyword (alpha_e_init, ...)
     backend: str = "auto"
     # --- losses
     lneuron_weight: float = 1.0

@@ -59,6 +59,7 @@ def build_model(cfg: FitConfig, session):
         input_embed_type=cfg.input_embed_type, input_embed_dim=cfg.input_embed_dim, learnable_h0=cfg.learnable_h0,
         backend=cfg.backend, noise_draw="batched",
     )
+    kwargs.update(cfg.model_kwargs)
     model = create_model_from_data(info["n_exc"], info["n_inh"], session.get_input_dim(), enforce_ratio=cfg.enforce_ratio,
                                    bypass_dale=cfg.bypass_dale, **kwargs)
     unit_index = recorded_unit_index(session.neuron_type, model.n_exc, model.n_inh)

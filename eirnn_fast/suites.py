@@ -1,0 +1,350 @@
+"""Experiment suites: the protocols of seeds 000-002 as folders of TOML configs, run in parallel.
+
+A suite is a folder (``experiments/phase2``, ``phase2c``, ``priorities`` in the repository, installed
+with the package) holding ``_base.toml`` and one ``NAME.toml`` per experiment. Each file has a
+``description`` and a ``[fit]`` table of :class:`eirnn_fast.train.FitConfig` fields; an experiment's
+table is laid over the base's. :func:`run_suite` runs every experiment x seed in its own run folder
+(``OUT/NAME/seed_S``), skips runs that already have ``result.json`` (so an interrupted suite resumes),
+and writes ``summary.json``, ``summary.md`` (the table format of seed 000) and ``comparison.png``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+ENGINES = ("local", "ray")
+BASE_FILE = "_base.toml"
+BASELINE = "baseline"
+#: --quick: 40 epochs on the first 300 trials, no per-run plots (whole phase2 in about a minute on 2 cores)
+QUICK_OVERRIDES = {"epochs": 40, "max_trials": 300, "plots": False, "patience": 40}
+
+
+def _load_toml(path: Path) -> Dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError as exc:
+            raise RuntimeError("reading suite configs needs Python >= 3.11 or `pip install tomli`") from exc
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
+
+
+def suite_dirs() -> Dict[str, Path]:
+    """Suites shipped with the package (and, in a source checkout, ``experiments/`` beside it)."""
+    roots = [Path(__file__).resolve().parent / "suite_configs", Path(__file__).resolve().parent.parent / "experiments"]
+    found: Dict[str, Path] = {}
+    for root in roots:
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if (d / BASE_FILE).is_file() and d.name not in found:
+                    found[d.name] = d
+    return found
+
+
+def resolve_suite(suite: str) -> Path:
+    """A suite name (``phase2``) or a folder path -> the folder."""
+    path = Path(suite)
+    if path.is_dir():
+        if not any(path.glob("*.toml")):
+            raise ValueError(f"suite folder {path} holds no .toml configs")
+        return path
+    known = suite_dirs()
+    if suite not in known:
+        raise ValueError(f"unknown suite {suite!r}: give a folder of .toml configs or one of {sorted(known)}")
+    return known[suite]
+
+
+def load_suite(suite: str) -> Tuple[Path, Dict[str, Dict[str, Any]]]:
+    """``(folder, {name: {"description": str, "fit": {...merged FitConfig fields...}, "override": {...}}})``."""
+    from eirnn_fast.train import FitConfig
+
+    folder = resolve_suite(suite)
+    base = _load_toml(folder / BASE_FILE) if (folder / BASE_FILE).is_file() else {}
+    base_fit = dict(base.get("fit", {}))
+    fields = {f.name for f in dataclasses.fields(FitConfig)}
+    experiments: Dict[str, Dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.toml")):
+        if path.name == BASE_FILE:
+            continue
+        doc = _load_toml(path)
+        override = dict(doc.get("fit", {}))
+        unknown = sorted(set(override) - fields) + sorted(set(base_fit) - fields)
+        if unknown:
+            raise ValueError(f"{path}: unknown FitConfig field(s) {unknown}")
+        merged = {**base_fit, **override}
+        FitConfig.from_dict({k: v for k, v in merged.items()}).validate()  # fail before any run starts
+        experiments[path.stem] = {"description": doc.get("description", ""), "fit": merged, "override": override}
+    if not experiments:
+        raise ValueError(f"suite {folder} has no experiment configs besides {BASE_FILE}")
+    return folder, experiments
+
+
+def _run_one(job: Dict[str, Any]) -> Dict[str, Any]:
+    """Worker: one fit (own process; torch threads set by the parent's plan)."""
+    import torch
+
+    from eirnn_fast.runtime import tune_cpu_allocator
+    from eirnn_fast.train import FitConfig, fit
+
+    tune_cpu_allocator()
+    torch.set_num_threads(job["threads"])
+    cfg = FitConfig.from_dict(job["fit"])
+    result = fit(cfg)
+    return {"name": job["name"], "seed": job["seed"], "result": result}
+
+
+def _jobs(experiments, out: Path, seeds: int, data: Optional[str], epochs: Optional[int], quick: bool,
+          threads: int, base_seed: int = 42) -> List[Dict[str, Any]]:
+    jobs = []
+    for name, exp in experiments.items():
+        for k in range(seeds):
+            seed = base_seed + k
+            fit_values = dict(exp["fit"])
+            if quick:
+                fit_values.update(QUICK_OVERRIDES)
+            if epochs is not None:
+                fit_values["epochs"] = epochs
+            if data is not None:
+                fit_values["data"] = data
+            run_dir = out / name / f"seed_{seed}"
+            fit_values.update(seed=seed, out=str(run_dir), quiet=True, threads=threads)
+            jobs.append({"name": name, "seed": seed, "fit": fit_values, "threads": threads, "run_dir": run_dir})
+    return jobs
+
+
+def run_suite(suite: str, out: str, *, data: Optional[str] = None, epochs: Optional[int] = None, seeds: int = 1,
+              workers: Optional[int] = None, engine: str = "local", quick: bool = False,
+              address: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+    """Run (or resume) every experiment x seed of a suite, then summarise. Returns the summary dict.
+
+    ``workers`` parallel runs (default: one per core, at most the number of runs); each run gets
+    ``cores // workers`` torch threads. ``engine="ray"`` submits each run as a Ray task
+    (``num_cpus`` = its threads) to ``address`` (``ray.init``'s argument; ``None`` = local Ray).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    folder, experiments = load_suite(suite)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    n_runs = len(experiments) * seeds
+    workers = max(1, min(workers or cores, n_runs))
+    threads = max(1, cores // workers)
+    jobs = _jobs(experiments, out_dir, seeds, data, epochs, quick, threads)
+    todo = [j for j in jobs if not (j["run_dir"] / "result.json").is_file()]
+    (out_dir / "suite.json").write_text(json.dumps({
+        "suite": str(folder), "experiments": {k: {"description": v["description"], "override": v["override"]}
+                                              for k, v in experiments.items()},
+        "seeds": seeds, "quick": quick, "data": data, "epochs": epochs, "engine": engine, "workers": workers,
+    }, indent=1, default=str))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"suite {folder.name}", unit="run",
+               disable=not progress or not sys.stderr.isatty())
+    failures = []
+    if todo:
+        if engine == "ray":
+            failures = _run_ray(todo, address, bar)
+        elif workers == 1:
+            for job in todo:
+                try:
+                    _run_one(job)
+                except Exception as exc:  # keep going: one broken config must not lose the others
+                    failures.append({"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"})
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(_run_one, job): job for job in todo}
+                for fut in as_completed(futures):
+                    job = futures[fut]
+                    try:
+                        fut.result()
+                    except Exception as exc:
+                        failures.append({"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"})
+                    bar.update(1)
+    bar.close()
+    summary = summarize(out_dir, experiments, seeds)
+    summary["failures"] = failures
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _run_ray(todo, address, bar):
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--engine ray needs Ray: pip install 'eirnn_fast[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(_run_one)
+    refs = {remote.options(num_cpus=job["threads"]).remote(job): job for job in todo}
+    failures, pending = [], list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        job = refs[done[0]]
+        try:
+            ray.get(done[0])
+        except Exception as exc:
+            failures.append({"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"})
+        bar.update(1)
+    return failures
+
+
+def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def summarize(out_dir: Path, experiments: Dict[str, Dict[str, Any]], seeds: int) -> Dict[str, Any]:
+    """Collect ``result.json`` of every run -> per-experiment means; write summary.md and comparison.png."""
+    rows = []
+    for name, exp in experiments.items():
+        results = []
+        for path in sorted((out_dir / name).glob("seed_*/result.json")):
+            results.append(json.loads(path.read_text()))
+        if not results:
+            continue
+        val = _mean_std([r["best_val_psth_corr"] for r in results])
+        test = _mean_std([r["test_psth_corr"] for r in results])
+        ceiling = _mean_std([r["noise_ceiling"] for r in results])
+        epochs = _mean_std([r["epochs_run"] for r in results])
+        rows.append({"experiment": name, "description": exp["description"], "override": exp["override"],
+                     "n_seeds": len(results), "best_val_corr": val[0], "best_val_corr_std": val[1],
+                     "test_corr": test[0], "test_corr_std": test[1], "noise_ceiling": ceiling[0],
+                     "epochs": epochs[0], "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in results)})
+    rows.sort(key=lambda r: -r["best_val_corr"] if not math.isnan(r["best_val_corr"]) else math.inf)
+    base = next((r for r in rows if r["experiment"] == BASELINE), None)
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+        # relative change as in seed 000; undefined unless the baseline correlation is positive
+        ok = base is not None and base["best_val_corr"] > 0
+        row["vs_baseline"] = (row["best_val_corr"] / base["best_val_corr"] - 1.0) if ok else None
+    summary = {"rows": rows, "baseline": BASELINE if base else None, "seeds": seeds,
+               "metric": "PSTH correlation (mean over neurons of Pearson r of trial-averaged PSTHs, 25-ms bins, "
+                         "no smoothing); best_val = best epoch on validation, test = that model on the test split"}
+    (out_dir / "summary.md").write_text(summary_markdown(summary))
+    try:
+        comparison_plot(summary, out_dir / "comparison.png")
+        summary["plot"] = str(out_dir / "comparison.png")
+    except Exception as exc:  # plotting must never lose the numbers
+        summary["plot_error"] = f"{type(exc).__name__}: {exc}"
+    return summary
+
+
+def _key_parameters(override: Dict[str, Any]) -> str:
+    if not override:
+        return "reference"
+    return ", ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in override.items())
+
+
+def summary_markdown(summary: Dict[str, Any]) -> str:
+    """The table of seed 000 (rank, experiment, best val corr, vs baseline, epochs, key parameters),
+    plus test correlation (mean +- std over seeds) and the data's noise ceiling."""
+    lines = ["| Rank | Experiment | Best Val Corr | vs Baseline | Epochs | Key Parameters | Test Corr | Noise Ceiling |",
+             "|------|------------|---------------|-------------|--------|----------------|-----------|---------------|"]
+    for r in summary["rows"]:
+        vs = "-" if r["experiment"] == BASELINE or r["vs_baseline"] is None else f"{100 * r['vs_baseline']:+.1f}%"
+        name = f"**{r['experiment']}**" if r["rank"] == 1 or r["experiment"] == BASELINE else r["experiment"]
+        sd = f" +- {r['test_corr_std']:.4f}" if r["n_seeds"] > 1 else ""
+        lines.append(f"| {r['rank']} | {name} | {r['best_val_corr']:.4f} | {vs} | {r['epochs']:.0f} | "
+                     f"{_key_parameters(r['override'])} | {r['test_corr']:.4f}{sd} | {r['noise_ceiling']:.4f} |")
+    lines += ["", f"Seeds per experiment: {summary['seeds']}. {summary['metric']}."]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_plot(summary: Dict[str, Any], path: Path) -> None:
+    """Bar chart of the test correlation per experiment (error bars: std over seeds), with the
+    baseline and the mean noise ceiling marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    names = [r["experiment"] for r in rows]
+    vals = [r["test_corr"] for r in rows]
+    errs = [r["test_corr_std"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4.2))
+    colors = ["tab:gray" if n == BASELINE else "tab:blue" for n in names]
+    ax.bar(range(len(rows)), vals, yerr=errs, color=colors, capsize=3)
+    ceilings = [r["noise_ceiling"] for r in rows if not math.isnan(r["noise_ceiling"])]
+    if ceilings:
+        ax.axhline(statistics.fmean(ceilings), color="tab:red", ls="--", lw=1, label="noise ceiling")
+    base = next((r for r in rows if r["experiment"] == BASELINE), None)
+    if base:
+        ax.axhline(base["test_corr"], color="tab:gray", ls=":", lw=1, label="baseline")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("test PSTH correlation")
+    ax.set_title(f"{len(rows)} experiments, {summary['seeds']} seed(s) each (sorted by validation r)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def check_priorities(out_dir: Path, data: Optional[str] = None, seed: int = 42) -> Dict[str, Any]:
+    """Seed 002's success criteria, pass/fail, for a finished ``priorities`` suite (first seed).
+
+    Test 1 (diagnose): input modulation ratio of the untrained model > 50%. Test 2 (100 epochs):
+    PSTH r > 0.15, model mean rate within 2x of the data's, no loss value > 1e6. Test 3 (full):
+    PSTH r > 0.3 and the validation curve shows learning (best minus first epoch > 0.02). Test 4
+    (Dale's law bypassed): reported; it is diagnostic only when tests 2-3 fail. PSTH r here is the
+    best-on-validation model's test-split correlation.
+    """
+    from eirnn_fast.data import load_embedded_session, load_session
+    from eirnn_fast.train.diagnose import diagnose
+
+    session = load_embedded_session() if data is None else load_session(data)
+    checks: Dict[str, Any] = {}
+    mod = diagnose(session, seed=0)["model"]["input_modulation_ratio"]
+    checks["test1_diagnose"] = {"input_modulation_ratio": mod, "criteria": {"modulation > 50%": mod > 0.5}}
+
+    def load(name):
+        run = out_dir / name / f"seed_{seed}"
+        if not (run / "result.json").is_file():
+            return None, []
+        result = json.loads((run / "result.json").read_text())
+        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        return result, history
+
+    for name, crit in (("test2_quick", 0.15), ("test3_full", 0.3)):
+        result, history = load(name)
+        if result is None:
+            checks[name] = {"missing": True}
+            continue
+        losses = [v for h in history for k, v in h.items() if k.startswith("train_l") and isinstance(v, (int, float))]
+        rate_ratio = result["test"]["mean_rate_ratio"]
+        c = {f"test r > {crit}": result["test_psth_corr"] > crit}
+        if name == "test2_quick":
+            c["mean rate within 2x"] = 0.5 <= rate_ratio <= 2.0
+            c["no loss > 1e6"] = all(abs(v) <= 1e6 for v in losses)
+        else:
+            vals = [h["val_psth_corr"] for h in history if "val_psth_corr" in h]
+            c["validation curve shows learning"] = bool(vals) and max(vals) - vals[0] > 0.02
+        checks[name] = {"test_psth_corr": result["test_psth_corr"], "mean_rate_ratio": rate_ratio,
+                        "noise_ceiling": result["noise_ceiling"], "criteria": c}
+    result, _ = load("test4_bypass_dale")
+    checks["test4_bypass_dale"] = ({"test_psth_corr": result["test_psth_corr"]} if result else {"missing": True})
+    for v in checks.values():
+        if "criteria" in v:
+            v["pass"] = all(v["criteria"].values())
+    (out_dir / "priorities_checks.json").write_text(json.dumps(checks, indent=1))
+    return checks

@@ -1,0 +1,53 @@
+"""Experiment suites: config loading/validation, a mini suite end to end (artefacts, resume)."""
+import json
+
+import pytest
+
+from eirnn_fast.suites import load_suite, run_suite, suite_dirs
+
+
+def test_shipped_suites_load_with_the_seeds_names():
+    suites = suite_dirs()
+    assert {"phase2", "phase2c", "priorities"} <= set(suites)
+    _, phase2 = load_suite("phase2")
+    assert len(phase2) == 17 and "baseline" in phase2 and "learnable_alpha_neuron" in phase2
+    assert phase2["low_rank_50"]["fit"]["low_rank"] == 50 and phase2["low_rank_50"]["fit"]["ltrial_weight"] == 0.5
+    _, phase2c = load_suite("phase2c")
+    assert len(phase2c) == 14 and "learnable_tau_pop_fixed_v2" in phase2c and "embed_28_learnable" in phase2c
+
+
+def _mini_suite(tmp_path):
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    (folder / "_base.toml").write_text('description = "base"\n[fit]\nmax_trials = 120\nepochs = 3\nplots = false\n')
+    (folder / "baseline.toml").write_text('description = "reference"\n[fit]\n')
+    (folder / "alpha_neuron.toml").write_text('description = "alpha"\n[fit]\nlearnable_alpha = "neuron"\n')
+    return folder
+
+
+def test_mini_suite_writes_summary_and_resumes(tmp_path):
+    folder = _mini_suite(tmp_path)
+    out = tmp_path / "out"
+    summary = run_suite(str(folder), str(out), workers=1, progress=False)
+    assert not summary["failures"]
+    assert {r["experiment"] for r in summary["rows"]} == {"baseline", "alpha_neuron"}
+    for name in ("summary.json", "summary.md", "comparison.png", "suite.json"):
+        assert (out / name).is_file(), name
+    table = (out / "summary.md").read_text()
+    assert "| Rank | Experiment | Best Val Corr | vs Baseline | Epochs |" in table and "**baseline**" in table
+    result = out / "alpha_neuron" / "seed_42" / "result.json"
+    stamp = result.stat().st_mtime_ns
+    run_suite(str(folder), str(out), workers=1, progress=False)  # finished runs are skipped
+    assert result.stat().st_mtime_ns == stamp
+    assert json.loads((out / "summary.json").read_text())["rows"][0]["n_seeds"] == 1
+
+
+def test_bad_suite_configs_raise(tmp_path):
+    folder = _mini_suite(tmp_path)
+    (folder / "broken.toml").write_text('[fit]\nnot_a_field = 1\n')
+    with pytest.raises(ValueError, match="unknown FitConfig field"):
+        load_suite(str(folder))
+    with pytest.raises(ValueError, match="unknown suite"):
+        load_suite("no_such_suite")
+    with pytest.raises(ValueError, match="engine"):
+        run_suite(str(folder), str(tmp_path / "o"), engine="slurm")
