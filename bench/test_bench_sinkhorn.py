@@ -10,7 +10,7 @@ import torch
 from eirnn_fast.ops import sinkhorn
 from eirnn_fast.reference import cost_matrix_reference
 
-from benchutils import QUICK, device_name, record, time_call
+from benchutils import QUICK, device_name, devices, record, time_call
 
 ITERS = 100
 CASES = {
@@ -20,11 +20,12 @@ CASES = {
 }
 if QUICK:
     CASES = {"219x128x128_d54": (20, 32, 54), "1x835x835_d219": (1, 100, 219), "16x64x64_d11826": (4, 16, 512)}
-# issue 3: fused >= 2x the eager reference on the 219x128x128x54 case (goal 5x)
-MIN_RATIO = 2.0
+# issue 3: fused >= 2x the eager reference on the 219x128x128x54 case on a CPU (goal 5x); on a GPU
+# >= 10x GeomLoss tensorized and POT ot.batch (floor asserted against the eager reference there)
+MIN_RATIO = {"cpu": 2.0, "cuda": 10.0}
 
 
-def make(B, n, d, seed=0):
+def make(B, n, d, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     lam = torch.distributions.Gamma(2.0, 1.0).sample((B, 1, d))
     x = lam * torch.exp(0.3 * torch.randn(B, n, d, generator=gen))
@@ -32,7 +33,7 @@ def make(B, n, d, seed=0):
     with torch.no_grad():
         s = cost_matrix_reference(x, y, "sqeuclidean").mean()
     x, y = x / s.sqrt(), y / s.sqrt()  # mean cost 1 -> eps = 0.1 is 0.1 x mean cost
-    return x.requires_grad_(), y
+    return x.to(device).requires_grad_(), y.to(device)
 
 
 def fwd_bwd(backend, x, y, eps=0.1):
@@ -68,30 +69,31 @@ def geomloss_fwd_bwd(x, y, eps=0.1):
     return run
 
 
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("case", list(CASES))
-def test_sinkhorn_speedup(case):
+def test_sinkhorn_speedup(case, device):
     B, n, d = CASES[case]
-    x, y = make(B, n, d)
+    x, y = make(B, n, d, device=device)
     fused, ref = fwd_bwd("fused", x, y), fwd_bwd("reference", x, y)
     gf, gr = fused(), ref()
     assert ((gf - gr).abs().max() / gr.abs().max()).item() < 1e-3
     repeat = 3 if (QUICK or case.startswith("219")) else 5
-    res = {"case": case, "shape": [B, n, n, d], "iters": ITERS, "dtype": "float32", "device": device_name("cpu"),
+    res = {"case": case, "shape": [B, n, n, d], "iters": ITERS, "dtype": "float32", "device": device_name(device),
            "threads": torch.get_num_threads()}
     for name, fn in (("fused", fused), ("reference", ref)):
-        med, best = time_call(fn, repeat=repeat, warmup=1)
+        med, best = time_call(fn, device, repeat=repeat, warmup=1)
         res[f"{name}_fwd_bwd_ms"], res[f"{name}_fwd_bwd_min_ms"] = round(1e3 * med, 2), round(1e3 * best, 2)
     try:
         import ot  # noqa: F401
 
-        med, best = time_call(pot_fwd_bwd(x, y), repeat=repeat, warmup=1)
+        med, best = time_call(pot_fwd_bwd(x, y), device, repeat=repeat, warmup=1)
         res["pot_batch_last_step_fwd_bwd_ms"] = round(1e3 * med, 2)
     except ImportError:
         res["pot"] = "not installed"
     try:
         import geomloss  # noqa: F401
 
-        med, best = time_call(geomloss_fwd_bwd(x, y), repeat=repeat, warmup=1)
+        med, best = time_call(geomloss_fwd_bwd(x, y), device, repeat=repeat, warmup=1)
         res["geomloss_tensorized_fwd_bwd_ms"] = round(1e3 * med, 2)
     except ImportError:
         res["geomloss"] = "not installed"
@@ -100,4 +102,4 @@ def test_sinkhorn_speedup(case):
             res[f"ratio_{k}_over_fused"] = round(res[f"{k}_fwd_bwd_ms"] / res["fused_fwd_bwd_ms"], 2)
     record("sinkhorn", res)
     if not QUICK and case.startswith("219"):
-        assert res["ratio_reference_over_fused"] >= MIN_RATIO, res
+        assert res["ratio_reference_over_fused"] >= MIN_RATIO[device], res
