@@ -92,7 +92,7 @@ def test_log_entry_round_trip():
     assert "\n".join(p.format() for p in parsed) == text
 
 
-def test_locked_parameters_cannot_be_mutated():
+def test_locked_parameters_cannot_be_mutated(tmp_path):
     c = cfg().constraints
     base = cfg().base_config
     with pytest.raises(LockedParameterError, match="hidden_dim"):
@@ -109,7 +109,7 @@ def test_locked_parameters_cannot_be_mutated():
     # an external proposer that touches a locked parameter stops the run
     ex_cfg = cfg(iterations=4)
     with pytest.raises(LockedParameterError):
-        Explorer(ex_cfg, "unused", engine="serial", propose_fn=lambda mem, tree: ["hidden_dim: 80 -> 32"]).run()
+        Explorer(ex_cfg, tmp_path / "locked", engine="serial", propose_fn=lambda mem, tree: ["hidden_dim: 80 -> 32"]).run()
 
 
 def test_proposer_stays_in_search_space():
