@@ -236,3 +236,20 @@ def test_shipped_configs_parse(name):
     path = Path(__file__).resolve().parents[2] / "experiments" / "explore" / name
     c = ExploreConfig.from_yaml(path)
     assert c.kind == "flyvis" and c.generate.get("extent") in (1, 2)
+
+
+def test_shipped_sc_exploration_runs(tmp_path):
+    """kind: sc end to end: each node re-splits the embedded session with its data seed."""
+    from pathlib import Path
+
+    from eirnn_fast.cli import main
+
+    config = Path(__file__).resolve().parents[2] / "experiments" / "explore" / "sc_small.yaml"
+    if not config.is_file():
+        pytest.skip("experiments/ not beside the tests (installed copy)")
+    text = config.read_text().replace("iterations: 4", "iterations: 2").replace("epochs: 5", "epochs: 2")
+    small = tmp_path / "sc.yaml"
+    small.write_text(text)
+    assert main(["explore", str(small), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    log = (tmp_path / "out" / "sc_small_analysis.md").read_text()
+    assert log.count("## Iter ") == 2 and "Node: id=2, parent=0" in log
