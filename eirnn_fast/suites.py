@@ -56,14 +56,14 @@ def suite_dirs() -> Dict[str, Path]:
 def resolve_suite(suite: str) -> Path:
     """A suite name (``phase2``) or a folder path -> the folder."""
     path = Path(suite)
-    if path.is_dir():
-        if not any(path.glob("*.toml")):
-            raise ValueError(f"suite folder {path} holds no .toml configs")
+    if path.is_dir() and any(path.glob("*.toml")):
         return path
     known = suite_dirs()
-    if suite not in known:
-        raise ValueError(f"unknown suite {suite!r}: give a folder of .toml configs or one of {sorted(known)}")
-    return known[suite]
+    if suite in known:  # a folder of the same name without configs (e.g. a results folder) does not shadow it
+        return known[suite]
+    if path.is_dir():
+        raise ValueError(f"suite folder {path} holds no .toml configs")
+    raise ValueError(f"unknown suite {suite!r}: give a folder of .toml configs or one of {sorted(known)}")
 
 
 def load_suite(suite: str) -> Tuple[Path, Dict[str, Dict[str, Any]]]:

@@ -51,3 +51,16 @@ def test_bad_suite_configs_raise(tmp_path):
         load_suite("no_such_suite")
     with pytest.raises(ValueError, match="engine"):
         run_suite(str(folder), str(tmp_path / "o"), engine="slurm")
+
+
+def test_suite_name_is_not_shadowed_by_a_results_folder(tmp_path, monkeypatch):
+    # `eirnn-fast experiment phase2 --out phase2` leaves ./phase2/ (results, no configs) behind:
+    # the next `eirnn-fast experiment phase2` from that folder must still find the shipped suite.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "phase2").mkdir()
+    (tmp_path / "phase2" / "summary.json").write_text("{}")
+    folder, configs = load_suite("phase2")
+    assert folder == suite_dirs()["phase2"] and len(configs) == 17
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no .toml configs"):
+        load_suite("empty")
