@@ -50,6 +50,19 @@ PYBIND11_MODULE(_C, m) {
         py::arg("grad"), py::arg("x0"), py::arg("w"), py::arg("alpha"), py::arg("states"),
         py::arg("need_w"), py::arg("need_alpha"), py::call_guard<py::gil_scoped_release>());
 
+  m.def("ei_rates_fwd", &eirnn_fast::ei_rates_fwd,
+        "states [B,T,N], x0 [B,N], scale, base -> rates = max(softplus([x0, states[:, :-1]]) * scale + base, 0) (CPU)",
+        py::arg("states"), py::arg("x0"), py::arg("scale"), py::arg("base"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("ei_rates_bwd", &eirnn_fast::ei_rates_bwd, "grad, states, x0, scale, base -> (d_states, d_x0, d_scale, d_base)",
+        py::arg("grad"), py::arg("states"), py::arg("x0"), py::arg("scale"), py::arg("base"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("noise_add_", &eirnn_fast::noise_add_,
+        "drive += std * xi (counter-based normals of seed, element order; CPU, contiguous)",
+        py::arg("drive"), py::arg("std"), py::arg("seed"), py::call_guard<py::gil_scoped_release>());
+  m.def("noise_dot", &eirnn_fast::noise_dot, "sum(grad * xi) for the draws of seed",
+        py::arg("grad"), py::arg("seed"), py::call_guard<py::gil_scoped_release>());
+
   // message_passing/: sparse edge message passing (DESIGN 3.3)
   m.def("edge_spmm_fwd", &eirnn_fast::edge_spmm_fwd,
         "CSR by dst (rowptr, col, perm), weight [E] (edge order), x [num_src, F] -> out [num_dst, F]",

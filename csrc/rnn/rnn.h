@@ -42,6 +42,37 @@ template <typename T>
 void reduce_partials_cpu(const T* m_partials, const T* gx_partials, int64_t n_chunks,
                          const T* w, const T* alpha, int64_t N, T* d_w, T* d_alpha);
 
+// ---- Output rates and state noise around the scan (CPU; the CUDA path composes torch ops) -----
+// Rows of the flattened [B * T] (b, t) grid per CPU work item, and elements per work item of the
+// noise kernels. Fixed, so the reduced scalar gradients are bitwise identical for any thread count.
+constexpr int64_t kCpuRateRows = 64;
+constexpr int64_t kCpuNoiseChunk = 16384;  // a multiple of normal_rng::kNormalBlock
+
+// Output rates of the drop-in model for rows [r_begin, r_end) of the (b, t) grid:
+//   rates[b, t, n] = max(softplus(prev) * scale + base, 0),  prev = x0[b, n] (t = 0), states[b, t-1, n]
+//   states [B, T, N], x0 [B, N] -> rates [B, T, N]
+template <typename T>
+void rates_forward_cpu(const T* states, const T* x0, T scale, T base, T* rates, int64_t T_steps,
+                       int64_t N, int64_t r_begin, int64_t r_end);
+
+// Backward of rates_forward_cpu for rows [r_begin, r_end): with m = [softplus(prev) * scale + base >= 0]
+// (the clamp's subgradient, as torch's clamp_min backward),
+//   d prev = grad * m * scale * softplus'(prev)  -> d_states[b, t-1] (t >= 1) or d_x0[b] (t = 0);
+//   d_states[b, T-1] = 0;  sums[0] = sum grad * m * softplus(prev),  sums[1] = sum grad * m
+// (sums over the rows, accumulated in double, written not added).
+template <typename T>
+void rates_backward_cpu(const T* grad, const T* states, const T* x0, T scale, T base, T* d_states,
+                        T* d_x0, double* sums, int64_t T_steps, int64_t N, int64_t r_begin,
+                        int64_t r_end);
+
+// drive[i] += std * xi_i for i in [begin, end), xi_i = normal_draws_cpu(seed) draw i.
+template <typename T>
+void noise_add_cpu(T* drive, T std, uint64_t seed, int64_t begin, int64_t end);
+
+// sum_{i in [begin, end)} grad[i] * xi_i (regenerates the draws of noise_add_cpu), in double.
+template <typename T>
+double noise_dot_cpu(const T* grad, uint64_t seed, int64_t begin, int64_t end);
+
 // ---- CUDA (rnn_cuda.cu) -----------------------------------------------------------------------
 // Largest N the CUDA kernels accept.
 constexpr int kCudaMaxUnits = 256;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/normal_rng.h"
 #include "common/vmath_cpu.h"
 
 namespace eirnn_fast {
@@ -360,6 +361,92 @@ void reduce_partials_cpu(const T* m_partials, const T* gx_partials, int64_t n_ch
   }
 }
 
+// ---- output rates and state noise ---------------------------------------------------------------
+
+template <typename T>
+void rates_forward_cpu(const T* states, const T* x0, T scale, T base, T* rates, int64_t T_steps,
+                       int64_t N, int64_t r_begin, int64_t r_end) {
+  std::vector<T> sp(N);
+  for (int64_t row = r_begin; row < r_end; ++row) {
+    const int64_t b = row / T_steps, t = row - b * T_steps;
+    const T* prev = t > 0 ? states + (row - 1) * N : x0 + b * N;
+    softplus_row(prev, sp.data(), N);
+    T* __restrict out = rates + row * N;
+    const T* __restrict s = sp.data();
+#pragma omp simd
+    for (int64_t n = 0; n < N; ++n) {
+      const T v = s[n] * scale + base;
+      out[n] = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.clamp
+    }
+  }
+}
+
+template <typename T>
+void rates_backward_cpu(const T* grad, const T* states, const T* x0, T scale, T base, T* d_states,
+                        T* d_x0, double* sums, int64_t T_steps, int64_t N, int64_t r_begin,
+                        int64_t r_end) {
+  std::vector<T> sp(N), dsp(N);
+  double sum_sp = 0.0, sum_g = 0.0;
+  for (int64_t row = r_begin; row < r_end; ++row) {
+    const int64_t b = row / T_steps, t = row - b * T_steps;
+    const T* prev = t > 0 ? states + (row - 1) * N : x0 + b * N;
+    T* __restrict dprev = t > 0 ? d_states + (row - 1) * N : d_x0 + b * N;
+    if (t == T_steps - 1) std::fill(d_states + row * N, d_states + (row + 1) * N, T(0));
+    softplus_and_grad_row(prev, sp.data(), dsp.data(), N);
+    const T* __restrict g = grad + row * N;
+    const T* __restrict s = sp.data();
+    const T* __restrict ds = dsp.data();
+    T acc_sp = T(0), acc_g = T(0);
+#pragma omp simd reduction(+ : acc_sp, acc_g)
+    for (int64_t n = 0; n < N; ++n) {
+      const T gm = s[n] * scale + base >= T(0) ? g[n] : T(0);
+      dprev[n] = gm * scale * ds[n];
+      acc_sp += gm * s[n];
+      acc_g += gm;
+    }
+    sum_sp += static_cast<double>(acc_sp);
+    sum_g += static_cast<double>(acc_g);
+  }
+  sums[0] = sum_sp;
+  sums[1] = sum_g;
+}
+
+// Pieces of [begin, end) cut at the generator's block boundaries, so each block is drawn once.
+template <typename F>
+inline void for_each_draw_block(int64_t begin, int64_t end, F&& f) {
+  for (int64_t i = begin; i < end;) {
+    const int64_t stop = std::min(end, (i / normal_rng::kNormalBlock + 1) * normal_rng::kNormalBlock);
+    f(i, stop - i);
+    i = stop;
+  }
+}
+
+template <typename T>
+void noise_add_cpu(T* drive, T std, uint64_t seed, int64_t begin, int64_t end) {
+  alignas(64) T xi[normal_rng::kNormalBlock];
+  for_each_draw_block(begin, end, [&](int64_t i, int64_t len) {
+    normal_draws_cpu<T>(seed, i, xi, len);
+    T* __restrict d = drive + i;
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) d[j] += std * xi[j];
+  });
+}
+
+template <typename T>
+double noise_dot_cpu(const T* grad, uint64_t seed, int64_t begin, int64_t end) {
+  alignas(64) T xi[normal_rng::kNormalBlock];
+  double total = 0.0;
+  for_each_draw_block(begin, end, [&](int64_t i, int64_t len) {
+    normal_draws_cpu<T>(seed, i, xi, len);
+    const T* __restrict g = grad + i;
+    T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < len; ++j) acc += g[j] * xi[j];
+    total += static_cast<double>(acc);
+  });
+  return total;
+}
+
 #define EIRNN_INSTANTIATE(T)                                                                     \
   template void scan_forward_cpu<T>(const T*, const T*, const T*, const T*, T*, int64_t,        \
                                     int64_t, int64_t, int64_t, int64_t);                        \
@@ -367,7 +454,13 @@ void reduce_partials_cpu(const T* m_partials, const T* gx_partials, int64_t n_ch
                                      T*, T*, bool, int64_t, int64_t, int64_t, int64_t,          \
                                      int64_t);                                                  \
   template void reduce_partials_cpu<T>(const T*, const T*, int64_t, const T*, const T*,         \
-                                       int64_t, T*, T*);
+                                       int64_t, T*, T*);                                          \
+  template void rates_forward_cpu<T>(const T*, const T*, T, T, T*, int64_t, int64_t, int64_t,   \
+                                     int64_t);                                                  \
+  template void rates_backward_cpu<T>(const T*, const T*, const T*, T, T, T*, T*, double*,      \
+                                      int64_t, int64_t, int64_t, int64_t);                      \
+  template void noise_add_cpu<T>(T*, T, uint64_t, int64_t, int64_t);                            \
+  template double noise_dot_cpu<T>(const T*, uint64_t, int64_t, int64_t);
 EIRNN_INSTANTIATE(float)
 EIRNN_INSTANTIATE(double)
 #undef EIRNN_INSTANTIATE

@@ -17,4 +17,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd(
     const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& alpha,
     const at::Tensor& states, bool need_w, bool need_alpha);
 
+// Output rates of the drop-in model (CPU): rates = max(softplus(prev) * scale + base, 0) with
+// prev = [x0, states[:, :-1]]. states [B, T, N], x0 [B, N], scale / base 0-d -> rates [B, T, N]
+at::Tensor ei_rates_fwd(const at::Tensor& states, const at::Tensor& x0, const at::Tensor& scale,
+                        const at::Tensor& base);
+
+// grad [B, T, N] -> (d_states [B, T, N], d_x0 [B, N], d_scale 0-d, d_base 0-d)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rates_bwd(
+    const at::Tensor& grad, const at::Tensor& states, const at::Tensor& x0, const at::Tensor& scale,
+    const at::Tensor& base);
+
+// In place: drive += std * xi, xi the counter-based normals of `seed` (common/normal_rng.h) in element order (CPU,
+// contiguous float32/float64). Deterministic for any thread count.
+void noise_add_(at::Tensor& drive, const at::Tensor& std, int64_t seed);
+
+// sum(grad * xi) for the draws of noise_add_ with the same seed -> 0-d tensor
+at::Tensor noise_dot(const at::Tensor& grad, int64_t seed);
+
 }  // namespace eirnn_fast

@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from eirnn_fast.models.eirnn import select_units
+
 
 def masked_psth(rates: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``[T, N]`` mean over valid trials of ``rates [K, T, N]`` (bins without valid trials: 0)."""
@@ -52,7 +54,7 @@ def l_neuron(model_rates: torch.Tensor, target_rates: torch.Tensor, mask: Option
     must already be ``[K, T, N]`` like ``target_rates``. With ``return_parts`` returns
     ``(loss, {"corr", "scale", "var", "psth_corr"})`` (detached parts)."""
     if unit_index is not None:
-        model_rates = model_rates.index_select(-1, torch.as_tensor(unit_index, dtype=torch.long, device=model_rates.device))
+        model_rates = select_units(model_rates, unit_index)
     if model_rates.shape != target_rates.shape:
         raise ValueError(f"model rates {tuple(model_rates.shape)} and targets {tuple(target_rates.shape)} differ "
                          "(pass unit_index to select the recorded neurons' units)")

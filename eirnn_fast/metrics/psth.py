@@ -41,9 +41,9 @@ def select_units(model_rates, unit_index: Optional[Sequence[int]] = None):
     if unit_index is None:
         return model_rates
     if hasattr(model_rates, "index_select"):
-        import torch
+        from eirnn_fast.models import select_units as select_tensor_units
 
-        return model_rates.index_select(-1, torch.as_tensor(unit_index, dtype=torch.long, device=model_rates.device))
+        return select_tensor_units(model_rates, unit_index)
     return np.asarray(model_rates)[..., np.asarray(unit_index, dtype=np.int64)]
 
 

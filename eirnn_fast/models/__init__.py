@@ -1,5 +1,5 @@
 """Models: the drop-in Dale's-law E-I RNN, its input embeddings and constraint parameterisations."""
-from eirnn_fast.models.eirnn import EIRNN, create_model_from_data, ei_unit_counts, recorded_unit_index
+from eirnn_fast.models.eirnn import EIRNN, create_model_from_data, ei_unit_counts, recorded_unit_index, select_units
 from eirnn_fast.models.embeddings import EMBED_TYPES, make_input_embedding
 
 __all__ = [
@@ -7,6 +7,7 @@ __all__ = [
     "create_model_from_data",
     "ei_unit_counts",
     "recorded_unit_index",
+    "select_units",
     "EMBED_TYPES",
     "make_input_embedding",
 ]

@@ -28,9 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from eirnn_fast._ext import BACKENDS
+from eirnn_fast._ext import compiled as _ext_compiled
 from eirnn_fast.models import parametrize as P
 from eirnn_fast.models.embeddings import ALWAYS_ON_TYPES, EMBED_TYPES, make_input_embedding
-from eirnn_fast.ops import ei_rnn_scan
+from eirnn_fast.ops import ei_rnn_rates, ei_rnn_scan, state_noise_
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,11 @@ LEARNABLE_TAU_MODES = ("none", "population", "neuron")
 LEARNABLE_ALPHA_MODES = ("none", "scalar", "population", "neuron")
 #: How noise is drawn: ``per_step`` = one ``randn(B, N)`` per time bin, the predecessor's RNG stream
 #: (same seed, same noise); ``batched`` = one ``randn`` for the whole ``[B, T, N]`` (one launch on
-#: GPU, different numbers); ``auto`` = ``per_step`` on CPU, ``batched`` elsewhere.
-NOISE_DRAWS = ("auto", "per_step", "batched")
+#: GPU, different numbers); ``counter`` = counter-based draws added inside the extension
+#: (:func:`eirnn_fast.ops.state_noise_`: no ``[B, T, N]`` noise tensor, ~3x faster than ``randn`` on
+#: CPU; ``batched`` where the fused CPU kernels are not used); ``auto`` = ``per_step`` on CPU,
+#: ``batched`` elsewhere.
+NOISE_DRAWS = ("auto", "per_step", "batched", "counter")
 
 
 def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
@@ -398,9 +402,15 @@ class EIRNN(nn.Module):
         mode = self.noise_draw
         if mode == "auto":
             mode = "per_step" if device.type == "cpu" else "batched"
+        if mode == "counter":  # only reached where the fused CPU kernels are not used
+            mode = "batched"
         if mode == "per_step":  # the predecessor's stream: randn_like(x) once per step
             return torch.stack([torch.randn(batch, self.n_total, dtype=dtype, device=device) for _ in range(steps)], 1)
         return torch.randn(batch, steps, self.n_total, dtype=dtype, device=device)
+
+    def _fused_cpu(self, device: torch.device) -> bool:
+        """Whether this forward runs the compiled CPU kernels (``backend`` not ``reference``)."""
+        return device.type == "cpu" and self.backend != "reference" and _ext_compiled()
 
     def forward(
         self,
@@ -447,15 +457,18 @@ class EIRNN(nn.Module):
             xi = noise.to(device=drive.device, dtype=drive.dtype)
         elif noise is False or not scale:
             xi = None
+        elif self.noise_draw == "counter" and self._fused_cpu(drive.device):
+            drive = state_noise_(drive, scale * alpha.mean().sqrt(), backend="fused")  # in place, no xi tensor
+            xi = None
         else:
             xi = self._draw_noise(batch, steps, drive.dtype, drive.device)
         if xi is not None and scale:
             drive = torch.addcmul(drive, xi, scale * alpha.mean().sqrt())  # noise std s * sqrt(mean alpha)
 
         states = ei_rnn_scan(drive, x0, w_rec, alpha, backend=self.backend)  # [B, T, N]
-
-        previous = torch.cat([x0.expand(batch, self.n_total).unsqueeze(1), states[:, :-1]], dim=1)  # x_{t-1}
-        rates = torch.addcmul(self.rate_baseline, F.softplus(previous), self.rate_scale).clamp_(min=0.0)
+        # rates_t from x_{t-1}: fused pass on CPU, the eager expression elsewhere
+        rates = ei_rnn_rates(states, x0, self.rate_scale, self.rate_baseline,
+                             backend="reference" if self.backend == "reference" else "auto")
         outputs = F.linear(rates[..., : self.n_exc], self.W_out, self.b_out)
         if return_states:
             return rates, outputs, states
@@ -583,3 +596,18 @@ def recorded_unit_index(neuron_type: Sequence[int], n_exc: int, n_inh: Optional[
     index[is_e] = torch.arange(n_rec_e)
     index[~is_e] = n_exc + torch.arange(n_rec_i)
     return index
+
+
+def select_units(rates: torch.Tensor, unit_index) -> torch.Tensor:
+    """``rates[..., unit_index]`` (``[..., N_units]`` -> ``[..., len(unit_index)]``), differentiable.
+
+    ``index_select`` on the last dim of a ``[B, T, N]`` tensor takes ATen's strided path (8x
+    slower, 27x with the backward, at the SC batch shape on the CI CPU); on the rows of a 2-D view
+    it is a contiguous gather, so contiguous inputs go that way.
+    """
+    idx = torch.as_tensor(unit_index, dtype=torch.long, device=rates.device)
+    if rates.dim() >= 2 and rates.is_contiguous():
+        n = rates.shape[-1]
+        return rates.reshape(-1, n).index_select(1, idx).reshape(*rates.shape[:-1], idx.numel())
+    return rates.index_select(-1, idx)
+

@@ -8,7 +8,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
-from eirnn_fast.reference.rnn import ei_rnn_scan_reference
+from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference, state_noise_reference
 
 #: Largest N the CUDA kernel takes (W and the state tile live in shared memory or L1/L2);
 #: larger networks run the reference on the GPU with a warning.
@@ -132,3 +132,112 @@ def ei_rnn_scan(
     x0_b = x0.expand(batch, n).contiguous()
     alpha_n = alpha.reshape(-1).expand(n).contiguous()
     return _EIRNNScan.apply(drive.contiguous(), x0_b, w_rec.contiguous(), alpha_n)
+
+
+# ---------------------------------------------------------------------------- around the scan
+class _EIRates(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, states, x0, scale, base):  # states [B,T,N], x0 [B,N], scale/base 0-d
+        ctx.save_for_backward(states, x0, scale, base)
+        return _ext._C.ei_rates_fwd(states, x0, scale, base)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_rates):
+        states, x0, scale, base = ctx.saved_tensors
+        d_states, d_x0, d_scale, d_base = _ext._C.ei_rates_bwd(grad_rates, states, x0, scale, base)
+        return d_states, d_x0, d_scale.reshape(scale.shape), d_base.reshape(base.shape)
+
+
+def ei_rnn_rates(
+    states: torch.Tensor,  # [B, T, N]
+    x0: torch.Tensor,  # [B, N] or [N]
+    rate_scale: torch.Tensor,  # 0-d (or one element)
+    rate_baseline: torch.Tensor,  # 0-d (or one element)
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:  # [B, T, N]
+    r"""Output rates of the drop-in model from the scan's states, in one fused pass each way.
+
+    .. math::
+
+        r_t = \max(\mathrm{softplus}(x_{t-1})\, s + b,\ 0), \qquad x_{-1} = x_0
+
+    (the one-step lag of the predecessor: ``rates_0`` comes from ``x0``, the last state reaches no
+    rate). Exact gradients w.r.t. ``states``, ``x0``, ``rate_scale`` and ``rate_baseline``; the
+    clamp passes the gradient where ``softplus * s + b >= 0`` (torch's ``clamp`` rule). NaN
+    propagates as in the reference. Fused kernel: CPU (rows in parallel, the scalar gradients
+    reduced in a fixed order, so bitwise identical for any thread count); on CUDA, or with
+    ``backend="reference"``, :func:`eirnn_fast.reference.ei_rnn_rates_reference` (a few
+    elementwise launches there).
+    """
+    for name, t in (("states", states), ("x0", x0), ("rate_scale", rate_scale), ("rate_baseline", rate_baseline)):
+        _tensor(name, t)
+    if states.dim() != 3 or min(states.shape) < 1:
+        raise ValueError(f"states must be [B, T, N] with B, T, N >= 1, got shape {tuple(states.shape)}")
+    batch, _, n = states.shape
+    if x0.shape not in ((n,), (batch, n)):
+        raise ValueError(f"x0 must be [N] or [B, N] = [{n}] or [{batch}, {n}], got shape {tuple(x0.shape)}")
+    for name, t in (("rate_scale", rate_scale), ("rate_baseline", rate_baseline)):
+        if t.numel() != 1:
+            raise ValueError(f"{name} must hold one value, got shape {tuple(t.shape)}")
+    for name, t in (("x0", x0), ("rate_scale", rate_scale), ("rate_baseline", rate_baseline)):
+        if t.dtype != states.dtype or t.device != states.device:
+            raise TypeError(f"{name} is {t.dtype} on {t.device} but states are {states.dtype} on {states.device}")
+    fused = _ext.use_fused(backend, states.device, "ei_rnn_rates") and states.device.type == "cpu"
+    if backend == "fused" and states.device.type != "cpu":
+        raise RuntimeError("ei_rnn_rates: the fused kernel is CPU only; use backend='auto' on CUDA")
+    if not fused:
+        return ei_rnn_rates_reference(states, x0, rate_scale, rate_baseline)
+    return _EIRates.apply(states.contiguous(), x0.expand(batch, n).contiguous(), rate_scale, rate_baseline)
+
+
+class _StateNoise(torch.autograd.Function):
+    """In place ``drive += std * xi``; the backward regenerates ``xi`` from the seed for ``d std``."""
+
+    @staticmethod
+    def forward(ctx, drive, std, seed):
+        _ext._C.noise_add_(drive, std, seed)
+        ctx.mark_dirty(drive)
+        ctx.seed = seed
+        ctx.std_shape = std.shape
+        return drive
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        d_std = None
+        if ctx.needs_input_grad[1]:
+            d_std = _ext._C.noise_dot(grad.contiguous(), ctx.seed).reshape(ctx.std_shape)
+        return grad, d_std, None
+
+
+def state_noise_(
+    drive: torch.Tensor,  # [B, T, N] (any shape), contiguous
+    std: torch.Tensor,  # 0-d
+    *,
+    seed: int | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""Add ``std * xi`` to ``drive`` in place, ``xi ~ N(0, 1)`` i.i.d. (the model's state noise).
+
+    Fused (CPU): counter-based draws (``csrc/common/normal_rng.h``): draw ``i`` is a pure function
+    of ``(seed, i)``, so nothing is stored for the backward, which regenerates the draws to form
+    ``d std = sum(grad * xi)``; ~3x faster than ``torch.randn`` and identical for any thread count.
+    ``seed`` defaults to one draw from torch's default generator, so ``torch.manual_seed`` makes
+    the noise reproducible. Reference (and CUDA): ``drive + std * torch.randn(...)`` (a different
+    stream of the same distribution, seeded by ``seed`` when given).
+    """
+    _tensor("drive", drive)
+    _tensor("std", std)
+    if std.numel() != 1:
+        raise ValueError(f"std must hold one value, got shape {tuple(std.shape)}")
+    if drive.dtype not in (torch.float32, torch.float64) or std.dtype != drive.dtype:
+        raise TypeError(f"drive and std must share a float32/float64 dtype, got {drive.dtype} and {std.dtype}")
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    fused = drive.device.type == "cpu" and _ext.use_fused(backend, drive.device, "state_noise_")
+    if not fused or not drive.is_contiguous():
+        gen = torch.Generator(device=drive.device).manual_seed(seed)
+        return state_noise_reference(drive, std, gen)
+    return _StateNoise.apply(drive, std, seed)

@@ -33,3 +33,29 @@ def ei_rnn_scan_reference(
     if not states:  # T == 0
         return drive.new_empty(batch, 0, n)
     return torch.stack(states, dim=1)
+
+
+def ei_rnn_rates_reference(
+    states: torch.Tensor,  # [B, T, N]
+    x0: torch.Tensor,  # [B, N] or [N]
+    rate_scale: torch.Tensor,  # 0-d
+    rate_baseline: torch.Tensor,  # 0-d
+) -> torch.Tensor:  # [B, T, N]
+    """Output rates of the drop-in model, read from the *previous* state (one-step lag)::
+
+        prev_t  = x0 (t = 0), states_{t-1} (t >= 1)
+        rates_t = max(softplus(prev_t) * rate_scale + rate_baseline, 0)
+    """
+    batch, _, n = states.shape
+    previous = torch.cat([x0.expand(batch, n).unsqueeze(1), states[:, :-1]], dim=1)  # x_{t-1}
+    return torch.addcmul(rate_baseline, F.softplus(previous), rate_scale).clamp_(min=0.0)
+
+
+def state_noise_reference(
+    drive: torch.Tensor,  # [B, T, N]
+    std: torch.Tensor,  # 0-d
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:  # [B, T, N]
+    """``drive + std * xi`` with ``xi ~ N(0, 1)`` from torch's generator (one batched draw)."""
+    xi = torch.randn(drive.shape, dtype=drive.dtype, device=drive.device, generator=generator)
+    return torch.addcmul(drive, xi, std)

@@ -168,8 +168,9 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
 
     (out_dir / "evaluation.json").write_text(json.dumps(_jsonable(result), indent=2))
     if plots:
+        from eirnn_fast.models import select_units
         from eirnn_fast.train.plots import plot_psths
 
-        plot_psths(rates.index_select(-1, unit_index), d["targets"][idx], session, out_dir / "psth_eval.png",
+        plot_psths(select_units(rates, unit_index), d["targets"][idx], session, out_dir / "psth_eval.png",
                    title=f"{which} (n={len(trials)}), PSTH r = {metrics['psth_corr']:.3f}")
     return result

@@ -57,7 +57,7 @@ def build_model(cfg: FitConfig, session):
         noise_scale=cfg.noise_scale, spectral_radius=cfg.spectral_radius, learnable_alpha=cfg.learnable_alpha,
         alpha_init=cfg.alpha_init, learnable_tau=cfg.learnable_tau, low_rank=cfg.low_rank,
         input_embed_type=cfg.input_embed_type, input_embed_dim=cfg.input_embed_dim, learnable_h0=cfg.learnable_h0,
-        backend=cfg.backend, noise_draw="batched",
+        backend=cfg.backend, noise_draw="counter",
     )
     kwargs.update(cfg.model_kwargs)
     model = create_model_from_data(info["n_exc"], info["n_inh"], session.get_input_dim(), enforce_ratio=cfg.enforce_ratio,
@@ -140,6 +140,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     from eirnn_fast.data import train_val_test_split
     from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_activity, l_neuron, l_reg
     from eirnn_fast.metrics import noise_ceiling, psth_correlation
+    from eirnn_fast.models import select_units
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -214,7 +215,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             if len(idx) < 2:
                 continue
             rates, _ = model(inputs[idx])  # [B, T, N_units], noise on
-            rec = rates.index_select(-1, unit_index)  # [B, T, N_recorded]
+            rec = select_units(rates, unit_index)  # [B, T, N_recorded]
             losses = {"neuron": l_neuron(balancer.tap("neuron", rec), targets[idx], mask[idx], smooth_ms=cfg.smooth_ms)}
             if trial_fn is not None and w_trial > 0:
                 losses["trial"] = trial_fn(balancer.tap("trial", rec), targets[idx], mask=mask[idx],
@@ -237,7 +238,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         val_rates = predict(model, inputs[va], noise=cfg.eval_noise, seed=cfg.seed + 7 if cfg.eval_noise else None)
         val_corr = psth_correlation(val_rates, targets[va], mask[va], unit_index=unit_index)
         with torch.no_grad():
-            val_lneuron = float(l_neuron(val_rates.index_select(-1, unit_index), targets[va], mask[va]))
+            val_lneuron = float(l_neuron(select_units(val_rates, unit_index), targets[va], mask[va]))
         if not math.isfinite(val_corr):
             val_corr_sel = -float("inf")
         else:
@@ -311,7 +312,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
 
         try:
             plot_training_curves(history, out / "training_curves.png")
-            plot_psths(test_rates.index_select(-1, unit_index), targets[te], session, out / "psth_test.png",
+            plot_psths(select_units(test_rates, unit_index), targets[te], session, out / "psth_test.png",
                        title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f}")
         except Exception as exc:  # plots never lose a finished run
             logger.warning("plotting failed: %s", exc)
