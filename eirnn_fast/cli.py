@@ -346,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         if args.command != "info":
@@ -368,7 +369,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"eirnn-fast: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("eirnn-fast: interrupted (a fit resumes from its checkpoint when run again)", file=sys.stderr)
+        command = getattr(args, "command", None)
+        if command == "flyvis":
+            command = "flyvis " + str(getattr(args, "flyvis_command", ""))
+        what = {"fit": "the fit resumes from its checkpoint", "experiment": "finished runs are kept, the others resume",
+                "explore": "finished nodes are kept, nodes in flight re-run",
+                "flyvis train": "training resumes from its checkpoint"}.get(command, "")
+        print(f"eirnn-fast: interrupted{f' ({what} when the same command runs again)' if what else ''}", file=sys.stderr)
         return 130
 
 

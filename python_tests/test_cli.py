@@ -63,3 +63,18 @@ def test_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
     assert rc == 2
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_interrupt_message_names_what_resumes(monkeypatch, capsys):
+    import eirnn_fast.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    parser = cli.build_parser()
+    for sub in parser._subparsers._group_actions[0].choices.values():  # every command -> Ctrl-C
+        sub.set_defaults(func=interrupted)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    for argv, expect in ((["explore", "x.yaml"], "finished nodes are kept"), (["fit"], "the fit resumes")):
+        assert cli.main(argv) == 130
+        assert expect in capsys.readouterr().err
