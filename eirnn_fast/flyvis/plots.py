@@ -64,9 +64,11 @@ def plot_stimulus_frame(connectome: Connectome, frame, path, title: str = "stimu
 
 def dataset_plots(connectome: Connectome, x, stimulus, out_dir) -> Dict[str, str]:
     out = Path(out_dir)
-    mid = min(len(stimulus) - 1, len(stimulus) // 2)
+    stimulus = np.asarray(stimulus)
+    # the frame with the most spatial contrast (a middle frame is often a uniform flash or grey gap)
+    pick = int(np.argmax(stimulus.reshape(len(stimulus), -1).std(axis=1))) if len(stimulus) else 0
     return {
         "activity": plot_activity(connectome, x, out / "activity.png"),
-        "stimulus": plot_stimulus_frame(connectome, stimulus[mid], out / "stimulus_frame.png",
-                                        title=f"stimulus frame {mid}"),
+        "stimulus": plot_stimulus_frame(connectome, stimulus[pick], out / "stimulus_frame.png",
+                                        title=f"stimulus frame {pick} (most spatial contrast)"),
     }
