@@ -210,7 +210,7 @@ class FlyVisGNN(nn.Module):
         if self._use_fused():
             if self.variant == "A":
                 h = self.g_phi_node(v)  # [N, B], one MLP evaluation per node
-                return edge_message_passing(self.graph, self.W, h)
+                return edge_message_passing(self.graph, self.W, h, backend=self.backend)
             return self._messages_b_fused(v)
         return self._messages_reference(v)
 
@@ -240,7 +240,7 @@ class FlyVisGNN(nn.Module):
         a_dst = x_node @ U_dst.t() + first.bias  # [B, N, H]
         b_src = x_node @ U_src.t()  # [B, N, H]
         return edge_mlp_message_passing(self.graph, self.W, a_dst, b_src, [l.weight for l in hidden],
-                                        [l.bias for l in hidden], last.weight, last.bias)
+                                        [l.bias for l in hidden], last.weight, last.bias, backend=self.backend)
 
     # -- dynamics ---------------------------------------------------------------------------
     def forward(self, v: torch.Tensor, I: torch.Tensor, return_msg: bool = False):

@@ -74,10 +74,19 @@ def pearson(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _row_chunks(x, rows: int = 4096):
+    """float64 numpy blocks of at most ``rows`` rows of a ``[T, N]`` tensor/array (never the whole
+    array in float64 at once: 64,000 x 13,741 frames would be 7 GB)."""
+    for i in range(0, x.shape[0], rows):
+        yield _np(x[i:i + rows])
+
+
 def activity_stats(x) -> tuple:
-    """Per-neuron mean and std of a ``[T, N]`` voltage array."""
-    x = _np(x)
-    return x.mean(0), x.std(0)
+    """Per-neuron mean and (population) std of a ``[T, N]`` voltage array, two passes in float64."""
+    total = sum(c.sum(0) for c in _row_chunks(x))
+    mu = total / x.shape[0]
+    var = sum(((c - mu) ** 2).sum(0) for c in _row_chunks(x)) / x.shape[0]
+    return mu, np.sqrt(var)
 
 
 def _ols_rows(xg: np.ndarray, yg: np.ndarray):
@@ -98,20 +107,22 @@ def linearize_model(model, x, I, n_points: int = 1000, n_grad_frames: int = 8) -
     vg = lo[:, None] + (hi - lo)[:, None] * u  # [N, K]
     glo = np.maximum(lo, 0.0)
     gg = glo[:, None] + (np.maximum(hi, glo) - glo)[:, None] * u
-    with torch.no_grad():
+    fv, gv = np.empty_like(vg), np.empty_like(gg)
+    with torch.no_grad():  # neurons in blocks: the MLPs' [rows * n_points, hidden] activations stay small
         t = lambda a: torch.as_tensor(a, dtype=p.dtype, device=p.device)  # noqa: E731
-        zeros = torch.zeros(N, n_points, dtype=p.dtype, device=p.device)
-        fv = model.f_theta_node(t(vg), zeros, zeros).cpu().double().numpy()
-        gv = model.g_phi_self(t(gg)).cpu().double().numpy()
+        for i in range(0, N, 512):
+            j = min(N, i + 512)
+            zeros = torch.zeros(j - i, n_points, dtype=p.dtype, device=p.device)
+            fv[i:j] = model.f_theta_node(t(vg[i:j]), zeros, zeros, a=model.a[i:j]).cpu().double().numpy()
+            gv[i:j] = model.g_phi_self(t(gg[i:j]), a=model.a[i:j]).cpu().double().numpy()
     slope_f, offset_f = _ols_rows(vg, fv)
     slope_g, _ = _ols_rows(gg, gv)
     slope_g = np.where(mu + sd <= 0, 1.0, slope_g)
     # d f / d msg at real inputs
-    xt, It = _np(x), _np(I)
-    T = xt.shape[0]
+    T = x.shape[0]
     frames = np.unique(np.clip(np.linspace(T / 10, T - 100, n_grad_frames).astype(int), 0, T - 1))
-    v = torch.as_tensor(xt[frames].T, dtype=p.dtype, device=p.device)  # [N, F]
-    Iv = torch.as_tensor(It[frames].T, dtype=p.dtype, device=p.device)
+    v = torch.as_tensor(_np(x[frames]).T, dtype=p.dtype, device=p.device)  # [N, F]
+    Iv = torch.as_tensor(_np(I[frames]).T, dtype=p.dtype, device=p.device)
     with torch.no_grad():
         msg = model.messages(v)
     msg = msg.clone().requires_grad_(True)
@@ -264,9 +275,14 @@ def sign_match(W_learned, W_true) -> float:
     return float(np.mean(np.sign(a[nz]) == np.sign(b[nz]))) if nz.any() else float("nan")
 
 
-def activity_svd_rank(x, variance: float = 0.99) -> int:
+def activity_svd_rank(x, variance: float = 0.99, max_frames: Optional[int] = 5000) -> int:
     """Smallest k whose top-k singular values of the mean-centred ``[T, N]`` activity explain
-    ``variance`` of the total variance (sum of squared singular values)."""
+    ``variance`` of the total variance (sum of squared singular values). Longer recordings are
+    subsampled to ``max_frames`` evenly spaced frames (None: all): the SVD of 64,000 x 13,741
+    frames would need 7 GB and many minutes, and the ranks of these networks are tens (seed 003:
+    6 to 60), far below the cap."""
+    if max_frames is not None and x.shape[0] > max_frames:
+        x = x[np.linspace(0, x.shape[0] - 1, max_frames).round().astype(np.int64)]
     X = _np(x)
     X = X - X.mean(0)
     s = np.linalg.svd(X, compute_uv=False)

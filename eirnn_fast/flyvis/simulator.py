@@ -36,10 +36,13 @@ _BACKENDS = ("auto", "fused", "reference")
 
 
 def _fused_op():
-    """(EdgeGraph, edge_message_passing) when the message-passing op is available, else None."""
-    try:
-        from eirnn_fast.ops import EdgeGraph, edge_message_passing
-    except ImportError:
+    """(EdgeGraph, edge_message_passing) when the op's compiled CPU kernel is available, else None
+    (the op itself always imports; without ``_C`` it would run its ``index_add_`` reference, slower
+    than the ``torch.sparse`` CSR fallback)."""
+    from eirnn_fast import _ext
+    from eirnn_fast.ops import EdgeGraph, edge_message_passing
+
+    if not _ext.fused_available(torch.device("cpu")):
         return None
     return EdgeGraph, edge_message_passing
 

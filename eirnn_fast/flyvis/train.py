@@ -58,6 +58,7 @@ ALIASES = {
     "learning_rate_start": "lr",
     "learning_rate_W_start": "lr_W",
     "learning_rate_embedding_start": "lr_embedding",
+    "lr_emb": "lr_embedding",  # seed 004's locked table
     "learning_rate_update_start": "lr_update",
     "coeff_edge_diff": "coeff_g_phi_diff",
     "coeff_edge_norm": "coeff_g_phi_norm",

@@ -85,6 +85,21 @@ def test_aggregate_backends_agree():
         sim._Aggregator(c, "gpu")
 
 
+def test_auto_without_the_compiled_op_uses_the_csr_fallback(monkeypatch):
+    from eirnn_fast import _ext
+
+    c = load_connectome(1)
+    w = torch.randn(c.n_edges, dtype=torch.float64)
+    h = torch.randn(c.n_neurons, 2, dtype=torch.float64)
+    monkeypatch.setattr(_ext, "_C", None)  # as on a source checkout without the extension
+    assert not sim.fused_available()
+    agg = sim._Aggregator(c, "auto")
+    assert agg.name == "torch_sparse_csr"
+    torch.testing.assert_close(agg(w, h), c.dense_weights(w) @ h)
+    with pytest.raises(RuntimeError, match="not available"):
+        sim._Aggregator(c, "fused")
+
+
 def test_deterministic_per_seed(net):
     c, p = net
     stim = torch.rand(20, c.n_columns, generator=torch.Generator().manual_seed(3))
