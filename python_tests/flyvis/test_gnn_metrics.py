@@ -105,6 +105,11 @@ def test_test_pearson_and_analysis():
     assert M.sign_match(W, W) == 1.0 and M.sign_match(-W, W) == 0.0
     low = rng.standard_normal((500, 3)) @ rng.standard_normal((3, 30))
     assert M.activity_svd_rank(low) == 3
+    long = rng.standard_normal((12_000, 4)) @ rng.standard_normal((4, 30)) + 1e-3 * rng.standard_normal((12_000, 30))
+    assert M.activity_svd_rank(long, max_frames=None) == M.activity_svd_rank(long, max_frames=500) == 4
+    mu, sd = M.activity_stats(torch.as_tensor(long, dtype=torch.float32))  # chunked two-pass stats
+    np.testing.assert_allclose(mu, long.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sd, long.std(0), rtol=1e-5, atol=1e-5)
     assert M.cv_across_seeds([1.0, 1.0, 1.0]) == 0.0
     assert M.cv_across_seeds([0.9, 1.1]) == pytest.approx(10.0)
 
