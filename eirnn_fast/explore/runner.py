@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from eirnn_fast.explore.logfmt import IterEntry, Mutation, format_value, mutations_from_text
+from eirnn_fast.explore.logfmt import IterEntry, Mutation, format_value, mutations_from_text, parse_log
 from eirnn_fast.explore.space import Classifier, Constraints, RandomProposer, Reward
 from eirnn_fast.explore.tree import ROOT, ExplorationTree, Node, atomic_write_text
 
@@ -206,8 +206,20 @@ class Explorer:
                     f"n={tree.visits(parent)}, c={cfg.ucb_c})")
         node = tree.add(parent, pconf, mode="exploit" if best is not None and parent == best.id else "explore",
                         parent_rule=rule, **kw)
-        muts = self._propose(node, pconf, cfg.block_spec(block).get("parameters") or None)
-        node.config = cfg.constraints.apply(pconf, muts)
+        try:
+            muts = self._propose(node, pconf, cfg.block_spec(block).get("parameters") or None)
+            config = cfg.constraints.apply(pconf, muts)
+        except BaseException:
+            # a proposer error (locked/out-of-space mutation, failed command, Ctrl-C) must not leave a
+            # half-built node behind: a restart would run it as an unmutated copy of its parent
+            del tree.nodes[node.id]
+            tree.meta.pop("pending", None)
+            raise
+        # locks whose exception held in the parent but not any more go back to their locked value
+        for param, value in cfg.constraints.relock(config).items():
+            muts.append(Mutation(param, config[param], value))
+            config[param] = value
+        node.config = config
         node.mutations = [m.to_dict() for m in muts]
         return node
 
@@ -286,6 +298,18 @@ class Explorer:
         if best is not None:
             parts.append(f"best so far node {best.id} (reward {best.reward:.4f})")
         return "; ".join(parts)
+
+    def _logged_nodes(self) -> set:
+        if not self.log_path.exists():
+            return set()
+        return {e.node for e in parse_log(self.log_path.read_text())}
+
+    def _append_missing_log_entries(self) -> None:
+        """Resume: finished nodes whose log entry a kill cut off (the tree is saved first) get it now."""
+        logged = self._logged_nodes()
+        for node in sorted(self.tree.finished_nodes(), key=lambda n: n.id):
+            if node.id != ROOT and node.id not in logged:
+                self._append_log(node)
 
     def _append_log(self, node: Node) -> None:
         cl = self.cfg.config_line or list(self.cfg.constraints.space)
@@ -456,6 +480,8 @@ class Explorer:
         t0 = time.perf_counter()
         tree.meta.setdefault("runs", []).append({"started": time.time(), "resumed": self.resumed, "engine": self.engine})
         reran = [n.id for n in tree.unfinished_nodes()]
+        if self.resumed:
+            self._append_missing_log_entries()
         try:
             if reran:
                 self._say(f"resuming: re-running in-flight node(s) {reran}")

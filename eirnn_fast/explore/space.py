@@ -157,6 +157,13 @@ class Constraints:
             return False
         return not any(check_condition(c, new_config) for c in lock.unless)
 
+    def relock(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """``{param: locked value}`` for every locked parameter of ``config`` that is off its locked
+        value although none of its ``unless`` conditions holds (e.g. ``lr`` raised while
+        ``recurrent_training`` was true, in a config where it is false again)."""
+        return {k: lock.value for k, lock in self.locked.items()
+                if k in config and config[k] != lock.value and self.is_locked(k, config)}
+
     def apply(self, config: Dict[str, Any], mutations: Sequence[Mutation], check_space: bool = True) -> Dict[str, Any]:
         """Config after ``mutations``. Raises :class:`LockedParameterError` for a locked parameter
         (unless one of its ``unless`` conditions holds in the mutated config) and

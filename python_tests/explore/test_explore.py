@@ -112,6 +112,56 @@ def test_locked_parameters_cannot_be_mutated(tmp_path):
         Explorer(ex_cfg, tmp_path / "locked", engine="serial", propose_fn=lambda mem, tree: ["hidden_dim: 80 -> 32"]).run()
 
 
+def test_proposer_error_leaves_no_half_built_node(tmp_path):
+    # the locked mutation raises; the restart must not find (and run) an unmutated pending node
+    calls = []
+
+    def propose(memory_text, tree):
+        calls.append(1)
+        return ["hidden_dim: 80 -> 32"] if len(calls) == 1 else ["lr: 0.001 -> 0.002"]
+
+    out = tmp_path / "err"
+    with pytest.raises(LockedParameterError):
+        Explorer(cfg(iterations=4, robustness={}), out, engine="serial", propose_fn=propose).run()
+    saved = ExplorationTree.load(out / "tree.json")
+    assert all(n.status == "done" for n in saved.run_nodes()) and "pending" not in saved.meta
+    again = Explorer(cfg(iterations=4, robustness={}), out, engine="serial", propose_fn=propose)
+    again.run()
+    mutated = [n for n in again.tree.run_nodes() if n.mode != "baseline"]
+    assert mutated and all(n.mutations == [{"param": "lr", "old": 1e-3, "new": 2e-3}] for n in mutated)
+
+
+def test_lock_returns_when_its_exception_no_longer_holds():
+    c = cfg().constraints
+    parent = c.apply(cfg().base_config, [Mutation("recurrent_training", False, True), Mutation("lr_W", 6e-4, 1e-3)])
+    child = c.apply(parent, [Mutation("recurrent_training", True, False)])
+    assert c.relock(child) == {"lr_W": 6e-4}  # lr_W was allowed only with recurrent training
+    assert c.relock(parent) == {}
+
+
+def test_runner_records_the_relock_as_a_mutation(tmp_path):
+    ex = Explorer(cfg(iterations=3, robustness={}), tmp_path / "relock", engine="serial",
+                  propose_fn=lambda mem, tree: ["recurrent_training: true -> false"])
+    parent = ex.tree.add(ROOT, {**ex.cfg.base_config, "recurrent_training": True, "lr_W": 1e-3}, mode="explore")
+    parent.status, parent.reward = "done", 0.5  # the only finished node: UCB picks it
+    child = ex._new_node(slot=0, iteration=2)
+    assert child.parent == parent.id
+    assert child.config["recurrent_training"] is False and child.config["lr_W"] == 6e-4
+    assert child.mutations == [{"param": "recurrent_training", "old": True, "new": False},
+                               {"param": "lr_W", "old": 1e-3, "new": 6e-4}]
+
+
+def test_resume_logs_a_finished_node_whose_entry_a_kill_cut_off(tmp_path):
+    out = tmp_path / "cutlog"
+    Explorer(cfg(iterations=4, robustness={}), out, engine="serial").run()
+    log = out / "t_analysis.md"
+    text = log.read_text()
+    log.write_text(text[: text.index("## Iter 4")])  # killed between tree.save and the log append
+    again = Explorer(cfg(iterations=4, robustness={}), out, engine="serial")
+    again.run()
+    assert sorted(e.node for e in parse_log(log.read_text())) == [1, 2, 3, 4]
+
+
 def test_proposer_stays_in_search_space():
     c = cfg()
     prop = RandomProposer(c.constraints, seed=0)
