@@ -33,7 +33,7 @@ def _load_toml(path: Path) -> Dict[str, Any]:
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ImportError as exc:
-            raise RuntimeError("reading suite configs needs Python >= 3.11 or `pip install tomli`") from exc
+            raise RuntimeError("reading suite configs needs Python >= 3.11 or `pip install tomli`") from exc  # noqa
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

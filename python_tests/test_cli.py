@@ -52,7 +52,8 @@ def test_diagnose(tiny_file, tmp_path, capsys):
         (["evaluate", "{tmp}"], "no checkpoint.pt"),
     ],
 )
-def test_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
+def test_errors_are_one_line_with_status_2(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)  # the default output folder runs/ is relative to the working directory
     (tmp_path / "garbage.mat").write_bytes(b"\x00\x01 not a mat file " * 20)
     from eirnn_fast.data import write_mat
 

@@ -256,6 +256,8 @@ def _build(data: dict, source: str, clip_percentile: Optional[float]) -> SCSessi
     nan = np.isnan(rates)
     if np.any(rates[~nan] < 0):
         raise ValueError("firing_rates has negative values")
+    if np.isinf(rates).any():
+        raise ValueError(f"firing_rates has {int(np.isinf(rates).sum())} infinite values")
     mask = (~nan.any(axis=2)).astype(np.float32)  # [K, T]
     if nan.any():
         notes.append(f"{int(nan.sum())} NaN firing-rate values set to 0 and masked")

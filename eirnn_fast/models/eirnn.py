@@ -143,6 +143,9 @@ class EIRNN(nn.Module):
             raise ValueError("Cannot use both learnable_tau and learnable_alpha; choose one (the other 'none')")
         if low_rank is not None and (not isinstance(low_rank, (int, np.integer)) or low_rank < 1):
             raise ValueError(f"low_rank must be None or a positive int, got {low_rank!r}")
+        if low_rank is not None and low_rank >= n_exc + n_inh:
+            warnings.warn(f"low_rank={low_rank} >= {n_exc + n_inh} units: U V^T is not rank-limited (only its "
+                          "parameterisation differs from a full W_rec)", UserWarning, stacklevel=2)
 
         self.n_exc = int(n_exc)
         self.n_inh = int(n_inh)

@@ -8,7 +8,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
-from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference, state_noise_reference
+from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference
 
 #: Largest N the CUDA kernel takes (W and the state tile live in shared memory or L1/L2);
 #: larger networks run the reference on the GPU with a warning.
@@ -225,8 +225,9 @@ def state_noise_(
     of ``(seed, i)``, so nothing is stored for the backward, which regenerates the draws to form
     ``d std = sum(grad * xi)``; ~3x faster than ``torch.randn`` and identical for any thread count.
     ``seed`` defaults to one draw from torch's default generator, so ``torch.manual_seed`` makes
-    the noise reproducible. Reference (and CUDA): ``drive + std * torch.randn(...)`` (a different
-    stream of the same distribution, seeded by ``seed`` when given).
+    the noise reproducible. Reference (and CUDA): ``drive += std * torch.randn(...)`` in place (a
+    different stream of the same distribution, from a generator seeded with ``seed``); the
+    out-of-place twin is :func:`eirnn_fast.reference.state_noise_reference`.
     """
     _tensor("drive", drive)
     _tensor("std", std)
@@ -239,5 +240,6 @@ def state_noise_(
     fused = drive.device.type == "cpu" and _ext.use_fused(backend, drive.device, "state_noise_")
     if not fused or not drive.is_contiguous():
         gen = torch.Generator(device=drive.device).manual_seed(seed)
-        return state_noise_reference(drive, std, gen)
+        xi = torch.randn(drive.shape, dtype=drive.dtype, device=drive.device, generator=gen)
+        return drive.addcmul_(xi, std)  # in place, like the fused path
     return _StateNoise.apply(drive, std, seed)

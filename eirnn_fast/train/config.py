@@ -99,7 +99,10 @@ def read_config_file(path) -> Dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10: the tomli backport (a dependency there)
+                import tomli as tomllib  # type: ignore[no-redef]
 
             values = tomllib.loads(text)
         else:

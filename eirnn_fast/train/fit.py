@@ -219,7 +219,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             losses = {"neuron": l_neuron(balancer.tap("neuron", rec), targets[idx], mask[idx], smooth_ms=cfg.smooth_ms)}
             if trial_fn is not None and w_trial > 0:
                 losses["trial"] = trial_fn(balancer.tap("trial", rec), targets[idx], mask=mask[idx],
-                                           neuron_type=neuron_type, **cfg.ltrial_kwargs)
+                                           neuron_type=neuron_type, **{"backend": cfg.backend, **cfg.ltrial_kwargs})
             extra = cfg.reg_weight * l_reg(model) + cfg.activity_weight * l_activity(rates, target_mean, mask[idx])
             optimizer.zero_grad(set_to_none=True)
             stats = balancer.backward(losses, extra=extra, params=params)

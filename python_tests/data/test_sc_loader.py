@@ -148,6 +148,7 @@ def test_missing_variable_is_named(small_vars, name):
         ("n_trials", np.array([[10.0]]), "firing_rates has shape"),
         ("trial_reward", np.zeros((4, 1)), "trial_reward has shape"),
         ("firing_rates", -np.ones((7, 11, 9)), "negative"),
+        ("firing_rates", np.full((7, 11, 9), np.inf), "firing_rates has 693 infinite values"),
     ],
 )
 def test_inconsistent_variable_is_named(small_vars, name, value, pattern):

@@ -630,6 +630,11 @@ def test_recorded_unit_index_maps_interneurons_to_i_units():
         recorded_unit_index([2, 2, 2], n_exc=4, n_inh=2)
 
 
+def test_full_rank_low_rank_warns():
+    with pytest.warns(UserWarning, match="low_rank=30 >= 30 units"):
+        EIRNN(24, 6, N_IN, low_rank=30)  # the embedded session's 30 units: low_rank_30/50 are not low rank
+
+
 def test_bad_inputs_raise_clear_errors():
     model = _make_model({})
     with pytest.raises(ValueError, match=r"inputs must be \[batch, time, n_inputs\].*got shape \(9, 4\)"):

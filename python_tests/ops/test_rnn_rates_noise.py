@@ -159,7 +159,9 @@ def test_state_noise_seeded_by_torch_generator_and_reference_fallback():
     torch.manual_seed(0)
     b = state_noise_(d.clone(), torch.tensor(1.0))
     assert torch.equal(a, b) and a.std() > 0.5
-    r = state_noise_(d.clone(), torch.tensor(1.0), seed=5, backend="reference")
+    x = d.clone()
+    r = state_noise_(x, torch.tensor(1.0), seed=5, backend="reference")
+    assert r is x and r.std() > 0.5  # in place on every path
     assert torch.equal(r, state_noise_(d.clone(), torch.tensor(1.0), seed=5, backend="reference"))
     with pytest.raises(ValueError, match="std must hold one value"):
         state_noise_(d, torch.ones(2))
