@@ -20,9 +20,10 @@ CASES = {
 }
 if QUICK:
     CASES = {"219x128x128_d54": (20, 32, 54), "1x835x835_d219": (1, 100, 219), "16x64x64_d11826": (4, 16, 512)}
-# issue 3: fused >= 2x the eager reference on the 219x128x128x54 case on a CPU (goal 5x); on a GPU
-# >= 10x GeomLoss tensorized and POT ot.batch (floor asserted against the eager reference there)
+# issue 3 floors on the 219x128x128x54 case: on a CPU fused >= 2x the eager reference (goal 5x);
+# on a GPU >= 10x each of GeomLoss tensorized and POT ot.batch (those installed)
 MIN_RATIO = {"cpu": 2.0, "cuda": 10.0}
+FLOOR_BASELINES = {"cpu": ("reference",), "cuda": ("pot_batch_last_step", "geomloss_tensorized")}
 
 
 def make(B, n, d, seed=0, device="cpu"):
@@ -55,12 +56,18 @@ def pot_fwd_bwd(x, y, eps=0.1):
     return run
 
 
+GEOMLOSS_SCALING = 0.95
+
+
 def geomloss_fwd_bwd(x, y, eps=0.1):
+    """GeomLoss runs one Sinkhorn iteration per entry of its eps schedule
+    ``[D^2, D^2 s^k ..., blur^2]``; with ``D = blur / s^(ITERS - 2)`` that schedule has ITERS entries
+    (+-1 from rounding; annealed from D^2 down to our eps): the same iteration budget as ours."""
     from geomloss import SamplesLoss
 
     blur = (eps / 2) ** 0.5  # geomloss cost |x-y|^2 / 2 and eps = blur^2: same plan with eps/2
     loss = SamplesLoss("sinkhorn", p=2, blur=blur, debias=False, backend="tensorized",
-                       diameter=blur * (1 + 1e-7), scaling=0.5)
+                       diameter=blur / GEOMLOSS_SCALING ** (ITERS - 2), scaling=GEOMLOSS_SCALING)
 
     def run():
         v = 2 * loss(x, y)
@@ -102,4 +109,5 @@ def test_sinkhorn_speedup(case, device):
             res[f"ratio_{k}_over_fused"] = round(res[f"{k}_fwd_bwd_ms"] / res["fused_fwd_bwd_ms"], 2)
     record("sinkhorn", res)
     if not QUICK and case.startswith("219"):
-        assert res["ratio_reference_over_fused"] >= MIN_RATIO[device], res
+        ratios = [res[f"ratio_{k}_over_fused"] for k in FLOOR_BASELINES[device] if f"ratio_{k}_over_fused" in res]
+        assert ratios and min(ratios) >= MIN_RATIO[device], res

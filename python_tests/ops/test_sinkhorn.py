@@ -102,6 +102,34 @@ def test_matches_pot():
         assert np.abs(P[k].numpy() - G).max() < 1e-9
 
 
+@pytest.mark.parametrize("cost", ["sqeuclidean", "poisson"])
+def test_values_and_gradients_match_pot_envelope(cost):
+    """POT's ``ot.solve(..., grad='envelope')`` on our cost matrix: values to 1e-7 and dOT/dx, dOT/dy
+    (chained through the same cost function) to 1e-6."""
+    ot = pytest.importorskip("ot")
+    import warnings
+
+    x, y = make(2, 9, 7, 4, seed=5)
+    if cost == "poisson":  # rates: positive points
+        x, y = (x.detach().exp() + 0.1).requires_grad_(), (y.detach().exp() + 0.1).requires_grad_()
+    else:
+        y = y.detach().requires_grad_()
+    eps = 0.2
+    v = sinkhorn(x, y, eps=eps, cost=cost, max_iter=5000, tol=1e-14)
+    gx, gy = torch.autograd.grad(v.sum(), [x, y])
+    for k in range(2):
+        xk, yk = x[k].detach().clone().requires_grad_(), y[k].detach().clone().requires_grad_()
+        M = cost_matrix_reference(xk[None], yk[None], cost)[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # POT warns that tol=1e-15 was not reached
+            res = ot.solve(M, reg=eps, reg_type="KL", method="sinkhorn_log", max_iter=20000, tol=1e-15,
+                           grad="envelope")
+        px, py = torch.autograd.grad(res.value, [xk, yk])
+        assert abs(v[k].item() - res.value.item()) / abs(res.value.item()) < 1e-7
+        assert (gx[k] - px).abs().max().item() < 1e-6 * max(1.0, px.abs().max().item())
+        assert (gy[k] - py).abs().max().item() < 1e-6 * max(1.0, py.abs().max().item())
+
+
 def test_tol_zero_runs_max_iter_and_batched_equals_loop():
     x, y = make(6, 10, 12, 3, seed=5)
     # heterogeneous difficulty: scale some problems so they converge at different iterations
