@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from benchutils import QUICK, device_name, devices, record, time_call
-from test_bench_message_passing import E, N, connectome_like_graph
+from test_bench_message_passing import GRAPH, E, N, connectome_like_graph
 
 from eirnn_fast.flyvis.gnn import FlyVisGNN, GNNGraph
 from eirnn_fast.flyvis.train import (FlyVisTrainConfig, annealed_coefficients, data_loss, make_optimizer,
@@ -79,7 +79,7 @@ def test_flyvis_gnn_train_step(device):
     torch.testing.assert_close(grads["auto"][0], grads["reference"][0], rtol=1e-5, atol=1e-5)
     for ga, gr in zip(grads["auto"][1], grads["reference"][1]):
         torch.testing.assert_close(ga, gr, rtol=1e-3, atol=1e-5 * max(1.0, float(gr.abs().max())))
-    res = {"device": device_name(device), "N": N, "E": E, "frames": 2, "hidden": 80, "n_layers": 3}
+    res = {"device": device_name(device), "graph": GRAPH, "N": N, "E": E, "frames": 2, "hidden": 80, "n_layers": 3}
     for b in ("auto", "reference"):
         med, best = time_call(fns[b][1], device, repeat=REPEAT, warmup=1)
         res[f"{b}_s"], res[f"{b}_best_s"] = med, best
@@ -98,6 +98,6 @@ def test_flyvis_gnn_trainer_iterations():
     cfg = FlyVisTrainConfig(iterations_per_epoch=n_it, quiet=True, log_every=n_it, coeff_W_L2=2.5e-6)
     train_flyvis_gnn(FlyVisTrainConfig(**{**cfg.to_dict(), "iterations_per_epoch": 1, "extra": {}}), data, graph=graph)
     _, info = train_flyvis_gnn(cfg, data, graph=graph)
-    res = {"device": device_name("cpu"), "N": N, "E": E, "frames": 2, "iterations": n_it,
+    res = {"device": device_name("cpu"), "graph": GRAPH, "N": N, "E": E, "frames": 2, "iterations": n_it,
            "s_per_iteration": info["s_per_iteration"]}
     record("flyvis_gnn_trainer", res)

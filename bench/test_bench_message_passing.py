@@ -1,9 +1,10 @@
 """Sparse edge message passing at the FlyVis connectome's shape, and the whole flyvis_A GNN step.
 
-Graph: a seeded synthetic graph with the extent-8 connectome's shape (13,741 nodes, 434,112 unique
-(src, dst) pairs, lognormal in-degree with mean 31.6 and its tail clipped at 208, ~45 nodes without
-in-edges). Random sources make it a worst case for the gathers (the real connectome's sources are
-lattice neighbours); the real connectome replaces it in a later issue.
+Graph (``EIRNN_BENCH_GRAPH``): ``connectome`` (default) = the FlyVis connectome at extent 8
+(13,741 nodes, 434,112 edges, ``eirnn_fast.flyvis.load_connectome``; extent 2 in quick mode);
+``random`` = a seeded synthetic graph of the same shape (lognormal in-degree with mean 31.6 and its
+tail clipped at 208, ~45 nodes without in-edges) whose random sources are a worst case for the
+gathers (the connectome's sources are lattice neighbours).
 
 1. The op alone, F = 1, 2, 4 columns (frames), fwd and fwd+bwd (gradients to edge_weight and
    node_values): fused vs PyG-style gather + ``index_add_`` vs ``torch.sparse.mm`` on a CSR tensor
@@ -31,6 +32,7 @@ fused op jumped from 0.3 ms to 12 ms under load average 3.5 while the minima sta
 
 Run: pytest bench/test_bench_message_passing.py -q -s   (EIRNN_BENCH_THREADS=1 for one thread)   (EIRNN_BENCH_QUICK=1 shrinks the graph)
 """
+import os
 import warnings
 
 import pytest
@@ -41,7 +43,12 @@ from eirnn_fast.reference import edge_message_passing_reference, edge_mlp_messag
 
 from benchutils import QUICK, device_name, devices, record, sync, time_call
 
-N, E = (2000, 63000) if QUICK else (13741, 434112)
+GRAPH = os.environ.get("EIRNN_BENCH_GRAPH", "connectome")
+if GRAPH not in ("connectome", "random"):
+    raise ValueError(f"EIRNN_BENCH_GRAPH must be connectome or random, got {GRAPH!r}")
+EXTENT = 2 if QUICK else 8
+N, E = {("connectome", True): (1203, 28904), ("connectome", False): (13741, 434112),
+        ("random", True): (2000, 63000), ("random", False): (13741, 434112)}[(GRAPH, QUICK)]
 MAX_IN_DEGREE = 208
 FRAMES = (1, 2, 4)
 HIDDEN, EMB = 80, 2
@@ -56,10 +63,19 @@ _GRAPHS = {}
 
 
 def connectome_like_graph(device="cpu", seed=0):
-    """Unique (src, dst) pairs, heavy-tailed in-degree (lognormal, mean E/N, max MAX_IN_DEGREE)."""
+    """The benchmark graph (module docstring): the FlyVis connectome, or with EIRNN_BENCH_GRAPH=random
+    unique (src, dst) pairs with a heavy-tailed in-degree (lognormal, mean E/N, max MAX_IN_DEGREE)."""
     key = (device, seed)
     if key in _GRAPHS:
         return _GRAPHS[key]
+    if GRAPH == "connectome":
+        from eirnn_fast.flyvis import load_connectome
+
+        con = load_connectome(EXTENT)
+        assert (con.n_neurons, con.n_edges) == (N, E)
+        g = EdgeGraph(con.src.to(torch.int32).to(device), con.dst.to(torch.int32).to(device), N, N)
+        _GRAPHS[key] = g
+        return g
     gen = torch.Generator().manual_seed(seed)
     deg = torch.exp(torch.randn(N, generator=gen, dtype=torch.float64) * 0.9)
     deg[torch.randperm(N, generator=gen)[: max(1, N // 300)]] = 0  # a few nodes without in-edges
@@ -124,7 +140,7 @@ def test_message_passing_speedup(device, F):
         for a, b in zip(out, ref):
             assert ((a - b).abs().max() / b.abs().max()).item() < 1e-4, v
     res = {"device": device_name(device), "nodes": N, "edges": E, "F": F, "dtype": "float32",
-           "index_dtype": "int32", "max_in_degree": int(g.in_degree().max())}
+           "index_dtype": "int32", "max_in_degree": int(g.in_degree().max()), "graph": GRAPH}
     for v in variants:
         for mode, fn in zip(("fwd", "fwd_bwd"), fns[v]):
             rep = REPEAT if not (v == "sparse_csr" and mode == "fwd_bwd") else 3
@@ -195,7 +211,7 @@ def test_flyvis_a_step_speedup(device):
     fus = run_step(step_a_fused, setup)
     for a, b in zip(fus, ref):
         assert ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() < 1e-3
-    res = {"device": device_name(device), "nodes": N, "edges": E, "frames": 2, "hidden": HIDDEN,
+    res = {"device": device_name(device), "graph": GRAPH, "nodes": N, "edges": E, "frames": 2, "hidden": HIDDEN,
            "layers": 3, "emb": EMB, "dtype": "float32", "mode": "fwd_bwd"}
     for name, step in (("per_edge_reference", step_a_per_edge), ("per_node_fused", step_a_fused)):
         med, best = time_call(lambda: run_step(step, setup), device, repeat=3 if name.startswith("per_edge") else REPEAT,
@@ -244,7 +260,7 @@ def test_flyvis_b_messages_speedup():
     assert u_dst.shape == u_src.shape == (HIDDEN, 1 + EMB)
     for p, q in zip(fused(), reference()):
         assert ((p - q).abs().max() / q.abs().max().clamp_min(1e-30)).item() < 1e-3
-    res = {"device": device_name(device), "nodes": N, "edges": E, "frames": B, "hidden": HIDDEN,
+    res = {"device": device_name(device), "graph": GRAPH, "nodes": N, "edges": E, "frames": B, "hidden": HIDDEN,
            "layers": 3, "dtype": "float32", "mode": "fwd_bwd"}
     for name, fn in (("per_edge_reference", reference), ("fused_edge_mlp", fused)):
         med, best = time_call(fn, device, repeat=3, warmup=1)
