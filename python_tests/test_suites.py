@@ -64,3 +64,31 @@ def test_suite_name_is_not_shadowed_by_a_results_folder(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no .toml configs"):
         load_suite("empty")
+
+
+def _fake_run(out, name, test_r, vals, val_losses, rate_ratio=1.0, seed=42):
+    run = out / name / f"seed_{seed}"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"test_psth_corr": test_r, "noise_ceiling": 0.36,
+                                                 "test": {"mean_rate_ratio": rate_ratio}}))
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": i, "train_l_neuron": 0.5, "val_psth_corr": v, "val_l_neuron": l}) + "\n"
+        for i, (v, l) in enumerate(zip(vals, val_losses))))
+
+
+def test_priorities_checks_apply_seed_002_criteria(tmp_path):
+    from eirnn_fast.suites import PRIORITY_TESTS, check_priorities
+
+    assert PRIORITY_TESTS <= {p.stem for p in suite_dirs()["priorities"].glob("*.toml")}
+    _fake_run(tmp_path, "test2_quick", 0.2, [0.0, 0.1, 0.2], [0.9, 0.8, 0.7], rate_ratio=1.5)
+    _fake_run(tmp_path, "test3_full", 0.31, [0.0] + [0.3] * 19, [0.9] * 10 + [1.2] * 10)  # val loss rose
+    _fake_run(tmp_path, "test4_bypass_dale", 0.35, [0.1], [0.5])
+    checks = check_priorities(tmp_path)
+    assert checks["test2_quick"]["pass"] is True
+    c3 = checks["test3_full"]
+    assert c3["criteria"]["test r > 0.3"] and c3["criteria"]["validation curve shows learning"]
+    assert not c3["criteria"]["validation L_neuron decreasing or stable"] and c3["pass"] is False
+    c4 = checks["test4_bypass_dale"]
+    assert c4["pass"] is True and c4["needed"] is True  # test 3 failed: the sanity run is needed
+    assert "input_modulation_ratio" in checks["test1_diagnose"]
+    assert json.loads((tmp_path / "priorities_checks.json").read_text())["test3_full"]["pass"] is False
