@@ -295,6 +295,10 @@ def generate_dataset(config: GenerateConfig, seed: int, out_dir) -> Dict:
     cfg = config
     if cfg.n_streams < 1 or cfg.n_frames < cfg.n_streams:
         raise ValueError(f"need n_streams >= 1 and n_frames >= n_streams, got {cfg.n_streams}, {cfg.n_frames}")
+    for name in ("n_frames", "n_test_frames"):
+        if getattr(cfg, name) % cfg.n_streams:
+            raise ValueError(f"{name}={getattr(cfg, name)} is not a multiple of n_streams={cfg.n_streams} "
+                             "(each stream gets the same number of frames)")
     t_start = time.perf_counter()
     con = load_connectome(cfg.extent)
     params = load_parameters(cfg.params_path, con) if cfg.params_path else sample_parameters(con, seed)

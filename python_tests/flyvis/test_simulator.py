@@ -177,6 +177,8 @@ def test_generate_dataset(tmp_path):
     generate_dataset(GenerateConfig(**{**cfg.__dict__, "plots": False}), 4, tmp_path / "other")
     assert not np.array_equal(load_dataset(tmp_path / "other")["x"], tr["x"])
     assert meta2["weight_statistics"]["abs_median"] > 0
+    with pytest.raises(ValueError, match="n_frames=121 is not a multiple of n_streams=2"):
+        generate_dataset(GenerateConfig(**{**cfg.__dict__, "n_frames": 121}), 3, tmp_path / "odd")
 
 
 def test_cli_generate(tmp_path):
