@@ -397,6 +397,10 @@ def _iterations_per_epoch(config: FlyVisTrainConfig, n_frames: int) -> int:
     return max(1, int(n_frames * config.data_augmentation_loop // config.batch_size * 0.2))
 
 
+# config fields that may change between an interrupted run and its resume (bookkeeping only)
+_RESUME_FREE_KEYS = frozenset({"quiet", "log_every", "checkpoint_every", "n_epochs", "eval_each_epoch", "data_path"})
+
+
 def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "iteration": iteration,
@@ -438,10 +442,17 @@ def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str,
     start_epoch, start_iter = 0, 0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
         ck = out / "checkpoint.pt"
-        if resume and ck.exists():
-            state = torch.load(ck, map_location=config.device, weights_only=False)
+        state = torch.load(ck, map_location=config.device, weights_only=False) if resume and ck.exists() else None
+        if state is not None:
+            old = json.loads(json.dumps(state.get("config", {}), default=str))
+            new = json.loads(json.dumps(config.to_dict(), default=str))
+            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in _RESUME_FREE_KEYS)
+            if differ:
+                raise ValueError(f"{ck} was written with another config ({', '.join(differ[:6])} differ): "
+                                 "use another run folder or delete the checkpoint to start over")
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])

@@ -143,6 +143,9 @@ def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
     lines = [json.loads(l) for l in (tmp_path / "full" / "history.jsonl").read_text().splitlines()]
     assert len(lines) == 8 and lines[-1]["recurrent"] and not lines[0]["recurrent"]
     assert {"loss", "loss_data", "regul_g_phi_norm", "s_per_iter"} <= set(lines[0])
+    # a resume with other training settings is refused, not silently mixed
+    with pytest.raises(ValueError, match="another config.*lr"):
+        train_flyvis_gnn(FlyVisTrainConfig(**{**cfg.to_dict(), "lr": 5e-3, "extra": {}}), data, out_dir=tmp_path / "part")
 
 
 def test_grad_clip_W_limits_the_W_step(tiny):
