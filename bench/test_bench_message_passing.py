@@ -8,7 +8,8 @@ gathers (the connectome's sources are lattice neighbours).
 
 1. The op alone, F = 1, 2, 4 columns (frames), fwd and fwd+bwd (gradients to edge_weight and
    node_values): fused vs PyG-style gather + ``index_add_`` vs ``torch.sparse.mm`` on a CSR tensor
-   (stock autograd: its value gradient goes through a dense N x N product, see the research note).
+   (stock autograd: its value gradient goes through a dense N x N product, see the research note),
+   and ``torch_geometric`` ``MessagePassing(aggr="add")`` when it is installed (comparison only).
    Issue floor: fused >= 2x index_add_ fwd+bwd (goal 5x).
 2. One flyvis_A training step (B = 2 frames, g_phi 3 -> 80 -> 80 -> 1 squared, f_theta
    5 -> 80 -> 80 -> 1, embedding 2, loss ||pred - y||_2, fwd+bwd to every parameter): per-edge
@@ -98,6 +99,30 @@ def connectome_like_graph(device="cpu", seed=0):
     return g
 
 
+def _pyg_available() -> bool:
+    try:
+        import torch_geometric  # noqa: F401
+    except Exception:  # not installed (comparison only)
+        return False
+    return True
+
+
+def _pyg_layer():
+    from torch_geometric.nn import MessagePassing
+
+    class WeightedSum(MessagePassing):
+        def __init__(self):
+            super().__init__(aggr="add")
+
+        def forward(self, x, edge_index, w):
+            return self.propagate(edge_index, x=x, w=w, size=(N, N))
+
+        def message(self, x_j, w):
+            return w.unsqueeze(-1) * x_j
+
+    return WeightedSum()
+
+
 def sparse_csr(g, w):
     return torch.sparse_csr_tensor(g.rowptr.long(), g.col.long(), w[g.perm.long()], size=(N, N))
 
@@ -109,6 +134,12 @@ def op_fns(g, w, x, cot, variant):
     elif variant == "index_add":
         def call():
             return edge_message_passing_reference(g.src, g.dst, N, w, x)
+    elif variant == "pyg":  # torch_geometric MessagePassing(aggr="add"), x_j * w per edge
+        layer = _pyg_layer()
+        edge_index = torch.stack([g.src.long(), g.dst.long()])
+
+        def call():
+            return layer(x, edge_index, w)
     else:  # torch.sparse CSR, stock autograd
         def call():
             return torch.sparse.mm(sparse_csr(g, w), x)
@@ -132,10 +163,10 @@ def test_message_passing_speedup(device, F):
     w = (0.1 * torch.randn(E, generator=gen)).to(device).requires_grad_()
     x = torch.randn(N, F, generator=gen).to(device).requires_grad_()
     cot = torch.randn(N, F, generator=gen).to(device)
-    variants = ("fused", "index_add", "sparse_csr")
+    variants = ("fused", "index_add", "sparse_csr") + (("pyg",) if _pyg_available() else ())
     fns = {v: op_fns(g, w, x, cot, v) for v in variants}
     ref = fns["index_add"][1]()
-    for v in ("fused", "sparse_csr"):
+    for v in variants[:1] + variants[2:]:
         out = fns[v][1]()
         for a, b in zip(out, ref):
             assert ((a - b).abs().max() / b.abs().max()).item() < 1e-4, v
@@ -147,8 +178,11 @@ def test_message_passing_speedup(device, F):
             med, best = time_call(fn, device, repeat=rep, warmup=1 if rep == 3 else 2)
             res[f"{v}_{mode}_ms"] = round(1e3 * med, 3)
             res[f"{v}_{mode}_min_ms"] = round(1e3 * best, 3)
+    if "pyg" not in variants:
+        res["pyg"] = "torch_geometric not installed"
+    res["torch_scatter"] = "not benchmarked: needs a compiled wheel for this torch"
     for mode in ("fwd", "fwd_bwd"):
-        for v in ("index_add", "sparse_csr"):
+        for v in variants[1:]:
             res[f"ratio_{mode}_vs_{v}"] = round(res[f"{v}_{mode}_ms"] / res[f"fused_{mode}_ms"], 2)
             res[f"ratio_{mode}_vs_{v}_best"] = round(res[f"{v}_{mode}_min_ms"] / res[f"fused_{mode}_min_ms"], 2)
     record("message_passing", res)
