@@ -20,6 +20,9 @@ EIRNN_FAST_REQUIRE_COMPILED=1 pytest -q -x python_tests -k "cuda or CUDA" 2>&1 |
 EIRNN_FAST_REQUIRE_COMPILED=1 pytest -q python_tests 2>&1 | tail -5 || status=1
 
 rm -f bench/results/*.jsonl
+# torch.compile of the reference recurrence beside fused/eager (issue 2's GPU goal); set
+# EIRNN_BENCH_COMPILE=0 to skip its compile time
+export EIRNN_BENCH_COMPILE="${EIRNN_BENCH_COMPILE:-1}"
 pytest -q bench -k "speedup or train_step" -p no:cacheprovider -s 2>&1 | grep -E "passed|failed|Error" || status=1
 
 python - <<'PY'
