@@ -39,6 +39,7 @@ class FitConfig:
     lneuron_weight: float = 1.0
     ltrial_weight: float = 0.0  # > 0 imports eirnn_fast.losses.trial_matching_loss
     ltrial_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to trial_matching_loss
+    ltrial_group_by: Optional[str] = None  # match trials within condition groups of this label (e.g. "location")
     reg_weight: float = 1e-4
     activity_weight: float = 0.01
     smooth_ms: float = 0.0  # L_neuron smoothing (the metric reports its own smooth_ms as 0)

@@ -166,6 +166,13 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     if cfg.ltrial_weight > 0:
         trial_fn, trial_impl = get_trial_matching_loss()
     neuron_type = torch.as_tensor(session.neuron_type)
+    groups = None
+    if cfg.ltrial_group_by:
+        if cfg.ltrial_group_by not in session.conditions:
+            raise ValueError(f"ltrial_group_by={cfg.ltrial_group_by!r} is not a trial label of this session "
+                             f"(labels: {sorted(session.conditions)})")
+        labels = np.nan_to_num(np.asarray(session.conditions[cfg.ltrial_group_by], dtype=np.float64), nan=-1.0)
+        groups = torch.as_tensor(np.unique(labels, return_inverse=True)[1].reshape(-1), dtype=torch.long)  # [K]
 
     config_dict = cfg.to_dict()
     (out / "config.json").write_text(json.dumps(config_dict, indent=2))
@@ -218,8 +225,9 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             rec = select_units(rates, unit_index)  # [B, T, N_recorded]
             losses = {"neuron": l_neuron(balancer.tap("neuron", rec), targets[idx], mask[idx], smooth_ms=cfg.smooth_ms)}
             if trial_fn is not None and w_trial > 0:
+                extra_kw = {"groups": groups[idx]} if groups is not None else {}
                 losses["trial"] = trial_fn(balancer.tap("trial", rec), targets[idx], mask=mask[idx],
-                                           neuron_type=neuron_type, **{"backend": cfg.backend, **cfg.ltrial_kwargs})
+                                           neuron_type=neuron_type, **{"backend": cfg.backend, **extra_kw, **cfg.ltrial_kwargs})
             extra = cfg.reg_weight * l_reg(model) + cfg.activity_weight * l_activity(rates, target_mean, mask[idx])
             optimizer.zero_grad(set_to_none=True)
             stats = balancer.backward(losses, extra=extra, params=params)

@@ -84,6 +84,31 @@ def test_trial_loss_and_balancers_run(tiny_file, tmp_path):
         assert "train_l_trial" in line
 
 
+def test_trial_matching_within_condition_groups(tiny_file, tmp_path, monkeypatch):
+    import eirnn_fast.losses as losses
+
+    seen = []
+    real, name = losses.get_trial_matching_loss()
+
+    def spy(*args, **kw):
+        seen.append(kw.get("groups"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(losses, "get_trial_matching_loss", lambda: (spy, name))
+    r = fit(_cfg(tiny_file, tmp_path / "groups", epochs=1, ltrial_weight=0.5, ltrial_group_by="location"))
+    assert np.isfinite(r["test_psth_corr"]) and seen
+    assert all(g is not None and g.dtype == torch.long and g.min() >= 0 for g in seen)
+    with pytest.raises(ValueError, match="ltrial_group_by='colour' is not a trial label"):
+        fit(_cfg(tiny_file, tmp_path / "bad", epochs=1, ltrial_weight=0.5, ltrial_group_by="colour"))
+
+
+def test_early_stopping_after_patience(tiny_file, tmp_path):
+    r = fit(_cfg(tiny_file, tmp_path / "stop", epochs=50, lr=0.0, patience=3, scheduler="none"))
+    lines = (tmp_path / "stop" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # nothing improves after epoch 0 (lr 0): 3 more epochs, then stop
+    assert r["best_epoch"] == 0
+
+
 def test_config_validation_and_file(tmp_path):
     with pytest.raises(ValueError, match="unknown config key"):
         FitConfig.from_dict({"epochz": 3})
