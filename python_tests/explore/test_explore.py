@@ -303,3 +303,30 @@ def test_shipped_sc_exploration_runs(tmp_path):
     assert main(["explore", str(small), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     log = (tmp_path / "out" / "sc_small_analysis.md").read_text()
     assert log.count("## Iter ") == 2 and "Node: id=2, parent=0" in log
+
+
+def test_shipped_flyvis_exploration_runs(tmp_path):
+    """kind: flyvis end to end at a toy scale: each node regenerates its data (extent 1) and trains."""
+    from pathlib import Path
+
+    import yaml
+
+    config = Path(__file__).resolve().parents[2] / "experiments" / "explore" / "flyvis_vrest_small.yaml"
+    if not config.is_file():
+        pytest.skip("experiments/ not beside the tests (installed copy)")
+    d = yaml.safe_load(config.read_text())
+    d.update(slots=1, iterations=2, robustness={})
+    d["generate"].update(extent=1, n_frames=60, n_test_frames=20)
+    d["base_config"].update(iterations_per_epoch=3, n_test_frames=20)
+    ex = Explorer(ExploreConfig.from_dict(d), tmp_path / "fv", engine="serial")
+    ex.run()
+    nodes = ex.tree.run_nodes()
+    assert [n.status for n in nodes] == ["done", "done"], [n.error for n in nodes]
+    assert [n.data_seed for n in nodes] == [4001, 4002]  # data regenerated per node
+    for n in nodes:
+        assert n.metrics["n_neurons"] == 443 and "V_rest_R2" in n.metrics and "connectivity_R2" in n.metrics
+        assert n.label in ("V_rest success", "V_rest partial", "V_rest failed")
+    assert nodes[1].mutations and nodes[1].mutations[0]["param"] == "lr_update"  # block 1's parameter
+    entries = parse_log((tmp_path / "fv" / "flyvis_vrest_analysis.md").read_text())
+    assert [e.node for e in entries] == [1, 2]
+    assert not any((tmp_path / "fv" / "nodes").rglob("train_s*.npz"))  # generated data removed (keep_data false)
