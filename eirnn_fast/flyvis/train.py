@@ -435,7 +435,11 @@ def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str,
     if N != model.n_neurons:
         raise ValueError(f"data has {N} neurons but the graph has {model.n_neurons}")
     xnorm = float(1.5 * xt.std())
-    dt = float(data.get("dt", config.dt)) if "dt" in data else config.dt
+    dt = float(data["dt"]) if "dt" in data else config.dt  # the simulation's step wins over the config's
+    if "dt" in data and abs(dt - config.dt) > 1e-12 * max(1.0, abs(dt)):
+        import warnings
+
+        warnings.warn(f"config dt={config.dt} differs from the data's dt={dt}; using the data's", UserWarning, stacklevel=2)
     n_iter = _iterations_per_epoch(config, T)
 
     out = Path(out_dir) if out_dir is not None else None
