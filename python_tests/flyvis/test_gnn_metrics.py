@@ -107,6 +107,11 @@ def test_test_pearson_and_analysis():
     assert M.activity_svd_rank(low) == 3
     long = rng.standard_normal((12_000, 4)) @ rng.standard_normal((4, 30)) + 1e-3 * rng.standard_normal((12_000, 30))
     assert M.activity_svd_rank(long, max_frames=None) == M.activity_svd_rank(long, max_frames=500) == 4
+    wide = rng.standard_normal((40, 3)) @ rng.standard_normal((3, 90))  # fewer frames than neurons: X X^T
+    assert M.activity_svd_rank(wide) == 3
+    s = np.linalg.svd(long - long.mean(0), compute_uv=False)
+    want = int(np.searchsorted(np.cumsum(s ** 2) / (s ** 2).sum(), 0.9999) + 1)
+    assert M.activity_svd_rank(long, variance=0.9999) == want  # same as a plain SVD
     mu, sd = M.activity_stats(torch.as_tensor(long, dtype=torch.float32))  # chunked two-pass stats
     np.testing.assert_allclose(mu, long.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(sd, long.std(0), rtol=1e-5, atol=1e-5)
