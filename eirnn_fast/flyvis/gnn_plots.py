@@ -7,8 +7,12 @@ from typing import Dict, List
 import numpy as np
 
 
-def _scatter(ax, true, learned, title):
+def _scatter(ax, true, learned, title, outlier_threshold=None):
     ok = np.isfinite(true) & np.isfinite(learned)
+    if outlier_threshold is not None:  # the points connectivity_R2 keeps (|W* - W_true| <= threshold)
+        keep = ok & (np.abs(learned - true) <= outlier_threshold)
+        title += f"\n{int(ok.sum() - keep.sum())} of {int(ok.sum())} edges with |W* - W| > {outlier_threshold:g} not shown"
+        ok = keep
     ax.scatter(true[ok], learned[ok], s=3, alpha=0.5)
     if ok.sum() > 1 and np.std(true[ok]) > 0:
         a, b = np.polyfit(true[ok], learned[ok], 1)
@@ -21,7 +25,7 @@ def _scatter(ax, true, learned, title):
     ax.set_title(title, fontsize=9)
 
 
-def plot_recovery(out_dir, arrays: Dict[str, np.ndarray], data: Dict) -> List[str]:
+def plot_recovery(out_dir, arrays: Dict[str, np.ndarray], data: Dict, outlier_threshold: float = 5.0) -> List[str]:
     """Write W / tau / V_rest scatters and the embedding map (coloured by true type) into
     ``out_dir``; returns the file names written."""
     import matplotlib
@@ -38,7 +42,8 @@ def plot_recovery(out_dir, arrays: Dict[str, np.ndarray], data: Dict) -> List[st
         if data.get(key) is None:
             continue
         fig, ax = plt.subplots(figsize=(4, 4))
-        _scatter(ax, np.asarray(data[key], dtype=float), np.asarray(arrays[akey], dtype=float), title)
+        _scatter(ax, np.asarray(data[key], dtype=float), np.asarray(arrays[akey], dtype=float), title,
+                 outlier_threshold if key == "W" else None)
         fig.tight_layout()
         fig.savefig(out / name, dpi=100)
         plt.close(fig)

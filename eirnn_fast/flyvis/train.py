@@ -547,7 +547,7 @@ def flyvis_evaluate_main(run_dir: Union[str, Path]) -> Dict[str, Any]:
     cfg, model, data = load_run(run)
     res = M.evaluate(model, data, n_test_frames=cfg.n_test_frames or None, return_arrays=True)
     arrays = res.pop("arrays")
-    res["plots"] = gnn_plots.plot_recovery(run, arrays, data)
+    res["plots"] = gnn_plots.plot_recovery(run, arrays, data, res.get("connectivity_outlier_threshold", 5.0))
     res["metric_definitions"] = "see eirnn_fast/flyvis/metrics.py module docstring"
     prev = run / "result.json"
     if prev.exists():
