@@ -9,9 +9,10 @@ import numpy as np
 
 def _scatter(ax, true, learned, title, outlier_threshold=None):
     ok = np.isfinite(true) & np.isfinite(learned)
+    note = ""
     if outlier_threshold is not None:  # the points connectivity_R2 keeps (|W* - W_true| <= threshold)
         keep = ok & (np.abs(learned - true) <= outlier_threshold)
-        title += f"\n{int(ok.sum() - keep.sum())} of {int(ok.sum())} edges with |W* - W| > {outlier_threshold:g} not shown"
+        note = f"\n{int(ok.sum() - keep.sum())} of {int(ok.sum())} edges with |W* - W| > {outlier_threshold:g} not shown"
         ok = keep
     ax.scatter(true[ok], learned[ok], s=3, alpha=0.5)
     if ok.sum() > 1 and np.std(true[ok]) > 0:
@@ -22,7 +23,7 @@ def _scatter(ax, true, learned, title, outlier_threshold=None):
         title += f"  R2={r * r:.3f}"
     ax.set_xlabel("true")
     ax.set_ylabel("learned")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title + note, fontsize=8)
 
 
 def plot_recovery(out_dir, arrays: Dict[str, np.ndarray], data: Dict, outlier_threshold: float = 5.0) -> List[str]:
