@@ -21,6 +21,11 @@ QUICK = os.environ.get("EIRNN_BENCH_QUICK") == "1"
 # EIRNN_BENCH_THREADS=n pins torch's intra-op threads for the whole bench session (1 gives stable
 # numbers on a loaded shared machine; the thread count is part of the recorded device string).
 THREADS = int(os.environ.get("EIRNN_BENCH_THREADS", "0"))
+# EIRNN_BENCH_ALLOCATOR=1 (default) applies eirnn_fast.tune_cpu_allocator() as the eirnn-fast command
+# line does: freed multi-MB [B, T, N] buffers are reused instead of being mmap-ed and page-faulted
+# again (12 ms per fresh 40 MB on the CI machine, a quarter of a fused fwd+bwd). Both sides of every
+# ratio run under it; 0 measures glibc's default.
+ALLOCATOR = os.environ.get("EIRNN_BENCH_ALLOCATOR", "1") == "1"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -67,6 +72,7 @@ def record(name, payload):
         "torch": torch.__version__,
         "eirnn_fast": eirnn_fast.__version__,
         "quick": QUICK,
+        "allocator_tuned": eirnn_fast.runtime.allocator_tuned(),
         **payload,
     }
     with open(RESULTS / f"{name}.jsonl", "a") as fh:
