@@ -92,3 +92,22 @@ def test_priorities_checks_apply_seed_002_criteria(tmp_path):
     assert c4["pass"] is True and c4["needed"] is True  # test 3 failed: the sanity run is needed
     assert "input_modulation_ratio" in checks["test1_diagnose"]
     assert json.loads((tmp_path / "priorities_checks.json").read_text())["test3_full"]["pass"] is False
+
+
+def test_mini_suite_process_pool_two_workers(tmp_path):
+    folder = _mini_suite(tmp_path)
+    summary = run_suite(str(folder), str(tmp_path / "pool"), workers=2, seeds=2, progress=False)
+    assert not summary["failures"] and {r["n_seeds"] for r in summary["rows"]} == {2}
+
+
+@pytest.mark.skipif(__import__("os").environ.get("EIRNN_FAST_SLOW") != "1",
+                    reason="starts a local Ray instance (~10 s): set EIRNN_FAST_SLOW=1 (needs pip install '.[ray]')")
+def test_mini_suite_on_a_local_ray_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    folder = _mini_suite(tmp_path)
+    try:
+        summary = run_suite(str(folder), str(tmp_path / "ray"), engine="ray", seeds=2, progress=False)
+    finally:
+        ray.shutdown()
+    assert not summary["failures"] and {r["n_seeds"] for r in summary["rows"]} == {2}
+    assert (tmp_path / "ray" / "baseline" / "seed_43" / "result.json").is_file()
