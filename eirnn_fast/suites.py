@@ -22,8 +22,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 ENGINES = ("local", "ray")
 BASE_FILE = "_base.toml"
 BASELINE = "baseline"
-#: --quick: 40 epochs on the first 300 trials, no per-run plots (whole phase2 in about a minute on 2 cores)
-QUICK_OVERRIDES = {"epochs": 40, "max_trials": 300, "plots": False, "patience": 40}
+#: --quick: 60 epochs on every trial, no per-run plots (whole phase2 in about two minutes on 2 cores).
+#: On the embedded session the Phase 2 baseline's validation r is ~0.17 by epoch 60 (0.23 at its
+#: best): enough to see learning; 40 epochs on 300 trials (160 steps) had barely left the initial
+#: state (r ~0.01), which made the quick table meaningless.
+QUICK_OVERRIDES = {"epochs": 60, "plots": False, "patience": 60}
 
 
 def _load_toml(path: Path) -> Dict[str, Any]:
