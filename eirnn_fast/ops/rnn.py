@@ -237,6 +237,8 @@ def state_noise_(
         raise TypeError(f"drive and std must share a float32/float64 dtype, got {drive.dtype} and {std.dtype}")
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
+    if backend == "fused" and drive.device.type != "cpu":
+        raise RuntimeError("state_noise_: the fused draws are CPU only; use backend='auto' on CUDA")
     fused = drive.device.type == "cpu" and _ext.use_fused(backend, drive.device, "state_noise_")
     if not fused or not drive.is_contiguous():
         gen = torch.Generator(device=drive.device).manual_seed(seed)
