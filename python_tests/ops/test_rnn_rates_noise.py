@@ -4,7 +4,7 @@ import torch
 
 from eirnn_fast import _ext
 from eirnn_fast.ops import ei_rnn_rates, state_noise_
-from eirnn_fast.reference import ei_rnn_rates_reference
+from eirnn_fast.reference import ei_rnn_rates_reference, state_noise_reference
 
 from testutils import requires_compiled
 
@@ -162,6 +162,7 @@ def test_state_noise_seeded_by_torch_generator_and_reference_fallback():
     x = d.clone()
     r = state_noise_(x, torch.tensor(1.0), seed=5, backend="reference")
     assert r is x and r.std() > 0.5  # in place on every path
+    assert torch.equal(r, state_noise_reference(d, torch.tensor(1.0), torch.Generator().manual_seed(5)))
     assert torch.equal(r, state_noise_(d.clone(), torch.tensor(1.0), seed=5, backend="reference"))
     with pytest.raises(ValueError, match="std must hold one value"):
         state_noise_(d, torch.ones(2))
