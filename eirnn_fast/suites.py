@@ -30,16 +30,10 @@ QUICK_OVERRIDES = {"epochs": 60, "plots": False, "patience": 60}
 
 
 def _load_toml(path: Path) -> Dict[str, Any]:
+    from eirnn_fast.train.config import parse_toml
+
     try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError as exc:
-            raise RuntimeError("reading suite configs needs Python >= 3.11 or `pip install tomli`") from exc  # noqa
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return parse_toml(path.read_text())
     except Exception as exc:
         raise ValueError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
 

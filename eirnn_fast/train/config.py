@@ -93,6 +93,15 @@ class FitConfig:
         return cls.from_dict(read_config_file(path))
 
 
+def parse_toml(text: str) -> Dict[str, Any]:
+    """``tomllib.loads`` (the ``tomli`` backport on Python 3.10, a dependency there)."""
+    try:
+        import tomllib
+    except ImportError:
+        import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib.loads(text)
+
+
 def read_config_file(path) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -100,12 +109,7 @@ def read_config_file(path) -> Dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix.lower() == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10: the tomli backport (a dependency there)
-                import tomli as tomllib  # type: ignore[no-redef]
-
-            values = tomllib.loads(text)
+            values = parse_toml(text)
         else:
             values = json.loads(text)
     except Exception as exc:
