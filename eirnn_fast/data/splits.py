@@ -6,7 +6,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 
-def _labels(session, stratify_by: Optional[str]) -> np.ndarray:
+def trial_labels(session, stratify_by: Optional[str]) -> np.ndarray:
+    """``[K]`` float labels of ``session.conditions[stratify_by]`` (NaN -> -1; zeros for None or an
+    unknown label): the strata of the splits and the groups of condition-wise trial matching."""
     n = len(session)
     if stratify_by is None or stratify_by not in session.conditions:
         return np.zeros(n)
@@ -22,7 +24,7 @@ def train_val_split(session, val_fraction: float = 0.2, stratify_by: Optional[st
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     rng = np.random.RandomState(seed)
-    labels = _labels(session, stratify_by)
+    labels = trial_labels(session, stratify_by)
     indices = np.arange(len(session))
     train: List[int] = []
     val: List[int] = []
@@ -44,7 +46,7 @@ def train_val_test_split(session, val_fraction: float = 0.15, test_fraction: flo
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         raise ValueError(f"need val_fraction, test_fraction >= 0 with sum < 1, got {val_fraction}, {test_fraction}")
     rng = np.random.RandomState(seed)
-    labels = _labels(session, stratify_by)
+    labels = trial_labels(session, stratify_by)
     indices = np.arange(len(session))
     out: Dict[str, List[int]] = {"train": [], "val": [], "test": []}
     for label in np.unique(labels):

@@ -138,6 +138,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     ``psth_test.png``. With ``resume`` and an existing checkpoint of the same config, training
     continues from it (same result as an uninterrupted run). Returns the result dict."""
     from eirnn_fast.data import train_val_test_split
+    from eirnn_fast.data.splits import trial_labels
     from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_activity, l_neuron, l_reg
     from eirnn_fast.metrics import noise_ceiling, psth_correlation
     from eirnn_fast.models import select_units
@@ -171,7 +172,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         if cfg.ltrial_group_by not in session.conditions:
             raise ValueError(f"ltrial_group_by={cfg.ltrial_group_by!r} is not a trial label of this session "
                              f"(labels: {sorted(session.conditions)})")
-        labels = np.nan_to_num(np.asarray(session.conditions[cfg.ltrial_group_by], dtype=np.float64), nan=-1.0)
+        labels = trial_labels(session, cfg.ltrial_group_by)  # NaN -> -1, as the splits read it
         groups = torch.as_tensor(np.unique(labels, return_inverse=True)[1].reshape(-1), dtype=torch.long)  # [K]
 
     config_dict = cfg.to_dict()
