@@ -287,8 +287,8 @@ def activity_svd_rank(x, variance: float = 0.99, max_frames: Optional[int] = 200
     """
     if max_frames is not None and x.shape[0] > max_frames:
         x = x[np.linspace(0, x.shape[0] - 1, max_frames).round().astype(np.int64)]
-    X = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(torch.float32)
-    X = X - X.double().mean(0).float()
+    X = torch.as_tensor(x).to(torch.float32)
+    X = X - (X.sum(0, dtype=torch.float64) / X.shape[0]).float()  # mean in float64, no float64 copy of X
     G = X.t() @ X if X.shape[1] <= X.shape[0] else X @ X.t()  # the smaller Gram matrix
     ev = torch.linalg.eigvalsh(G.double()).clamp(min=0).flip(0).numpy()  # squared singular values, descending
     cum = np.cumsum(ev) / max(ev.sum(), 1e-300)
