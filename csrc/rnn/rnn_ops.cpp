@@ -261,8 +261,8 @@ void noise_add_(at::Tensor& drive, const at::Tensor& std, int64_t seed) {
 }
 
 at::Tensor noise_dot(const at::Tensor& grad_in, int64_t seed) {
-  check_noise(grad_in.contiguous(), "noise_dot");
   const at::Tensor grad = grad_in.contiguous();
+  check_noise(grad, "noise_dot");
   const int64_t n = grad.numel(), n_chunks = (n + rnn::kCpuNoiseChunk - 1) / rnn::kCpuNoiseChunk;
   std::vector<double> partial(n_chunks, 0.0);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "noise_dot", [&] {
