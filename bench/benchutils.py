@@ -3,6 +3,7 @@
 EIRNN_BENCH_QUICK=1 shrinks every shape for CI smoke runs (agreement checked, ratios recorded but
 not asserted). Timed assertions live only here, never in python_tests/.
 """
+
 import datetime
 import json
 import os
@@ -12,7 +13,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 import eirnn_fast
@@ -31,8 +31,13 @@ RESULTS = Path(__file__).parent / "results"
 
 def _git_sha():
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+        ).stdout.strip()
     except Exception:  # not a checkout
         return "unknown"
 

@@ -1,7 +1,7 @@
 """pytest configuration for bench/: helpers live in benchutils.py."""
+
 import pytest
 import torch
-
 from benchutils import ALLOCATOR, THREADS
 
 

@@ -16,18 +16,21 @@ Run: pytest bench/test_bench_flyvis_gnn.py -q -s   (EIRNN_BENCH_QUICK=1 shrinks 
 import numpy as np
 import pytest
 import torch
-
 from benchutils import QUICK, device_name, devices, record, time_call
 from test_bench_message_passing import GRAPH, E, N, connectome_like_graph
 
 from eirnn_fast.flyvis.gnn import FlyVisGNN, GNNGraph
-from eirnn_fast.flyvis.train import (FlyVisTrainConfig, annealed_coefficients, data_loss, make_optimizer,
-                                     regularization_terms, train_flyvis_gnn)
+from eirnn_fast.flyvis.train import (
+    FlyVisTrainConfig,
+    annealed_coefficients,
+    data_loss,
+    make_optimizer,
+    regularization_terms,
+    train_flyvis_gnn,
+)
 
 MIN_RATIO = 5.0
 REPEAT = 3 if QUICK else 5
-
-
 
 
 def _graph(device):
@@ -98,6 +101,13 @@ def test_flyvis_gnn_trainer_iterations():
     cfg = FlyVisTrainConfig(iterations_per_epoch=n_it, quiet=True, log_every=n_it, coeff_W_L2=2.5e-6)
     train_flyvis_gnn(FlyVisTrainConfig(**{**cfg.to_dict(), "iterations_per_epoch": 1, "extra": {}}), data, graph=graph)
     _, info = train_flyvis_gnn(cfg, data, graph=graph)
-    res = {"device": device_name("cpu"), "graph": GRAPH, "N": N, "E": E, "frames": 2, "iterations": n_it,
-           "s_per_iteration": info["s_per_iteration"]}
+    res = {
+        "device": device_name("cpu"),
+        "graph": GRAPH,
+        "N": N,
+        "E": E,
+        "frames": 2,
+        "iterations": n_it,
+        "s_per_iteration": info["s_per_iteration"],
+    }
     record("flyvis_gnn_trainer", res)

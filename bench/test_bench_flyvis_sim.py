@@ -8,9 +8,10 @@ The per-step cost is constant in time (fixed graph, fixed F), so the extrapolati
 Backends: the fused ``edge_message_passing`` op when importable, the ``torch.sparse`` CSR fallback
 ("auto" without the op) and the ``index_add_`` reference. EIRNN_BENCH_QUICK=1: extent 2, 50 frames.
 """
-import torch
 
+import torch
 from benchutils import QUICK, device_name, record, time_call
+
 from eirnn_fast.flyvis import load_connectome, sample_parameters, simulate
 from eirnn_fast.flyvis import simulator as sim
 
@@ -34,12 +35,24 @@ def test_bench_flyvis_generation():
     for b in backends:
         med, best = time_call(lambda: simulate(c, p, stim, backend=b, t_pre=0.0), repeat=3, warmup=1)
         per_step = med / FRAMES
-        results[b] = dict(aggregation=sim._Aggregator(c, b).name, measured_s=med, min_s=best,
-                          per_step_ms=1e3 * per_step, frames_per_s=STREAMS / per_step,
-                          extrapolated_64000_frames_s=per_step * FULL_STEPS)
-    payload = dict(device=device_name("cpu"), extent=EXTENT, n_neurons=c.n_neurons, n_edges=c.n_edges,
-                   streams=STREAMS, frames_per_stream_measured=FRAMES, extrapolation="per_step * (8000 + 100)",
-                   results=results)
+        results[b] = dict(
+            aggregation=sim._Aggregator(c, b).name,
+            measured_s=med,
+            min_s=best,
+            per_step_ms=1e3 * per_step,
+            frames_per_s=STREAMS / per_step,
+            extrapolated_64000_frames_s=per_step * FULL_STEPS,
+        )
+    payload = dict(
+        device=device_name("cpu"),
+        extent=EXTENT,
+        n_neurons=c.n_neurons,
+        n_edges=c.n_edges,
+        streams=STREAMS,
+        frames_per_stream_measured=FRAMES,
+        extrapolation="per_step * (8000 + 100)",
+        results=results,
+    )
     if "reference" in results:
         payload["speedup_auto_vs_index_add"] = results["reference"]["measured_s"] / results["auto"]["measured_s"]
     if "fused" in results:

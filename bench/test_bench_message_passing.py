@@ -33,31 +33,33 @@ fused op jumped from 0.3 ms to 12 ms under load average 3.5 while the minima sta
 
 Run: pytest bench/test_bench_message_passing.py -q -s   (EIRNN_BENCH_THREADS=1 for one thread)   (EIRNN_BENCH_QUICK=1 shrinks the graph)
 """
+
 import os
 import warnings
 
 import pytest
 import torch
+from benchutils import QUICK, device_name, devices, record, time_call
 
 from eirnn_fast.ops import EdgeGraph, edge_message_passing, edge_mlp_message_passing
 from eirnn_fast.reference import edge_message_passing_reference, edge_mlp_messages_reference
-
-from benchutils import QUICK, device_name, devices, record, sync, time_call
 
 GRAPH = os.environ.get("EIRNN_BENCH_GRAPH", "connectome")
 if GRAPH not in ("connectome", "random"):
     raise ValueError(f"EIRNN_BENCH_GRAPH must be connectome or random, got {GRAPH!r}")
 EXTENT = 2 if QUICK else 8
-N, E = {("connectome", True): (1203, 28904), ("connectome", False): (13741, 434112),
-        ("random", True): (2000, 63000), ("random", False): (13741, 434112)}[(GRAPH, QUICK)]
+N, E = {
+    ("connectome", True): (1203, 28904),
+    ("connectome", False): (13741, 434112),
+    ("random", True): (2000, 63000),
+    ("random", False): (13741, 434112),
+}[(GRAPH, QUICK)]
 MAX_IN_DEGREE = 208
 FRAMES = (1, 2, 4)
 HIDDEN, EMB = 80, 2
 MIN_RATIO_OP = 2.0  # issue floor, fwd+bwd vs index_add_
 MIN_RATIO_GNN = 10.0  # issue floor, whole flyvis_A step vs per-edge reference
 REPEAT = 3 if QUICK else 7
-
-
 
 
 _GRAPHS = {}
@@ -129,9 +131,11 @@ def sparse_csr(g, w):
 
 def op_fns(g, w, x, cot, variant):
     if variant == "fused":
+
         def call():
             return edge_message_passing(g, w, x, backend="fused")
     elif variant == "index_add":
+
         def call():
             return edge_message_passing_reference(g.src, g.dst, N, w, x)
     elif variant == "pyg":  # torch_geometric MessagePassing(aggr="add"), x_j * w per edge
@@ -141,6 +145,7 @@ def op_fns(g, w, x, cot, variant):
         def call():
             return layer(x, edge_index, w)
     else:  # torch.sparse CSR, stock autograd
+
         def call():
             return torch.sparse.mm(sparse_csr(g, w), x)
 
@@ -170,8 +175,16 @@ def test_message_passing_speedup(device, F):
         out = fns[v][1]()
         for a, b in zip(out, ref):
             assert ((a - b).abs().max() / b.abs().max()).item() < 1e-4, v
-    res = {"device": device_name(device), "nodes": N, "edges": E, "F": F, "dtype": "float32",
-           "index_dtype": "int32", "max_in_degree": int(g.in_degree().max()), "graph": GRAPH}
+    res = {
+        "device": device_name(device),
+        "nodes": N,
+        "edges": E,
+        "F": F,
+        "dtype": "float32",
+        "index_dtype": "int32",
+        "max_in_degree": int(g.in_degree().max()),
+        "graph": GRAPH,
+    }
     for v in variants:
         for mode, fn in zip(("fwd", "fwd_bwd"), fns[v]):
             rep = REPEAT if not (v == "sparse_csr" and mode == "fwd_bwd") else 3
@@ -192,8 +205,13 @@ def test_message_passing_speedup(device, F):
 
 # ---- whole flyvis_A step -------------------------------------------------------------------------
 def mlp(n_in, device):
-    return torch.nn.Sequential(torch.nn.Linear(n_in, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, HIDDEN),
-                               torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1)).to(device)
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_in, HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, 1),
+    ).to(device)
 
 
 def flyvis_setup(device, frames=2, variant="A"):
@@ -245,11 +263,22 @@ def test_flyvis_a_step_speedup(device):
     fus = run_step(step_a_fused, setup)
     for a, b in zip(fus, ref):
         assert ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() < 1e-3
-    res = {"device": device_name(device), "graph": GRAPH, "nodes": N, "edges": E, "frames": 2, "hidden": HIDDEN,
-           "layers": 3, "emb": EMB, "dtype": "float32", "mode": "fwd_bwd"}
+    res = {
+        "device": device_name(device),
+        "graph": GRAPH,
+        "nodes": N,
+        "edges": E,
+        "frames": 2,
+        "hidden": HIDDEN,
+        "layers": 3,
+        "emb": EMB,
+        "dtype": "float32",
+        "mode": "fwd_bwd",
+    }
     for name, step in (("per_edge_reference", step_a_per_edge), ("per_node_fused", step_a_fused)):
-        med, best = time_call(lambda: run_step(step, setup), device, repeat=3 if name.startswith("per_edge") else REPEAT,
-                              warmup=1)
+        med, best = time_call(
+            lambda: run_step(step, setup), device, repeat=3 if name.startswith("per_edge") else REPEAT, warmup=1
+        )
         res[f"{name}_ms"] = round(1e3 * med, 3)
         res[f"{name}_min_ms"] = round(1e3 * best, 3)
     res["ratio"] = round(res["per_edge_reference_ms"] / res["per_node_fused_ms"], 2)
@@ -269,33 +298,40 @@ def test_flyvis_b_messages_speedup():
     cot = torch.randn(N, B)
     # first layer columns: [v_i, v_j, a_i (EMB), a_j (EMB)]
     U = lin1.weight
-    u_dst = torch.cat([U[:, 0:1], U[:, 2:2 + EMB]], 1)
-    u_src = torch.cat([U[:, 1:2], U[:, 2 + EMB:]], 1)
+    u_dst = torch.cat([U[:, 0:1], U[:, 2 : 2 + EMB]], 1)
+    u_src = torch.cat([U[:, 1:2], U[:, 2 + EMB :]], 1)
     params = [W, a, U, lin1.bias, lin2.weight, lin2.bias, lin3.weight, lin3.bias]
 
     def node_terms():
         x = torch.cat([v.unsqueeze(-1), a.expand(B, N, EMB)], -1)  # [B, N, 1 + EMB]
-        ud = torch.cat([U[:, 0:1], U[:, 2:2 + EMB]], 1)
-        us = torch.cat([U[:, 1:2], U[:, 2 + EMB:]], 1)
+        ud = torch.cat([U[:, 0:1], U[:, 2 : 2 + EMB]], 1)
+        us = torch.cat([U[:, 1:2], U[:, 2 + EMB :]], 1)
         return x @ ud.t() + lin1.bias, x @ us.t()  # [B, N, H] each
 
     def fused():
         A, Bs = node_terms()
-        out = edge_mlp_message_passing(g, W, A, Bs, [lin2.weight], [lin2.bias], lin3.weight, lin3.bias,
-                                       backend="fused")
+        out = edge_mlp_message_passing(g, W, A, Bs, [lin2.weight], [lin2.bias], lin3.weight, lin3.bias, backend="fused")
         return torch.autograd.grad((out * cot).sum(), params)
 
     def reference():
         A, Bs = node_terms()
-        out = edge_mlp_messages_reference(g.src, g.dst, W, A, Bs, [lin2.weight], [lin2.bias], lin3.weight,
-                                          lin3.bias)
+        out = edge_mlp_messages_reference(g.src, g.dst, W, A, Bs, [lin2.weight], [lin2.bias], lin3.weight, lin3.bias)
         return torch.autograd.grad((out * cot).sum(), params)
 
     assert u_dst.shape == u_src.shape == (HIDDEN, 1 + EMB)
     for p, q in zip(fused(), reference()):
         assert ((p - q).abs().max() / q.abs().max().clamp_min(1e-30)).item() < 1e-3
-    res = {"device": device_name(device), "graph": GRAPH, "nodes": N, "edges": E, "frames": B, "hidden": HIDDEN,
-           "layers": 3, "dtype": "float32", "mode": "fwd_bwd"}
+    res = {
+        "device": device_name(device),
+        "graph": GRAPH,
+        "nodes": N,
+        "edges": E,
+        "frames": B,
+        "hidden": HIDDEN,
+        "layers": 3,
+        "dtype": "float32",
+        "mode": "fwd_bwd",
+    }
     for name, fn in (("per_edge_reference", reference), ("fused_edge_mlp", fused)):
         med, best = time_call(fn, device, repeat=3, warmup=1)
         res[f"{name}_ms"] = round(1e3 * med, 3)

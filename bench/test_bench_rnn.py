@@ -4,15 +4,15 @@ Shape: B = 835 training trials, T = 219 bins, N = 54 recorded-size and 65 padded
 Run: pytest bench/test_bench_rnn.py [--benchmark-only]   (EIRNN_BENCH_COMPILE=1 adds torch.compile,
 which takes minutes to compile a 219-step loop on a CPU).
 """
+
 import os
 
 import pytest
 import torch
+from benchutils import QUICK, device_name, devices, record, sync, time_call
 
 from eirnn_fast.ops import ei_rnn_scan
 from eirnn_fast.reference import ei_rnn_scan_reference
-
-from benchutils import QUICK, device_name, devices, record, sync, time_call
 
 B, T = (64, 40) if QUICK else (835, 219)
 SIZES = (54, 65)
@@ -20,7 +20,6 @@ SIZES = (54, 65)
 # Checked on the better of the median and the best-of-runs ratio, so that a load spike on a shared
 # machine in one of the two timings does not flake the check.
 MIN_RATIO = {"cpu": 3.0, "cuda": 20.0}
-
 
 
 def make(N, device, dtype=torch.float32, seed=0):
@@ -73,8 +72,12 @@ def test_rnn_scan_speedup(device, N):
     for a, b in zip(f_fb(), r_fb()):
         assert ((a - b).abs().max() / b.abs().max()).item() < 1e-3
     res = {"device": device_name(device), "shape": [B, T, N], "dtype": "float32"}
-    for name, fn in (("fused_fwd", f_fwd), ("reference_fwd", r_fwd), ("fused_fwd_bwd", f_fb),
-                     ("reference_fwd_bwd", r_fb)):
+    for name, fn in (
+        ("fused_fwd", f_fwd),
+        ("reference_fwd", r_fwd),
+        ("fused_fwd_bwd", f_fb),
+        ("reference_fwd_bwd", r_fb),
+    ):
         med, best = time_call(fn, device, repeat=3 if QUICK else 7)
         res[name + "_ms"] = round(1e3 * med, 3)
         res[name + "_min_ms"] = round(1e3 * best, 3)

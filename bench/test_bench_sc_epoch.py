@@ -8,18 +8,18 @@ kernel (scan, rates, noise, Sinkhorn); "reference" = every op on its eager PyTor
 both are timed in one run and the ratio recorded in bench/results/sc_epoch.jsonl (issue floor 3x on
 the 2-core CPU).
 """
+
 import copy
 
 import pytest
 import torch
+from benchutils import QUICK, device_name, record, time_call
 
 import eirnn_fast
 import eirnn_fast.losses as L
-from eirnn_fast.data import session_from_variables, make_synthetic_variables, train_val_split
+from eirnn_fast.data import make_synthetic_variables, session_from_variables, train_val_split
 from eirnn_fast.models import select_units
 from eirnn_fast.train import FitConfig, build_model
-
-from benchutils import QUICK, device_name, record, time_call
 
 N_TRIALS = 120 if QUICK else 1043
 MIN_RATIO = 3.0  # the issue's floor
@@ -49,12 +49,13 @@ def _epoch_fn(model, unit_index, inputs, targets, mask, with_trial):
 
     def epoch():
         for i in range(0, inputs.shape[0], 64):
-            rates, _ = model(inputs[i:i + 64])
+            rates, _ = model(inputs[i : i + 64])
             rec = select_units(rates, unit_index)
-            loss = L.l_neuron(rec, targets[i:i + 64], mask[i:i + 64])
+            loss = L.l_neuron(rec, targets[i : i + 64], mask[i : i + 64])
             if with_trial:
-                loss = loss + 0.5 * L.trial_matching_loss(rec, targets[i:i + 64], mask=mask[i:i + 64],
-                                                          backend=model.backend)
+                loss = loss + 0.5 * L.trial_matching_loss(
+                    rec, targets[i : i + 64], mask=mask[i : i + 64], backend=model.backend
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -79,8 +80,14 @@ def test_sc_epoch_speedup(session, with_trial):
     assert len(grads[0]) == len(grads[1])
     for a, b in zip(*grads):
         assert ((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item() < 1e-3
-    res = {"device": device_name("cpu"), "trials": int(fused[2].shape[0]), "batch": 64,
-           "shape": list(fused[3].shape), "units": fused[0].n_total, "loss": "l_neuron" + ("+l_trial" if with_trial else "")}
+    res = {
+        "device": device_name("cpu"),
+        "trials": int(fused[2].shape[0]),
+        "batch": 64,
+        "shape": list(fused[3].shape),
+        "units": fused[0].n_total,
+        "loss": "l_neuron" + ("+l_trial" if with_trial else ""),
+    }
     for name, parts in (("fused", fused), ("reference", ref)):
         med, best = time_call(_epoch_fn(*parts, with_trial), repeat=1 if QUICK else 3, warmup=1)
         res[f"{name}_epoch_s"] = round(med, 3)

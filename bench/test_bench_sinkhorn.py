@@ -4,13 +4,13 @@ Shapes (trial matching): 219 problems of 128x128 trials in 54 dims, 1 problem of
 16 problems of 64x64 in 11,826 dims; float32, 100 iterations (tol = 0), eps = 0.1 x mean cost.
 Run: pytest bench/test_bench_sinkhorn.py -s     (EIRNN_BENCH_QUICK=1 shrinks the shapes)
 """
+
 import pytest
 import torch
+from benchutils import QUICK, device_name, devices, record, time_call
 
 from eirnn_fast.ops import sinkhorn
 from eirnn_fast.reference import cost_matrix_reference
-
-from benchutils import QUICK, device_name, devices, record, time_call
 
 ITERS = 100
 CASES = {
@@ -66,8 +66,15 @@ def geomloss_fwd_bwd(x, y, eps=0.1):
     from geomloss import SamplesLoss
 
     blur = (eps / 2) ** 0.5  # geomloss cost |x-y|^2 / 2 and eps = blur^2: same plan with eps/2
-    loss = SamplesLoss("sinkhorn", p=2, blur=blur, debias=False, backend="tensorized",
-                       diameter=blur / GEOMLOSS_SCALING ** (ITERS - 2), scaling=GEOMLOSS_SCALING)
+    loss = SamplesLoss(
+        "sinkhorn",
+        p=2,
+        blur=blur,
+        debias=False,
+        backend="tensorized",
+        diameter=blur / GEOMLOSS_SCALING ** (ITERS - 2),
+        scaling=GEOMLOSS_SCALING,
+    )
 
     def run():
         v = 2 * loss(x, y)
@@ -85,8 +92,14 @@ def test_sinkhorn_speedup(case, device):
     gf, gr = fused(), ref()
     assert ((gf - gr).abs().max() / gr.abs().max()).item() < 1e-3
     repeat = 3 if (QUICK or case.startswith("219")) else 5
-    res = {"case": case, "shape": [B, n, n, d], "iters": ITERS, "dtype": "float32", "device": device_name(device),
-           "threads": torch.get_num_threads()}
+    res = {
+        "case": case,
+        "shape": [B, n, n, d],
+        "iters": ITERS,
+        "dtype": "float32",
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+    }
     for name, fn in (("fused", fused), ("reference", ref)):
         med, best = time_call(fn, device, repeat=repeat, warmup=1)
         res[f"{name}_fwd_bwd_ms"], res[f"{name}_fwd_bwd_min_ms"] = round(1e3 * med, 2), round(1e3 * best, 2)

@@ -1,4 +1,5 @@
 """Loading of the compiled extension ``eirnn_fast._C`` and backend selection shared by every op."""
+
 from __future__ import annotations
 
 import importlib

@@ -8,6 +8,7 @@
 Bad input (missing/malformed data or config files, bad option values) exits with status 2 and one
 line on stderr, no traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,22 +16,34 @@ import dataclasses
 import json
 import logging
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 from typing import List, Optional
 
 # FitConfig fields whose default is None: their value type on the command line
-_OPTIONAL_TYPES = {"data": str, "clip_percentile": float, "max_trials": int, "low_rank": int,
-                   "input_embed_dim": int, "threads": int, "stratify_by": str}
+_OPTIONAL_TYPES = {
+    "data": str,
+    "clip_percentile": float,
+    "max_trials": int,
+    "low_rank": int,
+    "input_embed_dim": int,
+    "threads": int,
+    "stratify_by": str,
+}
 _HELP = {
     "data": "session .mat file (v5 or v7.3); default: the embedded Newton 08_13 session",
     "out": "run directory (config.json, metrics.jsonl, checkpoint.pt, result.json, plots)",
-    "epochs": "maximum number of epochs", "seed": "seed for split, init, noise and batching",
-    "batch_size": "trials per step; 0 = all training trials", "ltrial_weight": "L_trial weight (0 = off)",
-    "balance": "none | param_norm | loss_ema | activity_ema", "scheduler": "plateau | cosine | none",
+    "epochs": "maximum number of epochs",
+    "seed": "seed for split, init, noise and batching",
+    "batch_size": "trials per step; 0 = all training trials",
+    "ltrial_weight": "L_trial weight (0 = off)",
+    "balance": "none | param_norm | loss_ema | activity_ema",
+    "scheduler": "plateau | cosine | none",
     "warmup_epochs": "curriculum: epochs of L_neuron only before L_trial ramps in",
-    "learnable_alpha": "none | scalar | population | neuron", "patience": "early stopping patience (epochs)",
-    "eval_noise": "keep the model's noise on during evaluation", "ltrial_kwargs": "JSON object for trial_matching_loss",
+    "learnable_alpha": "none | scalar | population | neuron",
+    "patience": "early stopping patience (epochs)",
+    "eval_noise": "keep the model's noise on during evaluation",
+    "ltrial_kwargs": "JSON object for trial_matching_loss",
     "clip_percentile": "outlier clipping percentile ('none' = raw rates)",
 }
 
@@ -67,15 +80,22 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         help_text = _HELP.get(f.name, "") + f" (default: {default})"
         if isinstance(default, bool):
             if default:
-                p.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=False,
-                               default=None, help=help_text)
+                p.add_argument(
+                    "--no-" + f.name.replace("_", "-"),
+                    dest=f.name,
+                    action="store_const",
+                    const=False,
+                    default=None,
+                    help=help_text,
+                )
             else:
                 p.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
         elif isinstance(default, dict):
             p.add_argument(flag, dest=f.name, type=json.loads, default=None, help=help_text)
         elif default is None:
-            p.add_argument(flag, dest=f.name, type=_optional(_OPTIONAL_TYPES.get(f.name, str)), default=None,
-                           help=help_text)
+            p.add_argument(
+                flag, dest=f.name, type=_optional(_OPTIONAL_TYPES.get(f.name, str)), default=None, help=help_text
+            )
         elif f.name == "clip_percentile":
             p.add_argument(flag, dest=f.name, type=_optional(float), default=None, help=help_text)
         else:
@@ -88,8 +108,9 @@ def _config_from_args(args: argparse.Namespace):
     values = {}
     if args.config:
         values.update(read_config_file(args.config))
-    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)
-                if getattr(args, f.name, None) is not None}
+    explicit = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig) if getattr(args, f.name, None) is not None
+    }
     # --clip-percentile none must override a config value: argparse gives None for both, so look at argv
     if getattr(args, "_clip_none", False):
         explicit["clip_percentile"] = None
@@ -106,26 +127,38 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     cfg = _config_from_args(args)
     if not cfg.quiet:
-        print(f"eirnn-fast fit: data {cfg.data or 'embedded rnn_export_Newton_08_13_2025_SC.mat'} -> {cfg.out}",
-              flush=True)
+        print(
+            f"eirnn-fast fit: data {cfg.data or 'embedded rnn_export_Newton_08_13_2025_SC.mat'} -> {cfg.out}",
+            flush=True,
+        )
     t0 = time.perf_counter()
     r = fit(cfg, resume=not args.no_resume)
     wall = time.perf_counter() - t0
     s, m = r["session"], r["model"]
-    print(f"session: {s['session_name'] or s['source']} ({s['n_trials']} trials x {s['n_time_bins']} bins x "
-          f"{s['n_neurons']} neurons: {s['n_exc']} E + {s['n_inh']} I); model {m['n_exc']} E + {m['n_inh']} I units")
+    print(
+        f"session: {s['session_name'] or s['source']} ({s['n_trials']} trials x {s['n_time_bins']} bins x "
+        f"{s['n_neurons']} neurons: {s['n_exc']} E + {s['n_inh']} I); model {m['n_exc']} E + {m['n_inh']} I units"
+    )
     print(f"split: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test trials (seed {cfg.seed})")
-    print(f"epochs run: {r['epochs_run']} (best validation epoch {r['best_epoch']}, "
-          f"val PSTH r {r['best_val_psth_corr']:.4f}){', stopped early' if r['stopped_early'] else ''}; "
-          f"wall time {_fmt_seconds(wall)}")
-    print(f"test PSTH correlation: {r['test_psth_corr']:.4f}  (mean over neurons of Pearson r of trial-averaged "
-          f"PSTHs, 25-ms bins, no smoothing, eval noise {'on' if cfg.eval_noise else 'off'})")
-    print(f"noise ceiling (test trials, split-half + Spearman-Brown): {r['noise_ceiling']:.4f}  "
-          f"(split-half r {r['test_split_half_r']:.4f}; train-PSTH-vs-test reference "
-          f"{r['data_reference_train_vs_test']:.4f})")
+    print(
+        f"epochs run: {r['epochs_run']} (best validation epoch {r['best_epoch']}, "
+        f"val PSTH r {r['best_val_psth_corr']:.4f}){', stopped early' if r['stopped_early'] else ''}; "
+        f"wall time {_fmt_seconds(wall)}"
+    )
+    print(
+        f"test PSTH correlation: {r['test_psth_corr']:.4f}  (mean over neurons of Pearson r of trial-averaged "
+        f"PSTHs, 25-ms bins, no smoothing, eval noise {'on' if cfg.eval_noise else 'off'})"
+    )
+    print(
+        f"noise ceiling (test trials, split-half + Spearman-Brown): {r['noise_ceiling']:.4f}  "
+        f"(split-half r {r['test_split_half_r']:.4f}; train-PSTH-vs-test reference "
+        f"{r['data_reference_train_vs_test']:.4f})"
+    )
     t = r["test"]
-    print(f"mean rate model/data: {t['model_mean_rate']:.2f}/{t['data_mean_rate']:.2f} sp/s; "
-          f"PSTH temporal std ratio {t['psth_temporal_std_ratio']:.2f}")
+    print(
+        f"mean rate model/data: {t['model_mean_rate']:.2f}/{t['data_mean_rate']:.2f} sp/s; "
+        f"PSTH temporal std ratio {t['psth_temporal_std_ratio']:.2f}"
+    )
     print(f"results: {cfg.out}/result.json, metrics.jsonl, checkpoint.pt, training_curves.png, psth_test.png")
     return 0
 
@@ -135,7 +168,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from eirnn_fast.train.diagnose import diagnose, format_diagnosis
     from eirnn_fast.train.fit import _jsonable
 
-    session = load_embedded_session(args.clip_percentile) if args.data is None else load_session(args.data, args.clip_percentile)
+    session = (
+        load_embedded_session(args.clip_percentile)
+        if args.data is None
+        else load_session(args.data, args.clip_percentile)
+    )
     report = diagnose(session, seed=args.seed, n_trials=args.n_trials)
     print(format_diagnosis(report))
     if args.json:
@@ -150,11 +187,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     r = evaluate_run(args.run, data=args.data, eval_noise=True if args.eval_noise else None, plots=not args.no_plots)
     print(f"{r['trials']} (n={r['n_trials']}), eval noise {'on' if r['eval_noise'] else 'off'}")
-    print(f"PSTH correlation: {r['psth_corr']:.4f}   noise ceiling: {r['noise_ceiling']:.4f}   "
-          f"(best validation epoch {r['best_epoch']}, val r {r['best_val_psth_corr']:.4f})")
+    print(
+        f"PSTH correlation: {r['psth_corr']:.4f}   noise ceiling: {r['noise_ceiling']:.4f}   "
+        f"(best validation epoch {r['best_epoch']}, val r {r['best_val_psth_corr']:.4f})"
+    )
     m = r["metrics"]
-    print(f"mean rate model/data: {m['model_mean_rate']:.2f}/{m['data_mean_rate']:.2f} sp/s; "
-          f"PSTH temporal std ratio {m['psth_temporal_std_ratio']:.2f}")
+    print(
+        f"mean rate model/data: {m['model_mean_rate']:.2f}/{m['data_mean_rate']:.2f} sp/s; "
+        f"PSTH temporal std ratio {m['psth_temporal_std_ratio']:.2f}"
+    )
     print(f"written: {r['checkpoint'].rsplit('/', 1)[0]}/evaluation.json")
     return 0
 
@@ -162,7 +203,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2 (argparse's own usage dump is kept short)
         raise CLIError(f"{self.prog}: {message}")
-
 
 
 def _add_experiment_parser(sub) -> None:
@@ -175,7 +215,11 @@ def _add_experiment_parser(sub) -> None:
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     p.add_argument("--engine", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address (--engine ray)")
-    p.add_argument("--quick", action="store_true", help="60 epochs per run on every trial, no per-run plots (phase2 in ~2.5 min on 2 cores)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="60 epochs per run on every trial, no per-run plots (phase2 in ~2.5 min on 2 cores)",
+    )
     p.add_argument("--out", help="results folder (default: runs/SUITE)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -187,22 +231,45 @@ def _add_experiment_parser(sub) -> None:
         folder = resolve_suite(args.suite)
         out = Path(args.out or f"runs/{folder.name}{'_quick' if args.quick else ''}")
         t0 = time.perf_counter()
-        summary = run_suite(str(folder), str(out), data=args.data, epochs=args.epochs, seeds=args.seeds,
-                            workers=args.workers, engine=args.engine, quick=args.quick, address=args.address,
-                            progress=not args.quiet)
+        summary = run_suite(
+            str(folder),
+            str(out),
+            data=args.data,
+            epochs=args.epochs,
+            seeds=args.seeds,
+            workers=args.workers,
+            engine=args.engine,
+            quick=args.quick,
+            address=args.address,
+            progress=not args.quiet,
+        )
         print((out / "summary.md").read_text())
         if PRIORITY_TESTS <= set(p.stem for p in folder.glob("*.toml")):  # the shipped suite or a copy of it
             checks = check_priorities(out, data=args.data)
             for name, v in checks.items():
-                print(f"{name}: " + ("PASS" if v.get("pass") else "missing" if v.get("missing") else
-                                     "report" if "pass" not in v else "FAIL") + "  " +
-                      json.dumps(v.get("criteria", {k: v[k] for k in v if k != "pass"})))
+                print(
+                    f"{name}: "
+                    + (
+                        "PASS"
+                        if v.get("pass")
+                        else "missing"
+                        if v.get("missing")
+                        else "report"
+                        if "pass" not in v
+                        else "FAIL"
+                    )
+                    + "  "
+                    + json.dumps(v.get("criteria", {k: v[k] for k in v if k != "pass"}))
+                )
         for f in summary.get("failures", []):
             print(f"FAILED {f['name']} seed {f['seed']}: {f['error']}", file=sys.stderr)
-        print(f"wall time {_fmt_seconds(time.perf_counter() - t0)}; results in {out}/ (summary.json, summary.md, comparison.png)")
+        print(
+            f"wall time {_fmt_seconds(time.perf_counter() - t0)}; results in {out}/ (summary.json, summary.md, comparison.png)"
+        )
         return 1 if summary.get("failures") else 0
 
     p.set_defaults(func=_cmd_experiment)
+
 
 def _add_flyvis_commands(sub) -> None:
     """`eirnn-fast flyvis generate ...` (self-contained: parser and handler live here)."""
@@ -233,18 +300,39 @@ def _add_flyvis_commands(sub) -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         cfg = GenerateConfig(
-            extent=args.extent, n_frames=args.n_frames, n_test_frames=args.n_test_frames,
-            sequence_length=args.sequence_length, n_streams=args.n_streams, dt=args.dt,
-            noise_model_level=args.noise_model_level, chunk_frames=args.chunk_frames, params_path=args.params,
-            backend=args.backend, plots=not args.no_plots, progress=not args.quiet and sys.stderr.isatty())
+            extent=args.extent,
+            n_frames=args.n_frames,
+            n_test_frames=args.n_test_frames,
+            sequence_length=args.sequence_length,
+            n_streams=args.n_streams,
+            dt=args.dt,
+            noise_model_level=args.noise_model_level,
+            chunk_frames=args.chunk_frames,
+            params_path=args.params,
+            backend=args.backend,
+            plots=not args.no_plots,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
         meta = generate_dataset(cfg, args.seed, args.out_dir)
-        print(json.dumps({"out_dir": args.out_dir, "connectome": meta["connectome"], "aggregation": meta["aggregation"],
-                          "chunks": len(meta["chunks"]), "timing": meta["timing"]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "out_dir": args.out_dir,
+                    "connectome": meta["connectome"],
+                    "aggregation": meta["aggregation"],
+                    "chunks": len(meta["chunks"]),
+                    "timing": meta["timing"],
+                },
+                indent=1,
+            )
+        )
         return 0
 
     p_gen.set_defaults(func=_cmd_generate)
 
-    p_train = fly_sub.add_parser("train", help="train the FlyVis GNN from a YAML config (data_path: npz or generate folder)")
+    p_train = fly_sub.add_parser(
+        "train", help="train the FlyVis GNN from a YAML config (data_path: npz or generate folder)"
+    )
     p_train.add_argument("config", help="YAML config with the seeds' parameter names (see README)")
     p_train.add_argument("--out", default="runs/flyvis", help="run folder (resumes if it has a checkpoint)")
 
@@ -276,9 +364,15 @@ def _add_explore_parser(sub) -> None:
     p.add_argument("config", help="exploration YAML (kind: flyvis | sc; see experiments/explore/)")
     p.add_argument("--slots", type=int, default=None, help="parallel slots (default: the config's)")
     p.add_argument("--iterations", type=int, default=None, help="nodes to run in total (default: the config's)")
-    p.add_argument("--engine", choices=["local", "ray", "serial"], default="local",
-                   help="local: process pool; ray: one Ray task (1 GPU) per slot; serial: in-process")
-    p.add_argument("--out", default=None, help="exploration folder (default runs/explore/NAME); resumes from its tree.json")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray", "serial"],
+        default="local",
+        help="local: process pool; ray: one Ray task (1 GPU) per slot; serial: in-process",
+    )
+    p.add_argument(
+        "--out", default=None, help="exploration folder (default runs/explore/NAME); resumes from its tree.json"
+    )
     p.add_argument("--seed", type=int, default=None, help="proposer seed (default: the config's)")
     p.add_argument("--quiet", action="store_true")
 
@@ -298,8 +392,11 @@ def _add_explore_parser(sub) -> None:
         out = args.out or f"runs/explore/{cfg.name}"
         ex = Explorer(cfg, out, engine=args.engine, quiet=args.quiet)
         if ex.resumed and not args.quiet:
-            print(f"resuming {out}/tree.json: {len(ex.tree.finished_nodes())} finished node(s), "
-                  f"{len(ex.tree.unfinished_nodes())} in flight (re-run)", flush=True)
+            print(
+                f"resuming {out}/tree.json: {len(ex.tree.finished_nodes())} finished node(s), "
+                f"{len(ex.tree.unfinished_nodes())} in flight (re-run)",
+                flush=True,
+            )
         t0 = time.perf_counter()
         summary = ex.run(iterations=args.iterations)
         summary["wall_seconds_this_run"] = time.perf_counter() - t0
@@ -326,8 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_diag.add_argument("--json", default="diagnose.json", help="where to write the JSON report ('' = don't)")
     p_diag.add_argument("--seed", type=int, default=0)
     p_diag.add_argument("--n-trials", type=int, default=10, help="trials run through the untrained model")
-    p_diag.add_argument("--clip-percentile", type=_optional(float), default=None,
-                        help="outlier clipping before the statistics (default: none, raw data)")
+    p_diag.add_argument(
+        "--clip-percentile",
+        type=_optional(float),
+        default=None,
+        help="outlier clipping before the statistics (default: none, raw data)",
+    )
     p_diag.set_defaults(func=_cmd_diagnose)
 
     p_eval = sub.add_parser("evaluate", help="metrics and plots of a run's best model")
@@ -354,8 +455,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             tune_cpu_allocator()  # full-batch [B, T, N] temporaries reuse heap memory (see runtime.py)
         if args.command == "fit":
-            args._clip_none = any(a == "--clip-percentile" and i + 1 < len(argv) and argv[i + 1].lower() == "none"
-                                  for i, a in enumerate(argv)) or any(a.lower() == "--clip-percentile=none" for a in argv)
+            args._clip_none = any(
+                a == "--clip-percentile" and i + 1 < len(argv) and argv[i + 1].lower() == "none"
+                for i, a in enumerate(argv)
+            ) or any(a.lower() == "--clip-percentile=none" for a in argv)
             if not getattr(args, "quiet", None):
                 logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
             else:
@@ -372,10 +475,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         command = getattr(args, "command", None)
         if command == "flyvis":
             command = "flyvis " + str(getattr(args, "flyvis_command", ""))
-        what = {"fit": "the fit resumes from its checkpoint", "experiment": "finished runs are kept, the others resume",
-                "explore": "finished nodes are kept, nodes in flight re-run",
-                "flyvis train": "training resumes from its checkpoint"}.get(command, "")
-        print(f"eirnn-fast: interrupted{f' ({what} when the same command runs again)' if what else ''}", file=sys.stderr)
+        what = {
+            "fit": "the fit resumes from its checkpoint",
+            "experiment": "finished runs are kept, the others resume",
+            "explore": "finished nodes are kept, nodes in flight re-run",
+            "flyvis train": "training resumes from its checkpoint",
+        }.get(command, "")
+        print(
+            f"eirnn-fast: interrupted{f' ({what} when the same command runs again)' if what else ''}", file=sys.stderr
+        )
         return 130
 
 

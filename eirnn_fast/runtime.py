@@ -7,6 +7,7 @@ machine, a full-batch EIRNN forward+backward took 374 ms with the default alloca
 after :func:`tune_cpu_allocator`. The setting is process-wide, so the library never applies it on
 import; the ``eirnn-fast`` command line applies it, and library users opt in.
 """
+
 from __future__ import annotations
 
 import ctypes

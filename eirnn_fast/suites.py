@@ -7,6 +7,7 @@ table is laid over the base's. :func:`run_suite` runs every experiment x seed in
 (``OUT/NAME/seed_S``), skips runs that already have ``result.json`` (so an interrupted suite resumes),
 and writes ``summary.json``, ``summary.md`` (the table format of seed 000) and ``comparison.png``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -102,8 +103,16 @@ def _run_one(job: Dict[str, Any]) -> Dict[str, Any]:
     return {"name": job["name"], "seed": job["seed"], "result": result}
 
 
-def _jobs(experiments, out: Path, seeds: int, data: Optional[str], epochs: Optional[int], quick: bool,
-          threads: int, base_seed: int = 42) -> List[Dict[str, Any]]:
+def _jobs(
+    experiments,
+    out: Path,
+    seeds: int,
+    data: Optional[str],
+    epochs: Optional[int],
+    quick: bool,
+    threads: int,
+    base_seed: int = 42,
+) -> List[Dict[str, Any]]:
     jobs = []
     for name, exp in experiments.items():
         for k in range(seeds):
@@ -121,9 +130,19 @@ def _jobs(experiments, out: Path, seeds: int, data: Optional[str], epochs: Optio
     return jobs
 
 
-def run_suite(suite: str, out: str, *, data: Optional[str] = None, epochs: Optional[int] = None, seeds: int = 1,
-              workers: Optional[int] = None, engine: str = "local", quick: bool = False,
-              address: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+def run_suite(
+    suite: str,
+    out: str,
+    *,
+    data: Optional[str] = None,
+    epochs: Optional[int] = None,
+    seeds: int = 1,
+    workers: Optional[int] = None,
+    engine: str = "local",
+    quick: bool = False,
+    address: Optional[str] = None,
+    progress: bool = True,
+) -> Dict[str, Any]:
     """Run (or resume) every experiment x seed of a suite, then summarise. Returns the summary dict.
 
     ``workers`` parallel runs (default: one per core, at most the number of runs); each run gets
@@ -143,16 +162,34 @@ def run_suite(suite: str, out: str, *, data: Optional[str] = None, epochs: Optio
     threads = max(1, cores // workers)
     jobs = _jobs(experiments, out_dir, seeds, data, epochs, quick, threads)
     todo = [j for j in jobs if not (j["run_dir"] / "result.json").is_file()]
-    (out_dir / "suite.json").write_text(json.dumps({
-        "suite": str(folder), "experiments": {k: {"description": v["description"], "override": v["override"]}
-                                              for k, v in experiments.items()},
-        "seeds": seeds, "quick": quick, "data": data, "epochs": epochs, "engine": engine, "workers": workers,
-    }, indent=1, default=str))
+    (out_dir / "suite.json").write_text(
+        json.dumps(
+            {
+                "suite": str(folder),
+                "experiments": {
+                    k: {"description": v["description"], "override": v["override"]} for k, v in experiments.items()
+                },
+                "seeds": seeds,
+                "quick": quick,
+                "data": data,
+                "epochs": epochs,
+                "engine": engine,
+                "workers": workers,
+            },
+            indent=1,
+            default=str,
+        )
+    )
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"suite {folder.name}", unit="run",
-               disable=not progress or not sys.stderr.isatty())
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(todo),
+        desc=f"suite {folder.name}",
+        unit="run",
+        disable=not progress or not sys.stderr.isatty(),
+    )
     failures = []
     if todo:
         if engine == "ray":
@@ -172,7 +209,9 @@ def run_suite(suite: str, out: str, *, data: Optional[str] = None, epochs: Optio
                     try:
                         fut.result()
                     except Exception as exc:
-                        failures.append({"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"})
+                        failures.append(
+                            {"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"}
+                        )
                     bar.update(1)
     bar.close()
     summary = summarize(out_dir, experiments, seeds)
@@ -222,10 +261,21 @@ def summarize(out_dir: Path, experiments: Dict[str, Dict[str, Any]], seeds: int)
         test = _mean_std([r["test_psth_corr"] for r in results])
         ceiling = _mean_std([r["noise_ceiling"] for r in results])
         epochs = _mean_std([r["epochs_run"] for r in results])
-        rows.append({"experiment": name, "description": exp["description"], "override": exp["override"],
-                     "n_seeds": len(results), "best_val_corr": val[0], "best_val_corr_std": val[1],
-                     "test_corr": test[0], "test_corr_std": test[1], "noise_ceiling": ceiling[0],
-                     "epochs": epochs[0], "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in results)})
+        rows.append(
+            {
+                "experiment": name,
+                "description": exp["description"],
+                "override": exp["override"],
+                "n_seeds": len(results),
+                "best_val_corr": val[0],
+                "best_val_corr_std": val[1],
+                "test_corr": test[0],
+                "test_corr_std": test[1],
+                "noise_ceiling": ceiling[0],
+                "epochs": epochs[0],
+                "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in results),
+            }
+        )
     rows.sort(key=lambda r: -r["best_val_corr"] if not math.isnan(r["best_val_corr"]) else math.inf)
     base = next((r for r in rows if r["experiment"] == BASELINE), None)
     for rank, row in enumerate(rows, 1):
@@ -233,9 +283,13 @@ def summarize(out_dir: Path, experiments: Dict[str, Dict[str, Any]], seeds: int)
         # relative change as in seed 000; undefined unless the baseline correlation is positive
         ok = base is not None and base["best_val_corr"] > 0
         row["vs_baseline"] = (row["best_val_corr"] / base["best_val_corr"] - 1.0) if ok else None
-    summary = {"rows": rows, "baseline": BASELINE if base else None, "seeds": seeds,
-               "metric": "PSTH correlation (mean over neurons of Pearson r of trial-averaged PSTHs, 25-ms bins, "
-                         "no smoothing); best_val = best epoch on validation, test = that model on the test split"}
+    summary = {
+        "rows": rows,
+        "baseline": BASELINE if base else None,
+        "seeds": seeds,
+        "metric": "PSTH correlation (mean over neurons of Pearson r of trial-averaged PSTHs, 25-ms bins, "
+        "no smoothing); best_val = best epoch on validation, test = that model on the test split",
+    }
     (out_dir / "summary.md").write_text(summary_markdown(summary))
     try:
         comparison_plot(summary, out_dir / "comparison.png")
@@ -254,14 +308,18 @@ def _key_parameters(override: Dict[str, Any]) -> str:
 def summary_markdown(summary: Dict[str, Any]) -> str:
     """The table of seed 000 (rank, experiment, best val corr, vs baseline, epochs, key parameters),
     plus test correlation (mean +- std over seeds) and the data's noise ceiling."""
-    lines = ["| Rank | Experiment | Best Val Corr | vs Baseline | Epochs | Key Parameters | Test Corr | Noise Ceiling |",
-             "|------|------------|---------------|-------------|--------|----------------|-----------|---------------|"]
+    lines = [
+        "| Rank | Experiment | Best Val Corr | vs Baseline | Epochs | Key Parameters | Test Corr | Noise Ceiling |",
+        "|------|------------|---------------|-------------|--------|----------------|-----------|---------------|",
+    ]
     for r in summary["rows"]:
         vs = "-" if r["experiment"] == BASELINE or r["vs_baseline"] is None else f"{100 * r['vs_baseline']:+.1f}%"
         name = f"**{r['experiment']}**" if r["rank"] == 1 or r["experiment"] == BASELINE else r["experiment"]
         sd = f" +- {r['test_corr_std']:.4f}" if r["n_seeds"] > 1 else ""
-        lines.append(f"| {r['rank']} | {name} | {r['best_val_corr']:.4f} | {vs} | {r['epochs']:.0f} | "
-                     f"{_key_parameters(r['override'])} | {r['test_corr']:.4f}{sd} | {r['noise_ceiling']:.4f} |")
+        lines.append(
+            f"| {r['rank']} | {name} | {r['best_val_corr']:.4f} | {vs} | {r['epochs']:.0f} | "
+            f"{_key_parameters(r['override'])} | {r['test_corr']:.4f}{sd} | {r['noise_ceiling']:.4f} |"
+        )
     lines += ["", f"Seeds per experiment: {summary['seeds']}. {summary['metric']}."]
     return "\n".join(lines) + "\n"
 
@@ -345,14 +403,24 @@ def check_priorities(out_dir: Path, data: Optional[str] = None, seed: int = 42) 
             vl = [h["val_l_neuron"] for h in history if isinstance(h.get("val_l_neuron"), (int, float))]
             k = max(1, len(vl) // 10)
             c["validation L_neuron decreasing or stable"] = bool(vl) and (sum(vl[-k:]) / k <= 1.05 * sum(vl[:k]) / k)
-        checks[name] = {"test_psth_corr": result["test_psth_corr"], "mean_rate_ratio": rate_ratio,
-                        "noise_ceiling": result["noise_ceiling"], "criteria": c, "pass": all(c.values())}
+        checks[name] = {
+            "test_psth_corr": result["test_psth_corr"],
+            "mean_rate_ratio": rate_ratio,
+            "noise_ceiling": result["noise_ceiling"],
+            "criteria": c,
+            "pass": all(c.values()),
+        }
     result, _ = load("test4_bypass_dale")
-    checks["test4_bypass_dale"] = ({"test_psth_corr": result["test_psth_corr"], "noise_ceiling": result["noise_ceiling"],
-                                    "criteria": {"test r > 0.3 (data learnable without Dale's law)":
-                                                 result["test_psth_corr"] > 0.3},
-                                    "needed": not all(checks.get(t, {}).get("pass", False) for t in ("test2_quick", "test3_full"))}
-                                   if result else {"missing": True})
+    checks["test4_bypass_dale"] = (
+        {
+            "test_psth_corr": result["test_psth_corr"],
+            "noise_ceiling": result["noise_ceiling"],
+            "criteria": {"test r > 0.3 (data learnable without Dale's law)": result["test_psth_corr"] > 0.3},
+            "needed": not all(checks.get(t, {}).get("pass", False) for t in ("test2_quick", "test3_full")),
+        }
+        if result
+        else {"missing": True}
+    )
     for v in checks.values():
         if "criteria" in v:
             v["pass"] = all(v["criteria"].values())

@@ -1,5 +1,6 @@
 """Shared test fixtures. Set EIRNN_FAST_REQUIRE_COMPILED=1 (CI does) to fail instead of silently
 testing only the references when the extension did not build."""
+
 import os
 
 import pytest
@@ -17,4 +18,3 @@ def pytest_sessionstart(session):
             "EIRNN_FAST_REQUIRE_COMPILED=1 but eirnn_fast._C is not importable: "
             + eirnn_fast.backend_info().get("import_error", "")
         )
-

@@ -1,4 +1,5 @@
 """`eirnn-fast` CLI: fit/diagnose/evaluate on tiny data, one-line errors with exit status 2."""
+
 import json
 
 import pytest
@@ -18,8 +19,26 @@ def test_fit_then_evaluate(tiny_file, tmp_path, capsys):
     out = tmp_path / "run"
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"epochs": 5, "batch_size": 8, "plots": False}))
-    rc = main(["fit", "--data", tiny_file, "--config", str(cfg), "--epochs", "2", "--out", str(out), "--quiet",
-               "--seed", "1", "--learnable-alpha", "population", "--clip-percentile", "none"])
+    rc = main(
+        [
+            "fit",
+            "--data",
+            tiny_file,
+            "--config",
+            str(cfg),
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--seed",
+            "1",
+            "--learnable-alpha",
+            "population",
+            "--clip-percentile",
+            "none",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "test PSTH correlation:" in text and "noise ceiling" in text and "epochs run: 2" in text

@@ -1,4 +1,5 @@
 """Without the compiled module the package imports, says so once, and every op runs its reference."""
+
 import json
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """Allocator tuning helper: applies on glibc, validates its arguments."""
+
 import sys
 
 import pytest

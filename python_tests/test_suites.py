@@ -1,4 +1,5 @@
 """Experiment suites: config loading/validation, a mini suite end to end (artefacts, resume)."""
+
 import json
 
 import pytest
@@ -44,7 +45,7 @@ def test_mini_suite_writes_summary_and_resumes(tmp_path):
 
 def test_bad_suite_configs_raise(tmp_path):
     folder = _mini_suite(tmp_path)
-    (folder / "broken.toml").write_text('[fit]\nnot_a_field = 1\n')
+    (folder / "broken.toml").write_text("[fit]\nnot_a_field = 1\n")
     with pytest.raises(ValueError, match="unknown FitConfig field"):
         load_suite(str(folder))
     with pytest.raises(ValueError, match="unknown suite"):
@@ -69,11 +70,15 @@ def test_suite_name_is_not_shadowed_by_a_results_folder(tmp_path, monkeypatch):
 def _fake_run(out, name, test_r, vals, val_losses, rate_ratio=1.0, seed=42):
     run = out / name / f"seed_{seed}"
     run.mkdir(parents=True)
-    (run / "result.json").write_text(json.dumps({"test_psth_corr": test_r, "noise_ceiling": 0.36,
-                                                 "test": {"mean_rate_ratio": rate_ratio}}))
-    (run / "metrics.jsonl").write_text("".join(
-        json.dumps({"epoch": i, "train_l_neuron": 0.5, "val_psth_corr": v, "val_l_neuron": l}) + "\n"
-        for i, (v, l) in enumerate(zip(vals, val_losses))))
+    (run / "result.json").write_text(
+        json.dumps({"test_psth_corr": test_r, "noise_ceiling": 0.36, "test": {"mean_rate_ratio": rate_ratio}})
+    )
+    (run / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"epoch": i, "train_l_neuron": 0.5, "val_psth_corr": v, "val_l_neuron": l}) + "\n"
+            for i, (v, l) in enumerate(zip(vals, val_losses))
+        )
+    )
 
 
 def test_priorities_checks_apply_seed_002_criteria(tmp_path):
@@ -100,8 +105,10 @@ def test_mini_suite_process_pool_two_workers(tmp_path):
     assert not summary["failures"] and {r["n_seeds"] for r in summary["rows"]} == {2}
 
 
-@pytest.mark.skipif(__import__("os").environ.get("EIRNN_FAST_SLOW") != "1",
-                    reason="starts a local Ray instance (~10 s): set EIRNN_FAST_SLOW=1 (needs pip install '.[ray]')")
+@pytest.mark.skipif(
+    __import__("os").environ.get("EIRNN_FAST_SLOW") != "1",
+    reason="starts a local Ray instance (~10 s): set EIRNN_FAST_SLOW=1 (needs pip install '.[ray]')",
+)
 def test_mini_suite_on_a_local_ray_instance(tmp_path):
     ray = pytest.importorskip("ray")
     folder = _mini_suite(tmp_path)

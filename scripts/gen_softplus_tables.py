@@ -4,6 +4,7 @@
 fitted by least squares on Chebyshev nodes in float64 and rounded to float32 (max relative error
 of the float32 Horner evaluation: 3.7e-7 and 4.1e-7). Run: python scripts/gen_softplus_tables.py
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,10 @@ def main():
         "// Row j holds the coefficient of t^(6-j) for the 32 unit intervals u in [k, k+1), t = u - k.\n"
         "#pragma once\n\nnamespace eirnn_fast {\nnamespace tables {\n\n"
         f"constexpr int kIntervals = {INTERVALS};\nconstexpr int kDegree = {DEGREE};\n\n"
-        "// log1p(exp(-u)) = softplus(-u)\n" + emit("kSoftplusNeg", softplus)
-        + "\n// 1 / (1 + exp(u)) = sigmoid(-u)\n" + emit("kSigmoidNeg", sigmoid)
+        "// log1p(exp(-u)) = softplus(-u)\n"
+        + emit("kSoftplusNeg", softplus)
+        + "\n// 1 / (1 + exp(u)) = sigmoid(-u)\n"
+        + emit("kSigmoidNeg", sigmoid)
         + "\n}  // namespace tables\n}  // namespace eirnn_fast\n"
     )
     out = Path(__file__).resolve().parent.parent / "csrc" / "common" / "softplus_tables.h"

@@ -1,4 +1,5 @@
 """Print what CMake needs to build against the installed torch (KEY=VALUE lines)."""
+
 import os
 
 import torch

@@ -1,5 +1,6 @@
 """SC sessions: MAT loader (v5 and v7.3), splits, preprocessing, the embedded real session and
 synthetic teacher sessions. scipy/h5py are imported only when a file is read or written."""
+
 from eirnn_fast.data.embedded import EMBEDDED_SESSION, embedded_session_path, load_embedded_session
 from eirnn_fast.data.session import (
     DEFAULT_CLIP_PERCENTILE,
@@ -29,7 +30,20 @@ def write_mat(path, variables, fmt="v7.3"):
 
 
 __all__ = [
-    "DEFAULT_CLIP_PERCENTILE", "EMBEDDED_SESSION", "INPUT_CHANNELS", "REQUIRED_VARS", "SCSession", "clip_outliers", "embedded_session_path",
-    "load_embedded_session", "load_session", "make_synthetic_session", "make_synthetic_variables", "read_mat",
-    "session_from_variables", "train_val_split", "train_val_test_split", "write_mat",
+    "DEFAULT_CLIP_PERCENTILE",
+    "EMBEDDED_SESSION",
+    "INPUT_CHANNELS",
+    "REQUIRED_VARS",
+    "SCSession",
+    "clip_outliers",
+    "embedded_session_path",
+    "load_embedded_session",
+    "load_session",
+    "make_synthetic_session",
+    "make_synthetic_variables",
+    "read_mat",
+    "session_from_variables",
+    "train_val_split",
+    "train_val_test_split",
+    "write_mat",
 ]

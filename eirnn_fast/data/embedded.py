@@ -4,12 +4,13 @@
 interneurons, interleaved; MATLAB v7.3) from the MIT-licensed ``jamespherman/4factors-rnn-analysis``;
 provenance and licence notice in ``sessions/PROVENANCE.md`` next to it.
 """
-from __future__ import annotations
 
-from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
+from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
+
+from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
 
 EMBEDDED_SESSION = "rnn_export_Newton_08_13_2025_SC.mat"
 

@@ -5,6 +5,7 @@ axes are undone here), strings as ``str`` and nothing squeezed: a ``1 x 1`` scal
 a ``N x 1`` vector stays ``(N, 1)``. Squeezing is the schema's job (:mod:`eirnn_fast.data.session`),
 which knows which axes may be length 1. scipy and h5py are imported lazily.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,7 +69,9 @@ def _read_v5(path: PathLike) -> Dict[str, object]:
         elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             out[key] = value
         else:
-            warnings.warn(f"{path}: variable {key!r} ({type(value).__name__}) is not part of schema v1; ignored", stacklevel=3)
+            warnings.warn(
+                f"{path}: variable {key!r} ({type(value).__name__}) is not part of schema v1; ignored", stacklevel=3
+            )
     return out
 
 
@@ -84,7 +87,10 @@ def _read_v73(path: PathLike) -> Dict[str, object]:
             cls = item.attrs.get("MATLAB_class", b"")
             cls = cls.decode() if isinstance(cls, bytes) else str(cls)
             if not isinstance(item, h5py.Dataset) or cls in ("cell", "struct"):
-                warnings.warn(f"{path}: variable {key!r} (MATLAB class {cls or 'group'}) is not part of schema v1; ignored", stacklevel=3)
+                warnings.warn(
+                    f"{path}: variable {key!r} (MATLAB class {cls or 'group'}) is not part of schema v1; ignored",
+                    stacklevel=3,
+                )
                 continue
             if int(item.attrs.get("MATLAB_empty", 0)):
                 out[key] = np.zeros([int(s) for s in np.asarray(item[()]).ravel()][::-1]) if cls != "char" else ""
@@ -111,7 +117,9 @@ def write_mat(path: PathLike, variables: Mapping[str, object], fmt: str = "v7.3"
     if fmt == "v5":
         import scipy.io
 
-        scipy.io.savemat(str(path), {k: v for k, v in variables.items()}, format="5", do_compression=True, oned_as="column")
+        scipy.io.savemat(
+            str(path), {k: v for k, v in variables.items()}, format="5", do_compression=True, oned_as="column"
+        )
         return path
     if fmt != "v7.3":
         raise ValueError(f"fmt must be 'v5' or 'v7.3', got {fmt!r}")

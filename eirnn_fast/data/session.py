@@ -12,6 +12,7 @@ stored as N x T), so missing *trailing* axes of length 1 are restored. An array 
 axis order (writers that did not reverse axes for HDF5) is accepted when exactly one permutation
 matches by size, with a note; if several do (e.g. K == T) it is an error rather than a guess.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,18 +28,46 @@ logger = logging.getLogger(__name__)
 
 #: The 14 model inputs, in the predecessor's order (``construct_input_tensor``).
 INPUT_CHANNELS: Tuple[str, ...] = (
-    "fixation_on", "target_loc_1", "target_loc_2", "target_loc_3", "target_loc_4", "go", "reward_on",
-    "eye_x", "eye_y", "is_face", "is_nonface", "is_bullseye", "high_salience", "low_salience",
+    "fixation_on",
+    "target_loc_1",
+    "target_loc_2",
+    "target_loc_3",
+    "target_loc_4",
+    "go",
+    "reward_on",
+    "eye_x",
+    "eye_y",
+    "is_face",
+    "is_nonface",
+    "is_bullseye",
+    "high_salience",
+    "low_salience",
 )
 #: MAT variables of the 2-D (T x K) input channels, in model order around the 4-row target_loc.
 _INPUT_VARS_BEFORE = ("input_fixation_on",)
 _INPUT_VARS_AFTER = (
-    "input_go_signal", "input_reward_on", "input_eye_x", "input_eye_y", "input_is_face", "input_is_nonface",
-    "input_is_bullseye", "input_high_salience", "input_low_salience",
+    "input_go_signal",
+    "input_reward_on",
+    "input_eye_x",
+    "input_eye_y",
+    "input_is_face",
+    "input_is_nonface",
+    "input_is_bullseye",
+    "input_high_salience",
+    "input_low_salience",
 )
 REQUIRED_VARS: Tuple[str, ...] = (
-    "firing_rates", "neuron_type", "n_trials", "n_neurons", "n_time_bins", "bin_size_ms",
-    "input_fixation_on", "input_target_loc", *_INPUT_VARS_AFTER, "trial_reward", "trial_location",
+    "firing_rates",
+    "neuron_type",
+    "n_trials",
+    "n_neurons",
+    "n_time_bins",
+    "bin_size_ms",
+    "input_fixation_on",
+    "input_target_loc",
+    *_INPUT_VARS_AFTER,
+    "trial_reward",
+    "trial_location",
 )
 CONDITION_VARS: Tuple[str, ...] = ("reward", "probability", "identity", "salience", "location")
 SHORT_TRIAL_MS = 50.0
@@ -199,7 +228,7 @@ def _array(data: dict, name: str, expected: Tuple[int, ...], names: str) -> np.n
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=False)
     want = tuple(int(s) for s in expected)
-    if arr.ndim < len(want) and arr.shape == want[: arr.ndim] and all(s == 1 for s in want[arr.ndim:]):
+    if arr.ndim < len(want) and arr.shape == want[: arr.ndim] and all(s == 1 for s in want[arr.ndim :]):
         arr = arr.reshape(want)  # MATLAB drops trailing singleton dimensions
     if arr.shape == want:
         return arr
@@ -207,7 +236,9 @@ def _array(data: dict, name: str, expected: Tuple[int, ...], names: str) -> np.n
         perms = [p for p in itertools.permutations(range(arr.ndim)) if tuple(arr.shape[i] for i in p) == want]
         if len(perms) == 1:
             perm = perms[0]
-            logger.warning("%s stored as %s, expected %s (%s); transposed with axes %s", name, arr.shape, want, names, perm)
+            logger.warning(
+                "%s stored as %s, expected %s (%s); transposed with axes %s", name, arr.shape, want, names, perm
+            )
             return np.ascontiguousarray(arr.transpose(perm))
         raise ValueError(
             f"{name} has shape {arr.shape}, expected {want} ({names}); several axis orders match, refusing to guess"
@@ -231,13 +262,18 @@ def _zscore_or_zero(x: np.ndarray) -> Tuple[np.ndarray, bool]:
     return (x - np.nanmean(x)) / (np.nanstd(x) + 1e-8), True
 
 
-def session_from_variables(data: dict, source: str = "", clip_percentile: Optional[float] = DEFAULT_CLIP_PERCENTILE) -> SCSession:
+def session_from_variables(
+    data: dict, source: str = "", clip_percentile: Optional[float] = DEFAULT_CLIP_PERCENTILE
+) -> SCSession:
     """Validate MAT variables (MATLAB order, as :func:`eirnn_fast.data.mat.read_mat` returns them)
     and build an :class:`SCSession`. ``ValueError`` names the first missing or inconsistent variable."""
     missing = [name for name in REQUIRED_VARS if name not in data]
     if missing:
-        raise ValueError(f"{source}: missing required variable(s) {', '.join(missing)}" if source else
-                         f"missing required variable(s) {', '.join(missing)}")
+        raise ValueError(
+            f"{source}: missing required variable(s) {', '.join(missing)}"
+            if source
+            else f"missing required variable(s) {', '.join(missing)}"
+        )
     try:
         return _build(data, source, clip_percentile)
     except ValueError as exc:
@@ -265,7 +301,9 @@ def _build(data: dict, source: str, clip_percentile: Optional[float]) -> SCSessi
 
     ntype = _vector(data, "neuron_type", N, "n_neurons")
     if not np.all(np.isin(ntype, (1, 2))):
-        raise ValueError(f"neuron_type must contain only 1 (E) and 2 (I), got {sorted(set(ntype.tolist()) - {1.0, 2.0})}")
+        raise ValueError(
+            f"neuron_type must contain only 1 (E) and 2 (I), got {sorted(set(ntype.tolist()) - {1.0, 2.0})}"
+        )
     ntype = ntype.astype(np.int64)
     if (ntype == 1).all() or (ntype == 2).all():
         notes.append(f"all {N} neurons are of type {int(ntype[0])}")

@@ -1,4 +1,5 @@
 """Trial splits, stratified by a condition label (the predecessor stratified by reward)."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
@@ -15,8 +16,9 @@ def trial_labels(session, stratify_by: Optional[str]) -> np.ndarray:
     return np.nan_to_num(np.asarray(session.conditions[stratify_by], dtype=np.float64), nan=-1.0)
 
 
-def train_val_split(session, val_fraction: float = 0.2, stratify_by: Optional[str] = "reward",
-                    seed: int = 42) -> Tuple[List[int], List[int]]:
+def train_val_split(
+    session, val_fraction: float = 0.2, stratify_by: Optional[str] = "reward", seed: int = 42
+) -> Tuple[List[int], List[int]]:
     """``(train_indices, val_indices)`` exactly as the predecessor: for each label value (ascending),
     shuffle that stratum's trial indices with ``np.random.seed(seed)``'s stream and put the first
     ``int(n * val_fraction)`` into validation. Uses a private ``RandomState(seed)`` (same numbers, no
@@ -37,8 +39,13 @@ def train_val_split(session, val_fraction: float = 0.2, stratify_by: Optional[st
     return train, val
 
 
-def train_val_test_split(session, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                         stratify_by: Optional[str] = "reward", seed: int = 42) -> Dict[str, List[int]]:
+def train_val_test_split(
+    session,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    stratify_by: Optional[str] = "reward",
+    seed: int = 42,
+) -> Dict[str, List[int]]:
     """``{'train', 'val', 'test'}`` sorted trial indices, stratified like :func:`train_val_split`:
     per stratum, the first ``int(n * test_fraction)`` shuffled trials go to test, the next
     ``int(n * val_fraction)`` to validation, the rest to training. Model selection uses ``val``;
@@ -55,8 +62,8 @@ def train_val_test_split(session, val_fraction: float = 0.15, test_fraction: flo
         n_test = int(len(idx) * test_fraction)
         n_val = int(len(idx) * val_fraction)
         out["test"].extend(int(i) for i in idx[:n_test])
-        out["val"].extend(int(i) for i in idx[n_test:n_test + n_val])
-        out["train"].extend(int(i) for i in idx[n_test + n_val:])
+        out["val"].extend(int(i) for i in idx[n_test : n_test + n_val])
+        out["train"].extend(int(i) for i in idx[n_test + n_val :])
     for key in out:
         out[key].sort()
     if not out["train"]:

@@ -9,14 +9,15 @@ those of an :class:`eirnn_fast.EIRNN` teacher (noise on), rescaled through ``rat
 ``rate_baseline`` to the target mean, turned into Poisson counts per 25-ms bin; a rare fraction of
 bins gets a burst of 15-19 spikes (outliers like the real file's 760 sp/s).
 """
-from __future__ import annotations
 
-from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
+from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+
+from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
 
 
 def _task_inputs(rng: np.random.Generator, n_trials: int, n_bins: int, bin_ms: float):
@@ -52,21 +53,40 @@ def _task_inputs(rng: np.random.Generator, n_trials: int, n_bins: int, bin_ms: f
         elif salience[k] == 2:
             feats["low"][:, k] = on
     variables = {
-        "input_fixation_on": fix, "input_target_loc": loc_in, "input_go_signal": go, "input_reward_on": rew,
-        "input_eye_x": np.zeros(shape), "input_eye_y": np.zeros(shape),
-        "input_is_face": feats["face"], "input_is_nonface": feats["nonface"], "input_is_bullseye": feats["bullseye"],
-        "input_high_salience": feats["high"], "input_low_salience": feats["low"],
-        "trial_duration_ms": duration.reshape(-1, 1), "trial_reward": reward.reshape(-1, 1),
-        "trial_probability": probability.reshape(-1, 1), "trial_identity": identity.reshape(-1, 1),
-        "trial_salience": salience.reshape(-1, 1), "trial_location": location.reshape(-1, 1),
+        "input_fixation_on": fix,
+        "input_target_loc": loc_in,
+        "input_go_signal": go,
+        "input_reward_on": rew,
+        "input_eye_x": np.zeros(shape),
+        "input_eye_y": np.zeros(shape),
+        "input_is_face": feats["face"],
+        "input_is_nonface": feats["nonface"],
+        "input_is_bullseye": feats["bullseye"],
+        "input_high_salience": feats["high"],
+        "input_low_salience": feats["low"],
+        "trial_duration_ms": duration.reshape(-1, 1),
+        "trial_reward": reward.reshape(-1, 1),
+        "trial_probability": probability.reshape(-1, 1),
+        "trial_identity": identity.reshape(-1, 1),
+        "trial_salience": salience.reshape(-1, 1),
+        "trial_location": location.reshape(-1, 1),
         "time_axis": t.reshape(1, -1),
     }
     return variables
 
 
-def make_synthetic_variables(seed: int = 0, n_trials: int = 1043, n_exc: int = 41, n_inh: int = 13,
-                             n_time_bins: int = 219, mean_rate: float = 13.6, outlier_fraction: float = 2e-5,
-                             bin_size_ms: float = 25.0, interleave: bool = True, return_teacher: bool = False):
+def make_synthetic_variables(
+    seed: int = 0,
+    n_trials: int = 1043,
+    n_exc: int = 41,
+    n_inh: int = 13,
+    n_time_bins: int = 219,
+    mean_rate: float = 13.6,
+    outlier_fraction: float = 2e-5,
+    bin_size_ms: float = 25.0,
+    interleave: bool = True,
+    return_teacher: bool = False,
+):
     """MAT variables (MATLAB order) of a synthetic session; with ``return_teacher`` also
     ``(teacher EIRNN, recorded-neuron -> teacher-unit index)``."""
     import torch
@@ -80,20 +100,39 @@ def make_synthetic_variables(seed: int = 0, n_trials: int = 1043, n_exc: int = 4
     inputs = np.zeros((K, T, 14), dtype=np.float32)  # model order, built like the loader does
     inputs[:, :, 0] = variables["input_fixation_on"].T
     inputs[:, :, 1:5] = variables["input_target_loc"].transpose(2, 1, 0)
-    for i, name in enumerate(("input_go_signal", "input_reward_on", "input_eye_x", "input_eye_y", "input_is_face",
-                              "input_is_nonface", "input_is_bullseye", "input_high_salience",
-                              "input_low_salience"), start=5):
+    for i, name in enumerate(
+        (
+            "input_go_signal",
+            "input_reward_on",
+            "input_eye_x",
+            "input_eye_y",
+            "input_is_face",
+            "input_is_nonface",
+            "input_is_bullseye",
+            "input_high_salience",
+            "input_low_salience",
+        ),
+        start=5,
+    ):
         inputs[:, :, i] = variables[name].T
 
     gen_state, np_state = torch.random.get_rng_state(), np.random.get_state()
     try:
         torch.manual_seed(seed)
         np.random.seed(seed)  # EIRNN's weight init draws from numpy's global RNG
-        teacher = EIRNN(n_exc=n_exc, n_inh=n_inh, n_inputs=14, noise_scale=0.3, learnable_alpha="neuron",
-                        alpha_e_init=0.4, alpha_i_init=0.7, noise_draw="batched")
+        teacher = EIRNN(
+            n_exc=n_exc,
+            n_inh=n_inh,
+            n_inputs=14,
+            noise_scale=0.3,
+            learnable_alpha="neuron",
+            alpha_e_init=0.4,
+            alpha_i_init=0.7,
+            noise_draw="batched",
+        )
         with torch.no_grad():
             teacher.W_in.mul_(2.0).sub_(0.5)  # mixed-sign, stronger drive: inputs modulate the rates
-            rates = torch.cat([teacher(torch.from_numpy(inputs[i:i + 256]))[0] for i in range(0, K, 256)])
+            rates = torch.cat([teacher(torch.from_numpy(inputs[i : i + 256]))[0] for i in range(0, K, 256)])
             c = mean_rate / max(float(rates.mean()), 1e-6)
             teacher.rate_scale.mul_(c)
             teacher.rate_baseline.mul_(c)
@@ -111,22 +150,33 @@ def make_synthetic_variables(seed: int = 0, n_trials: int = 1043, n_exc: int = 4
         flat = rng.choice(counts.size, n_out, replace=False)
         counts.reshape(-1)[flat] = rng.integers(15, 20, n_out)
     rates_out = counts / (bin_size_ms / 1000.0)
-    variables.update({
-        "firing_rates": rates_out.transpose(2, 1, 0),  # N x T x K
-        "neuron_type": types[order].astype(np.float64).reshape(-1, 1),
-        "neuron_ids": (np.arange(N) + 1.0).reshape(-1, 1),
-        "brain_area": np.ones((N, 1)),
-        "n_trials": np.array([[float(K)]]), "n_neurons": np.array([[float(N)]]),
-        "n_time_bins": np.array([[float(T)]]), "bin_size_ms": np.array([[float(bin_size_ms)]]),
-        "session_name": f"synthetic_seed{seed}", "export_date": "1970-01-01 00:00:00", "pipeline_version": "synthetic-1",
-    })
+    variables.update(
+        {
+            "firing_rates": rates_out.transpose(2, 1, 0),  # N x T x K
+            "neuron_type": types[order].astype(np.float64).reshape(-1, 1),
+            "neuron_ids": (np.arange(N) + 1.0).reshape(-1, 1),
+            "brain_area": np.ones((N, 1)),
+            "n_trials": np.array([[float(K)]]),
+            "n_neurons": np.array([[float(N)]]),
+            "n_time_bins": np.array([[float(T)]]),
+            "bin_size_ms": np.array([[float(bin_size_ms)]]),
+            "session_name": f"synthetic_seed{seed}",
+            "export_date": "1970-01-01 00:00:00",
+            "pipeline_version": "synthetic-1",
+        }
+    )
     if return_teacher:
         return variables, teacher, torch.as_tensor(order)
     return variables
 
 
-def make_synthetic_session(path: Optional[Union[str, Path]] = None, seed: int = 0, fmt: str = "v7.3",
-                           clip_percentile: Optional[float] = DEFAULT_CLIP_PERCENTILE, **kwargs):
+def make_synthetic_session(
+    path: Optional[Union[str, Path]] = None,
+    seed: int = 0,
+    fmt: str = "v7.3",
+    clip_percentile: Optional[float] = DEFAULT_CLIP_PERCENTILE,
+    **kwargs,
+):
     """A synthetic :class:`~eirnn_fast.data.SCSession` (see module docstring; ``kwargs`` go to
     :func:`make_synthetic_variables`: ``n_trials``, ``n_exc``, ``n_inh``, ``n_time_bins``,
     ``mean_rate``, ``outlier_fraction``, ...). With ``path`` the session is also written there as a

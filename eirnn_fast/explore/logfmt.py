@@ -17,6 +17,7 @@
 
 The ``Mutation:`` line is what the tree builder parses (:func:`parse_mutation_line`).
 """
+
 from __future__ import annotations
 
 import math
@@ -157,18 +158,23 @@ class IterEntry:
     note: str = ""  # text after "Mutation: none" (e.g. "(robustness re-run of node 3)")
 
     def format(self, metric_digits: Optional[int] = 4) -> str:
-        lines = [f"## Iter {self.iteration}: {self.label}",
-                 f"Node: id={self.node}, parent={self.parent}",
-                 f"Mode/Strategy: {self.mode}",
-                 f"Config: {_kv(self.config) or '-'}",
-                 f"Metrics: {_kv(self.metrics, metric_digits) or '-'}"]
+        lines = [
+            f"## Iter {self.iteration}: {self.label}",
+            f"Node: id={self.node}, parent={self.parent}",
+            f"Mode/Strategy: {self.mode}",
+            f"Config: {_kv(self.config) or '-'}",
+            f"Metrics: {_kv(self.metrics, metric_digits) or '-'}",
+        ]
         if self.mutations:
             lines += [m.line() for m in self.mutations]
         else:
             lines.append("Mutation: none" + (f" {self.note}" if self.note else ""))
-        lines += [f"Parent rule: {_one_line(self.parent_rule)}",
-                  f"Observation: {_one_line(self.observation)}",
-                  f"Next: parent={'?' if self.next_parent is None else self.next_parent}", ""]
+        lines += [
+            f"Parent rule: {_one_line(self.parent_rule)}",
+            f"Observation: {_one_line(self.observation)}",
+            f"Next: parent={'?' if self.next_parent is None else self.next_parent}",
+            "",
+        ]
         return "\n".join(lines) + "\n"
 
 

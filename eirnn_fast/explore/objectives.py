@@ -11,6 +11,7 @@ Kinds:
   the trials and re-initialises the model); metrics are the result's scalars (test_psth_corr, ...).
 * ``fake``: an analytic objective for tests and demos (no torch work): reward peaks at ``optimum``.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,13 +45,20 @@ def run_node(task: Dict[str, Any]) -> Dict[str, Any]:
             raise ValueError(f"unknown kind {kind!r}")
         return {"status": "done", "metrics": metrics, "error": "", "wall_seconds": time.perf_counter() - t0}
     except Exception as exc:  # an ordinary failure is a finished (failed) node
-        return {"status": "failed", "metrics": {}, "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
-                "wall_seconds": time.perf_counter() - t0}
+        return {
+            "status": "failed",
+            "metrics": {},
+            "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
+            "wall_seconds": time.perf_counter() - t0,
+        }
 
 
 def _scalars(d: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: (float(v) if not isinstance(v, bool) else v) for k, v in d.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: (float(v) if not isinstance(v, bool) else v)
+        for k, v in d.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _run_flyvis(task, node_dir: Path) -> Dict[str, Any]:

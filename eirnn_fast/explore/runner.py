@@ -8,6 +8,7 @@ parallel, and after every finished node: reward, classification, atomic tree sav
 entry. After every batch the working memory is rewritten. A restart loads the tree: finished nodes
 are kept, in-flight nodes are re-run with the same id, config and data seed.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,10 +28,33 @@ from eirnn_fast.explore.space import Classifier, Constraints, RandomProposer, Re
 from eirnn_fast.explore.tree import ROOT, ExplorationTree, Node, atomic_write_text
 
 KINDS = ("flyvis", "sc", "fake")
-_TOP_KEYS = {"name", "kind", "description", "slots", "iterations", "seed", "data_seed_base", "ucb_c", "threads_per_slot",
-             "keep_data", "reward", "classification", "base_config", "generate", "search_space", "locked", "blocks",
-             "slot_models", "robustness", "proposer", "config_line", "metrics_line", "reference_range", "fake",
-             "gpus_per_slot"}
+_TOP_KEYS = {
+    "name",
+    "kind",
+    "description",
+    "slots",
+    "iterations",
+    "seed",
+    "data_seed_base",
+    "ucb_c",
+    "threads_per_slot",
+    "keep_data",
+    "reward",
+    "classification",
+    "base_config",
+    "generate",
+    "search_space",
+    "locked",
+    "blocks",
+    "slot_models",
+    "robustness",
+    "proposer",
+    "config_line",
+    "metrics_line",
+    "reference_range",
+    "fake",
+    "gpus_per_slot",
+}
 
 
 class ExplorationInterrupted(RuntimeError):
@@ -81,17 +105,33 @@ class ExploreConfig:
                     raise ValueError(f"blocks[{i}].parameters: {p!r} is not in search_space")
             if int(b.get("iterations", 0)) < 1:
                 raise ValueError(f"blocks[{i}]: needs iterations >= 1")
-        cfg = cls(name=str(d.get("name", "exploration")), kind=kind, base_config=cons.apply_locks(dict(d.get("base_config") or {})),
-                  slots=int(d.get("slots", 4)), iterations=int(d.get("iterations", 8)), seed=int(d.get("seed", 0)),
-                  data_seed_base=int(d.get("data_seed_base", 1000)), ucb_c=float(d.get("ucb_c", 1.0)),
-                  threads_per_slot=int(d.get("threads_per_slot", 1)), gpus_per_slot=float(d.get("gpus_per_slot", 1.0)),
-                  keep_data=bool(d.get("keep_data", False)), description=str(d.get("description", "")),
-                  generate=dict(d.get("generate") or {}), reward=Reward.from_dict(d.get("reward", "connectivity_R2")),
-                  classifier=Classifier.from_dict(d.get("classification")), constraints=cons, blocks=blocks,
-                  slot_models=list(d.get("slot_models") or []), robustness=dict(d.get("robustness") or {}),
-                  proposer=dict(d.get("proposer") or {"type": "random"}), config_line=list(d.get("config_line") or []),
-                  metrics_line=list(d.get("metrics_line") or []), reference_range=dict(d.get("reference_range") or {}),
-                  fake=dict(d.get("fake") or {}), raw=dict(d))
+        cfg = cls(
+            name=str(d.get("name", "exploration")),
+            kind=kind,
+            base_config=cons.apply_locks(dict(d.get("base_config") or {})),
+            slots=int(d.get("slots", 4)),
+            iterations=int(d.get("iterations", 8)),
+            seed=int(d.get("seed", 0)),
+            data_seed_base=int(d.get("data_seed_base", 1000)),
+            ucb_c=float(d.get("ucb_c", 1.0)),
+            threads_per_slot=int(d.get("threads_per_slot", 1)),
+            gpus_per_slot=float(d.get("gpus_per_slot", 1.0)),
+            keep_data=bool(d.get("keep_data", False)),
+            description=str(d.get("description", "")),
+            generate=dict(d.get("generate") or {}),
+            reward=Reward.from_dict(d.get("reward", "connectivity_R2")),
+            classifier=Classifier.from_dict(d.get("classification")),
+            constraints=cons,
+            blocks=blocks,
+            slot_models=list(d.get("slot_models") or []),
+            robustness=dict(d.get("robustness") or {}),
+            proposer=dict(d.get("proposer") or {"type": "random"}),
+            config_line=list(d.get("config_line") or []),
+            metrics_line=list(d.get("metrics_line") or []),
+            reference_range=dict(d.get("reference_range") or {}),
+            fake=dict(d.get("fake") or {}),
+            raw=dict(d),
+        )
         for p in cfg.constraints.space:
             if p not in cfg.base_config:
                 raise ValueError(f"search_space.{p}: give its starting value in base_config")
@@ -137,8 +177,14 @@ def _import_callable(spec: str) -> Callable:
 
 
 class Explorer:
-    def __init__(self, config: ExploreConfig, out_dir, engine: str = "local", quiet: bool = True,
-                 propose_fn: Optional[Callable] = None):
+    def __init__(
+        self,
+        config: ExploreConfig,
+        out_dir,
+        engine: str = "local",
+        quiet: bool = True,
+        propose_fn: Optional[Callable] = None,
+    ):
         if engine not in ("local", "ray", "serial"):
             raise ValueError(f"engine must be local, ray or serial, got {engine!r}")
         self.cfg = config
@@ -149,18 +195,29 @@ class Explorer:
         self.tree_path = self.out / "tree.json"
         self.log_path = self.out / f"{config.name}_analysis.md"
         self.memory_path = self.out / f"{config.name}_memory.md"
-        self.proposer = RandomProposer(config.constraints, seed=config.seed, p_two=float(config.proposer.get("p_two", 0.3)))
+        self.proposer = RandomProposer(
+            config.constraints, seed=config.seed, p_two=float(config.proposer.get("p_two", 0.3))
+        )
         self.per_slot = bool(config.slot_models)
         if self.tree_path.exists():
             self.tree = ExplorationTree.load(self.tree_path)
             for key in ("name", "kind"):
                 if self.tree.meta.get(key) != getattr(config, key):
-                    raise ValueError(f"{self.tree_path}: belongs to exploration {key}={self.tree.meta.get(key)!r}, "
-                                     f"not {getattr(config, key)!r}")
+                    raise ValueError(
+                        f"{self.tree_path}: belongs to exploration {key}={self.tree.meta.get(key)!r}, "
+                        f"not {getattr(config, key)!r}"
+                    )
             self.resumed = True
         else:
-            self.tree = ExplorationTree(config.base_config, {"name": config.name, "kind": config.kind,
-                                                              "reward_metric": config.reward.metric, "ucb_c": config.ucb_c})
+            self.tree = ExplorationTree(
+                config.base_config,
+                {
+                    "name": config.name,
+                    "kind": config.kind,
+                    "reward_metric": config.reward.metric,
+                    "ucb_c": config.ucb_c,
+                },
+            )
             self.resumed = False
 
     # -- helpers --------------------------------------------------------------------------------
@@ -188,24 +245,52 @@ class Explorer:
         kw = dict(slot=slot, block=block, iteration=iteration)
         if final:
             kw["block"] = max(1, min(block, len(cfg.blocks) or 1))
-            return tree.add(best.id, best.config, mode="final-robustness", parent_rule=f"final robustness re-run of best node {best.id}", **kw)
+            return tree.add(
+                best.id,
+                best.config,
+                mode="final-robustness",
+                parent_rule=f"final robustness re-run of best node {best.id}",
+                **kw,
+            )
         if not tree.finished_nodes(scope) and not any(n.mode != "baseline" for n in tree.run_nodes(scope)):
-            return tree.add(ROOT, self._base_for_slot(slot), mode="baseline", parent_rule="baseline: no finished node in this tree yet", **kw)
-        if (best is not None and rob.get("slot") is not None and int(rob["slot"]) == slot
-                and len(self._best_samples(best)) + sum(1 for n in tree.unfinished_nodes() if n.config == best.config)
-                < int(rob.get("min_samples", 3))):
-            return tree.add(best.id, best.config, mode="robustness-check",
-                            parent_rule=f"robustness: best node {best.id} has < {rob.get('min_samples', 3)} samples", **kw)
+            return tree.add(
+                ROOT,
+                self._base_for_slot(slot),
+                mode="baseline",
+                parent_rule="baseline: no finished node in this tree yet",
+                **kw,
+            )
+        if (
+            best is not None
+            and rob.get("slot") is not None
+            and int(rob["slot"]) == slot
+            and len(self._best_samples(best)) + sum(1 for n in tree.unfinished_nodes() if n.config == best.config)
+            < int(rob.get("min_samples", 3))
+        ):
+            return tree.add(
+                best.id,
+                best.config,
+                mode="robustness-check",
+                parent_rule=f"robustness: best node {best.id} has < {rob.get('min_samples', 3)} samples",
+                **kw,
+            )
         scores = tree.ucb_scores(cfg.ucb_c, scope)
         parent = tree.select_parent(cfg.ucb_c, scope)
         if parent == ROOT:  # nothing finished yet (baselines in flight): mutate the base config
             pconf, rule = self._base_for_slot(slot), "UCB: no finished node yet, mutate the base config"
         else:
             pconf = tree.nodes[parent].config
-            rule = (f"UCB max score={scores[parent]:.3f} (subtree mean={tree.mean_reward(parent):.3f}, "
-                    f"n={tree.visits(parent)}, c={cfg.ucb_c})")
-        node = tree.add(parent, pconf, mode="exploit" if best is not None and parent == best.id else "explore",
-                        parent_rule=rule, **kw)
+            rule = (
+                f"UCB max score={scores[parent]:.3f} (subtree mean={tree.mean_reward(parent):.3f}, "
+                f"n={tree.visits(parent)}, c={cfg.ucb_c})"
+            )
+        node = tree.add(
+            parent,
+            pconf,
+            mode="exploit" if best is not None and parent == best.id else "explore",
+            parent_rule=rule,
+            **kw,
+        )
         try:
             muts = self._propose(node, pconf, cfg.block_spec(block).get("parameters") or None)
             config = cfg.constraints.apply(pconf, muts)
@@ -236,11 +321,26 @@ class Explorer:
             muts = [Mutation.from_any(m) for m in raw]
         elif ptype == "command":
             cmd = self.cfg.proposer["command"]
-            cmd = cmd.replace("{memory}", shlex.quote(str(self.memory_path))) if "{memory}" in cmd else f"{cmd} {shlex.quote(str(self.memory_path))}"
-            env = dict(os.environ, EIRNN_EXPLORE_TREE=str(self.tree_path), EIRNN_EXPLORE_PARENT=str(node.parent),
-                       EIRNN_EXPLORE_NODE=str(node.id), EIRNN_EXPLORE_SLOT=str(node.slot))
-            proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env,
-                                  timeout=float(self.cfg.proposer.get("timeout_s", 600)))
+            cmd = (
+                cmd.replace("{memory}", shlex.quote(str(self.memory_path)))
+                if "{memory}" in cmd
+                else f"{cmd} {shlex.quote(str(self.memory_path))}"
+            )
+            env = dict(
+                os.environ,
+                EIRNN_EXPLORE_TREE=str(self.tree_path),
+                EIRNN_EXPLORE_PARENT=str(node.parent),
+                EIRNN_EXPLORE_NODE=str(node.id),
+                EIRNN_EXPLORE_SLOT=str(node.slot),
+            )
+            proc = subprocess.run(
+                cmd,
+                shell=True,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=float(self.cfg.proposer.get("timeout_s", 600)),
+            )
             if proc.returncode != 0:
                 raise RuntimeError(f"proposer command failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
             muts = mutations_from_text(proc.stdout)
@@ -254,10 +354,18 @@ class Explorer:
         return muts
 
     def _task(self, node: Node) -> Dict[str, Any]:
-        t = {"kind": self.cfg.kind, "node_id": node.id, "config": node.config, "data_seed": node.data_seed,
-             "node_dir": str(self.out / "nodes" / f"node_{node.id:04d}"), "threads": self.cfg.threads_per_slot,
-             "generate": self.cfg.generate, "keep_data": self.cfg.keep_data, "cache_dir": str(self.out / "cache"),
-             "fake": self.cfg.fake}
+        t = {
+            "kind": self.cfg.kind,
+            "node_id": node.id,
+            "config": node.config,
+            "data_seed": node.data_seed,
+            "node_dir": str(self.out / "nodes" / f"node_{node.id:04d}"),
+            "threads": self.cfg.threads_per_slot,
+            "generate": self.cfg.generate,
+            "keep_data": self.cfg.keep_data,
+            "cache_dir": str(self.out / "cache"),
+            "fake": self.cfg.fake,
+        }
         if self.per_slot:
             t["params_seed"] = self.cfg.slot_models[node.slot].get("params_seed")
         return t
@@ -275,9 +383,11 @@ class Explorer:
             node.reward, node.label = None, "failed (error)"
         self.tree.save(self.tree_path)
         self._append_log(node)
-        self._say(f"node {node.id} (slot {node.slot}, {node.mode}) {node.status}: "
-                  f"{self.cfg.reward.metric}={node.metrics.get(self.cfg.reward.metric, float('nan')):.4f} reward="
-                  f"{node.reward if node.reward is None else round(node.reward, 4)} [{node.label}] {node.wall_seconds or 0:.1f}s")
+        self._say(
+            f"node {node.id} (slot {node.slot}, {node.mode}) {node.status}: "
+            f"{self.cfg.reward.metric}={node.metrics.get(self.cfg.reward.metric, float('nan')):.4f} reward="
+            f"{node.reward if node.reward is None else round(node.reward, 4)} [{node.label}] {node.wall_seconds or 0:.1f}s"
+        )
 
     def _observation(self, node: Node) -> str:
         if node.status != "done":
@@ -286,7 +396,12 @@ class Explorer:
         v = node.metrics.get(m)
         parts = [f"{m}={v:.4f}" if isinstance(v, (int, float)) else f"{m} missing"]
         par = self.tree.nodes.get(node.parent)
-        if par is not None and par.id != ROOT and isinstance(par.metrics.get(m), (int, float)) and isinstance(v, (int, float)):
+        if (
+            par is not None
+            and par.id != ROOT
+            and isinstance(par.metrics.get(m), (int, float))
+            and isinstance(v, (int, float))
+        ):
             parts.append(f"vs parent {par.metrics[m]:.4f} ({v - par.metrics[m]:+.4f})")
         ref = self.cfg.reference_range
         if ref and isinstance(node.metrics.get(ref.get("metric", m)), (int, float)):
@@ -320,10 +435,25 @@ class Explorer:
         metrics = {k: v for k, v in node.metrics.items() if (ml is None or k in ml) and isinstance(v, (int, float))}
         note = ""
         if not node.mutations:
-            note = "(baseline)" if node.mode == "baseline" else f"(robustness re-run of node {node.parent}, data seed {node.data_seed})"
-        entry = IterEntry(node.iteration, node.label or node.status, node.id, node.parent, node.mode, conf, metrics,
-                          [Mutation(m["param"], m["old"], m["new"]) for m in node.mutations], node.parent_rule,
-                          self._observation(node), self.tree.select_parent(self.cfg.ucb_c, self._scope(node.slot)), note)
+            note = (
+                "(baseline)"
+                if node.mode == "baseline"
+                else f"(robustness re-run of node {node.parent}, data seed {node.data_seed})"
+            )
+        entry = IterEntry(
+            node.iteration,
+            node.label or node.status,
+            node.id,
+            node.parent,
+            node.mode,
+            conf,
+            metrics,
+            [Mutation(m["param"], m["old"], m["new"]) for m in node.mutations],
+            node.parent_rule,
+            self._observation(node),
+            self.tree.select_parent(self.cfg.ucb_c, self._scope(node.slot)),
+            note,
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if not self.log_path.exists():
             self.log_path.write_text(f"# Analysis log: {self.cfg.name}\n\n{self.cfg.description}\n\n")
@@ -341,9 +471,18 @@ class Explorer:
 
     def memory_text(self, next_info: Optional[Dict[str, Any]] = None) -> str:
         cfg, tree = self.cfg, self.tree
-        L = [f"# Working memory: {cfg.name}", "", cfg.description.strip(), "",
-             f"Kind: {cfg.kind}; reward: {cfg.reward.metric}" + (f" (constraints: {', '.join(cfg.reward.constraints)})" if cfg.reward.constraints else "")
-             + f"; UCB c={cfg.ucb_c}; slots={cfg.slots}; finished nodes={len(tree.finished_nodes())}", "", "## Current best", ""]
+        L = [
+            f"# Working memory: {cfg.name}",
+            "",
+            cfg.description.strip(),
+            "",
+            f"Kind: {cfg.kind}; reward: {cfg.reward.metric}"
+            + (f" (constraints: {', '.join(cfg.reward.constraints)})" if cfg.reward.constraints else "")
+            + f"; UCB c={cfg.ucb_c}; slots={cfg.slots}; finished nodes={len(tree.finished_nodes())}",
+            "",
+            "## Current best",
+            "",
+        ]
         scopes = range(cfg.slots) if self.per_slot else [None]
         for s in scopes:
             best = tree.best(s)
@@ -351,18 +490,30 @@ class Explorer:
             if best is None:
                 L.append(f"- {tag}none yet")
                 continue
-            L.append(f"- {tag}node {best.id} (iter {best.iteration}, {best.label}): reward {best.reward:.4f}; "
-                     f"samples of this config: {self._samples_stats(best)}")
-            L.append(f"  - config: {', '.join(f'{k}={format_value(best.config.get(k))}' for k in (cfg.config_line or cfg.constraints.space))}")
-            L.append(f"  - metrics: {', '.join(f'{k}={v:.4f}' for k, v in best.metrics.items() if k in (cfg.metrics_line or best.metrics) and isinstance(v, (int, float)))}")
+            L.append(
+                f"- {tag}node {best.id} (iter {best.iteration}, {best.label}): reward {best.reward:.4f}; "
+                f"samples of this config: {self._samples_stats(best)}"
+            )
+            L.append(
+                f"  - config: {', '.join(f'{k}={format_value(best.config.get(k))}' for k in (cfg.config_line or cfg.constraints.space))}"
+            )
+            L.append(
+                f"  - metrics: {', '.join(f'{k}={v:.4f}' for k, v in best.metrics.items() if k in (cfg.metrics_line or best.metrics) and isinstance(v, (int, float)))}"
+            )
         L += ["", "## Locked parameters", "", "| parameter | value | reason |", "|---|---|---|"]
         for k, lock in cfg.constraints.locked.items():
             why = lock.reason + (f" (unlocked when {' or '.join(lock.unless)})" if lock.unless else "")
             L.append(f"| {k} | {format_value(lock.value)} | {why} |")
         L += ["", "## Search space", ""]
         for k, sp in cfg.constraints.space.items():
-            L.append(f"- {k}: " + (f"values {[format_value(v) for v in sp.values]}" if sp.values is not None
-                                   else f"range {sp.range}{' (log)' if sp.log else ''}{' (integer)' if sp.integer else ''}"))
+            L.append(
+                f"- {k}: "
+                + (
+                    f"values {[format_value(v) for v in sp.values]}"
+                    if sp.values is not None
+                    else f"range {sp.range}{' (log)' if sp.log else ''}{' (integer)' if sp.integer else ''}"
+                )
+            )
         L += ["", "## Blocks", ""]
         blocks = sorted({n.block for n in tree.run_nodes()})
         for b in blocks:
@@ -373,15 +524,20 @@ class Explorer:
             for n in nodes:
                 if n.finished:
                     labels[n.label] = labels.get(n.label, 0) + 1
-            L.append(f"### Block {b}: {spec.get('name', '')} ({len([n for n in nodes if n.finished])}/{len(nodes)} finished)")
+            L.append(
+                f"### Block {b}: {spec.get('name', '')} ({len([n for n in nodes if n.finished])}/{len(nodes)} finished)"
+            )
             if spec.get("description"):
                 L.append(f"Focus: {spec['description']}")
             L.append(f"Classes: {', '.join(f'{k}={v}' for k, v in sorted(labels.items())) or '-'}")
             if fin:
                 bb = max(fin, key=lambda n: (n.reward, -n.id))
                 rs = [n.reward for n in fin]
-                L.append(f"Best in block: node {bb.id} reward {bb.reward:.4f} (samples of its config: {self._samples_stats(bb)}); "
-                         f"block rewards mean {statistics.mean(rs):.4f}" + (f" std {statistics.stdev(rs):.4f}" if len(rs) > 1 else ""))
+                L.append(
+                    f"Best in block: node {bb.id} reward {bb.reward:.4f} (samples of its config: {self._samples_stats(bb)}); "
+                    f"block rewards mean {statistics.mean(rs):.4f}"
+                    + (f" std {statistics.stdev(rs):.4f}" if len(rs) > 1 else "")
+                )
             L.append("")
         L += ["## Parameter effects (mean reward change child - parent, rule-based principles)", ""]
         eff: Dict[str, List[float]] = {}
@@ -397,10 +553,14 @@ class Explorer:
             L.append("- none yet")
         L += ["", "## Next", ""]
         if next_info:
-            L.append(f"Next: parent={next_info['parent']}, slot={next_info['slot']}, node={next_info['node']}, "
-                     f"block={next_info['block']}, parameters={next_info['parameters'] or 'any'}")
+            L.append(
+                f"Next: parent={next_info['parent']}, slot={next_info['slot']}, node={next_info['node']}, "
+                f"block={next_info['block']}, parameters={next_info['parameters'] or 'any'}"
+            )
             par = tree.nodes[next_info["parent"]]
-            L.append(f"Parent config: {', '.join(f'{k}={format_value(par.config.get(k))}' for k in cfg.constraints.space)}")
+            L.append(
+                f"Parent config: {', '.join(f'{k}={format_value(par.config.get(k))}' for k in cfg.constraints.space)}"
+            )
         else:
             for s in scopes:
                 L.append(f"Next: parent={tree.select_parent(cfg.ucb_c, s)}" + (f", slot={s}" if s is not None else ""))
@@ -439,13 +599,17 @@ class Explorer:
                         self._count(budget)
             except BrokenProcessPool as exc:
                 self._close_pool()
-                raise RuntimeError(f"a worker process died ({exc}); finished nodes are saved in {self.tree_path}, "
-                                   f"restart the same command to resume") from exc
+                raise RuntimeError(
+                    f"a worker process died ({exc}); finished nodes are saved in {self.tree_path}, "
+                    f"restart the same command to resume"
+                ) from exc
         else:
             try:
                 import ray
             except ImportError:
-                raise RuntimeError("--engine ray needs Ray: pip install 'ray[default]' (or use --engine local)") from None
+                raise RuntimeError(
+                    "--engine ray needs Ray: pip install 'ray[default]' (or use --engine local)"
+                ) from None
             if not ray.is_initialized():
                 ray.init(ignore_reinit_error=True, log_to_driver=not self.quiet)
             remote = ray.remote(num_gpus=self.cfg.gpus_per_slot)(run_node)
@@ -478,7 +642,9 @@ class Explorer:
         budget = [int(max_new_nodes)] if max_new_nodes else []
         self._pool = None
         t0 = time.perf_counter()
-        tree.meta.setdefault("runs", []).append({"started": time.time(), "resumed": self.resumed, "engine": self.engine})
+        tree.meta.setdefault("runs", []).append(
+            {"started": time.time(), "resumed": self.resumed, "engine": self.engine}
+        )
         reran = [n.id for n in tree.unfinished_nodes()]
         if self.resumed:
             self._append_missing_log_entries()
@@ -500,7 +666,7 @@ class Explorer:
                 self._run_batch(batch, budget)
                 self.write_memory()
             n_final = int(cfg.robustness.get("final_reruns", 0))
-            for s in (range(cfg.slots) if self.per_slot else [None]):
+            for s in range(cfg.slots) if self.per_slot else [None]:
                 have = [n for n in tree.run_nodes(s) if n.mode == "final-robustness"]
                 if n_final and tree.best(s) is not None and len(have) < n_final:
                     batch = []
@@ -518,23 +684,43 @@ class Explorer:
 
     def write_summary(self) -> Dict[str, Any]:
         cfg, tree = self.cfg, self.tree
-        out: Dict[str, Any] = {"name": cfg.name, "kind": cfg.kind, "reward_metric": cfg.reward.metric,
-                               "n_nodes": len(tree.run_nodes()), "n_done": sum(n.status == "done" for n in tree.run_nodes()),
-                               "n_failed": sum(n.status == "failed" for n in tree.run_nodes()),
-                               "run_seconds": [r.get("seconds") for r in tree.meta.get("runs", [])], "best": {}}
-        for s in (range(cfg.slots) if self.per_slot else [None]):
+        out: Dict[str, Any] = {
+            "name": cfg.name,
+            "kind": cfg.kind,
+            "reward_metric": cfg.reward.metric,
+            "n_nodes": len(tree.run_nodes()),
+            "n_done": sum(n.status == "done" for n in tree.run_nodes()),
+            "n_failed": sum(n.status == "failed" for n in tree.run_nodes()),
+            "run_seconds": [r.get("seconds") for r in tree.meta.get("runs", [])],
+            "best": {},
+        }
+        for s in range(cfg.slots) if self.per_slot else [None]:
             best = tree.best(s)
             if best is None:
                 continue
             samples = tree.config_samples(best.config, s)
             stats = {}
             for k in sorted({k for n in samples for k, v in n.metrics.items() if isinstance(v, (int, float))}):
-                vals = [n.metrics[k] for n in samples if isinstance(n.metrics.get(k), (int, float)) and math.isfinite(n.metrics[k])]
+                vals = [
+                    n.metrics[k]
+                    for n in samples
+                    if isinstance(n.metrics.get(k), (int, float)) and math.isfinite(n.metrics[k])
+                ]
                 if vals:
-                    stats[k] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
-            out["best"]["all" if s is None else str(s)] = {"node": best.id, "reward": best.reward, "label": best.label,
-                                                          "config": best.config, "samples": [n.id for n in samples],
-                                                          "data_seeds": [n.data_seed for n in samples], "metrics_mean_std": stats}
+                    stats[k] = {
+                        "mean": statistics.mean(vals),
+                        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                        "n": len(vals),
+                    }
+            out["best"]["all" if s is None else str(s)] = {
+                "node": best.id,
+                "reward": best.reward,
+                "label": best.label,
+                "config": best.config,
+                "samples": [n.id for n in samples],
+                "data_seeds": [n.data_seed for n in samples],
+                "metrics_mean_std": stats,
+            }
         atomic_write_text(self.out / "summary.json", json.dumps(out, indent=1, default=str))
         atomic_write_text(self.out / "summary.md", f"# {cfg.name}: tree\n\n" + tree.summary_table() + "\n")
         return out

@@ -1,5 +1,6 @@
 """Search spaces, locked parameters, conditions, classification rules, rewards and the
 language-model-free mutation proposer."""
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,14 @@ class ParamSpace:
         unknown = set(d) - {"values", "range", "log", "integer", "digits"}
         if unknown:
             raise ValueError(f"search_space.{name}: unknown key(s) {sorted(unknown)}")
-        ps = cls(name, values=d.get("values"), range=d.get("range"), log=bool(d.get("log", False)),
-                 integer=bool(d.get("integer", False)), digits=int(d.get("digits", 3)))
+        ps = cls(
+            name,
+            values=d.get("values"),
+            range=d.get("range"),
+            log=bool(d.get("log", False)),
+            integer=bool(d.get("integer", False)),
+            digits=int(d.get("digits", 3)),
+        )
         if ps.range is not None:
             ps.range = [float(parse_value(x)) if isinstance(x, str) else float(x) for x in ps.range]
             lo, hi = ps.range
@@ -134,8 +141,11 @@ class Constraints:
         for k, v in (locked or {}).items():
             if isinstance(v, dict) and "value" in v:
                 unless = v.get("unless") or []
-                lk[k] = Lock(parse_value(v["value"]) if isinstance(v["value"], str) else v["value"], str(v.get("reason", "")),
-                             [unless] if isinstance(unless, str) else list(unless))
+                lk[k] = Lock(
+                    parse_value(v["value"]) if isinstance(v["value"], str) else v["value"],
+                    str(v.get("reason", "")),
+                    [unless] if isinstance(unless, str) else list(unless),
+                )
                 for c in lk[k].unless:
                     parse_condition(c)
             else:
@@ -161,8 +171,11 @@ class Constraints:
         """``{param: locked value}`` for every locked parameter of ``config`` that is off its locked
         value although none of its ``unless`` conditions holds (e.g. ``lr`` raised while
         ``recurrent_training`` was true, in a config where it is false again)."""
-        return {k: lock.value for k, lock in self.locked.items()
-                if k in config and config[k] != lock.value and self.is_locked(k, config)}
+        return {
+            k: lock.value
+            for k, lock in self.locked.items()
+            if k in config and config[k] != lock.value and self.is_locked(k, config)
+        }
 
     def apply(self, config: Dict[str, Any], mutations: Sequence[Mutation], check_space: bool = True) -> Dict[str, Any]:
         """Config after ``mutations``. Raises :class:`LockedParameterError` for a locked parameter
@@ -182,8 +195,10 @@ class Constraints:
                 if sp is None and m.param not in self.locked:
                     raise SearchSpaceError(f"parameter {m.param!r} is not in the search space {sorted(self.space)}")
                 if sp is not None and not sp.contains(m.new):
-                    raise SearchSpaceError(f"{m.param} = {format_value(m.new)} is outside its search space "
-                                           f"({sp.values if sp.values is not None else sp.range})")
+                    raise SearchSpaceError(
+                        f"{m.param} = {format_value(m.new)} is outside its search space "
+                        f"({sp.values if sp.values is not None else sp.range})"
+                    )
         return new
 
 
@@ -232,9 +247,12 @@ class Reward:
             return cls(metric=d)
         d = dict(d or {})
         cons = d.get("constraints", [])
-        r = cls(metric=str(d.get("metric", "connectivity_R2")), sign=float(d.get("sign", 1.0)),
-                constraints=[cons] if isinstance(cons, str) else list(cons),
-                violation_reward=float(d.get("violation_reward", 0.0)))
+        r = cls(
+            metric=str(d.get("metric", "connectivity_R2")),
+            sign=float(d.get("sign", 1.0)),
+            constraints=[cons] if isinstance(cons, str) else list(cons),
+            violation_reward=float(d.get("violation_reward", 0.0)),
+        )
         for c in r.constraints:
             parse_condition(c)
         return r
@@ -260,7 +278,9 @@ class RandomProposer:
         self.seed = int(seed)
         self.p_two = float(p_two)
 
-    def propose(self, parent_config: Dict[str, Any], node_id: int, params: Optional[Sequence[str]] = None) -> List[Mutation]:
+    def propose(
+        self, parent_config: Dict[str, Any], node_id: int, params: Optional[Sequence[str]] = None
+    ) -> List[Mutation]:
         rng = np.random.default_rng([self.seed, int(node_id)])
         pool = [p for p in (params or sorted(self.constraints.space)) if p in self.constraints.space]
         if not pool:
@@ -269,8 +289,10 @@ class RandomProposer:
         chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
         muts: List[Mutation] = []
         for _ in range(10):  # a locked-unless parameter may need its unlocking partner: retry
-            muts = [Mutation(p, parent_config.get(p), self.constraints.space[p].sample(rng, parent_config.get(p)))
-                    for p in chosen]
+            muts = [
+                Mutation(p, parent_config.get(p), self.constraints.space[p].sample(rng, parent_config.get(p)))
+                for p in chosen
+            ]
             try:
                 self.constraints.apply(parent_config, muts)
                 return muts

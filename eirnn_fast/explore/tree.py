@@ -16,6 +16,7 @@ UCB score of a finished node ``k`` (documented formula, seed 004 step 4)::
 Candidates are the finished nodes with a reward; ties go to the lower id. With none yet, the parent
 is the root.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,15 +40,15 @@ class Node:
     config: Dict[str, Any]
     slot: int = 0
     block: int = 1
-    iteration: int = 0          # 1-based iteration number (= the log's "Iter N")
+    iteration: int = 0  # 1-based iteration number (= the log's "Iter N")
     data_seed: int = 0
-    mode: str = "explore"       # explore | exploit | baseline | robustness-check
+    mode: str = "explore"  # explore | exploit | baseline | robustness-check
     mutations: List[Dict[str, Any]] = field(default_factory=list)  # [{param, old, new}]
     parent_rule: str = ""
     status: str = "pending"
     metrics: Dict[str, Any] = field(default_factory=dict)
     reward: Optional[float] = None
-    label: str = ""             # classification (e.g. "V_rest success")
+    label: str = ""  # classification (e.g. "V_rest success")
     error: str = ""
     wall_seconds: Optional[float] = None
 
@@ -119,8 +120,11 @@ class ExplorationTree:
         return mean + c * math.sqrt(math.log(n_parent) / n)
 
     def ucb_scores(self, c: float = 1.0, slot: Optional[int] = None) -> Dict[int, float]:
-        return {n.id: self.ucb_score(n.id, c, slot) for n in self.finished_nodes(slot)
-                if n.status == "done" and n.reward is not None}
+        return {
+            n.id: self.ucb_score(n.id, c, slot)
+            for n in self.finished_nodes(slot)
+            if n.status == "done" and n.reward is not None
+        }
 
     def select_parent(self, c: float = 1.0, slot: Optional[int] = None) -> int:
         scores = self.ucb_scores(c, slot)
@@ -130,19 +134,28 @@ class ExplorationTree:
 
     def best(self, slot: Optional[int] = None) -> Optional[Node]:
         """Highest-reward finished node that is not a re-run (re-runs only add samples to its config)."""
-        done = [n for n in self.finished_nodes(slot) if n.status == "done" and n.reward is not None
-                and n.mode not in RERUN_MODES]
+        done = [
+            n
+            for n in self.finished_nodes(slot)
+            if n.status == "done" and n.reward is not None and n.mode not in RERUN_MODES
+        ]
         return max(sorted(done, key=lambda n: n.id), key=lambda n: n.reward) if done else None
 
     def config_samples(self, config: Dict[str, Any], slot: Optional[int] = None) -> List[Node]:
         """Finished nodes run with exactly ``config`` (the best node and its robustness re-runs)."""
         key = json.dumps(config, sort_keys=True, default=str)
-        return [n for n in self.finished_nodes(slot) if n.status == "done"
-                and json.dumps(n.config, sort_keys=True, default=str) == key]
+        return [
+            n
+            for n in self.finished_nodes(slot)
+            if n.status == "done" and json.dumps(n.config, sort_keys=True, default=str) == key
+        ]
 
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
-        return {"meta": self.meta, "nodes": [dataclasses.asdict(n) for n in sorted(self.nodes.values(), key=lambda n: n.id)]}
+        return {
+            "meta": self.meta,
+            "nodes": [dataclasses.asdict(n) for n in sorted(self.nodes.values(), key=lambda n: n.id)],
+        }
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ExplorationTree":
@@ -166,13 +179,17 @@ class ExplorationTree:
 
     def summary_table(self) -> str:
         """Markdown table, one row per run node."""
-        rows = ["| id | parent | slot | block | iter | status | mode | mutation | reward | class | data_seed |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        rows = [
+            "| id | parent | slot | block | iter | status | mode | mutation | reward | class | data_seed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for n in sorted(self.run_nodes(), key=lambda n: n.id):
             mut = "; ".join(f"{m['param']}: {_fmt(m['old'])} -> {_fmt(m['new'])}" for m in n.mutations) or "-"
             rew = f"{n.reward:.4f}" if isinstance(n.reward, (int, float)) else "-"
-            rows.append(f"| {n.id} | {n.parent} | {n.slot} | {n.block} | {n.iteration} | {n.status} | {n.mode} | "
-                        f"{mut} | {rew} | {n.label or '-'} | {n.data_seed} |")
+            rows.append(
+                f"| {n.id} | {n.parent} | {n.slot} | {n.block} | {n.iteration} | {n.status} | {n.mode} | "
+                f"{mut} | {rew} | {n.label or '-'} | {n.data_seed} |"
+            )
         return "\n".join(rows)
 
 

@@ -1,12 +1,20 @@
 """FlyVis: the Drosophila optic-lobe connectome, ground-truth parameters, stimuli, simulator and the
 GNN that recovers the connectome from simulated activity (GNN names are imported lazily)."""
+
 import importlib
 
 from eirnn_fast.flyvis.connectome import Connectome, compile_connectome, load_connectome, load_spec
 from eirnn_fast.flyvis.parameters import FlyVisParameters, load_parameters, sample_parameters, weight_statistics
+from eirnn_fast.flyvis.simulator import (
+    GenerateConfig,
+    SimulationResult,
+    fused_available,
+    generate_dataset,
+    load_dataset,
+    simulate,
+    simulate_iter,
+)
 from eirnn_fast.flyvis.stimuli import StimulusSet, columns_to_neurons, make_stimuli
-from eirnn_fast.flyvis.simulator import (GenerateConfig, SimulationResult, fused_available, generate_dataset,
-                                         load_dataset, simulate, simulate_iter)
 
 _LAZY = {
     "FlyVisGNN": "eirnn_fast.flyvis.gnn",
@@ -25,9 +33,23 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Connectome", "compile_connectome", "load_connectome", "load_spec",
-    "FlyVisParameters", "load_parameters", "sample_parameters", "weight_statistics",
-    "StimulusSet", "columns_to_neurons", "make_stimuli",
-    "GenerateConfig", "SimulationResult", "fused_available", "generate_dataset", "load_dataset", "simulate",
-    "simulate_iter", *_LAZY,
+    "Connectome",
+    "compile_connectome",
+    "load_connectome",
+    "load_spec",
+    "FlyVisParameters",
+    "load_parameters",
+    "sample_parameters",
+    "weight_statistics",
+    "StimulusSet",
+    "columns_to_neurons",
+    "make_stimuli",
+    "GenerateConfig",
+    "SimulationResult",
+    "fused_available",
+    "generate_dataset",
+    "load_dataset",
+    "simulate",
+    "simulate_iter",
+    *_LAZY,
 ]

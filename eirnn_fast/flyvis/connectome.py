@@ -21,6 +21,7 @@ edge sets, each a list of ``[[du, dv], n_syn]`` offsets in axial hexagonal coord
 Extent 8 gives 13,741 neurons, 434,112 edges and 1,736 photoreceptors (R1-R8); extent 15 (flyvis'
 default) 45,669 neurons and 1,513,231 edges.
 """
+
 from __future__ import annotations
 
 import functools
@@ -158,24 +159,24 @@ class Connectome:
     """
 
     extent: int
-    cell_type: Tuple[str, ...]       # [65] type names
-    type_index: torch.Tensor         # [N] index into cell_type
-    u: torch.Tensor                  # [N] axial hex coordinates
-    v: torch.Tensor                  # [N]
-    column: torch.Tensor             # [N] index into the columns (column_u, column_v) of this extent
-    column_u: torch.Tensor           # [C] C = 3 n (n + 1) + 1
-    column_v: torch.Tensor           # [C]
-    src: torch.Tensor                # [E] presynaptic neuron
-    dst: torch.Tensor                # [E] postsynaptic neuron
-    sign: torch.Tensor               # [E] float32, +1 / -1
-    syn_count: torch.Tensor          # [E] float32, synapses per connection (1 for hull-filled offsets)
-    filled: torch.Tensor             # [E] bool, edge comes from the hull fill
-    edge_pair: torch.Tensor          # [E] index into the pairs
-    pair_src_type: torch.Tensor      # [P] type index
-    pair_dst_type: torch.Tensor      # [P]
-    pair_sign: torch.Tensor          # [P] float32
-    input_types: Tuple[str, ...]     # ("R1", ..., "R8")
-    input_indices: torch.Tensor      # [n_inputs] neurons of the input types, type-major, column order
+    cell_type: Tuple[str, ...]  # [65] type names
+    type_index: torch.Tensor  # [N] index into cell_type
+    u: torch.Tensor  # [N] axial hex coordinates
+    v: torch.Tensor  # [N]
+    column: torch.Tensor  # [N] index into the columns (column_u, column_v) of this extent
+    column_u: torch.Tensor  # [C] C = 3 n (n + 1) + 1
+    column_v: torch.Tensor  # [C]
+    src: torch.Tensor  # [E] presynaptic neuron
+    dst: torch.Tensor  # [E] postsynaptic neuron
+    sign: torch.Tensor  # [E] float32, +1 / -1
+    syn_count: torch.Tensor  # [E] float32, synapses per connection (1 for hull-filled offsets)
+    filled: torch.Tensor  # [E] bool, edge comes from the hull fill
+    edge_pair: torch.Tensor  # [E] index into the pairs
+    pair_src_type: torch.Tensor  # [P] type index
+    pair_dst_type: torch.Tensor  # [P]
+    pair_sign: torch.Tensor  # [P] float32
+    input_types: Tuple[str, ...]  # ("R1", ..., "R8")
+    input_indices: torch.Tensor  # [n_inputs] neurons of the input types, type-major, column order
     output_types: Tuple[str, ...]
 
     @property

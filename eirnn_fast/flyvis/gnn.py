@@ -20,6 +20,7 @@ Backends:
     reference path is used).
   * ``"reference"``: the PyG-style per-edge path (gather endpoints, MLP on E rows, ``index_add_``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -116,11 +117,24 @@ class FlyVisGNN(nn.Module):
         dtype: parameter dtype (float32 default; float64 for tests).
     """
 
-    def __init__(self, graph, variant: str = "A", hidden_dim: int = 80, n_layers: int = 3,
-                 embedding_dim: int = 2, activation: str = "relu", *, hidden_dim_update: Optional[int] = None,
-                 n_layers_update: Optional[int] = None, g_phi_positive: bool = True, w_init: str = "zeros",
-                 w_init_scale: float = 1.0, backend: str = "auto", seed: Optional[int] = None,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        graph,
+        variant: str = "A",
+        hidden_dim: int = 80,
+        n_layers: int = 3,
+        embedding_dim: int = 2,
+        activation: str = "relu",
+        *,
+        hidden_dim_update: Optional[int] = None,
+        n_layers_update: Optional[int] = None,
+        g_phi_positive: bool = True,
+        w_init: str = "zeros",
+        w_init_scale: float = 1.0,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         if variant not in ("A", "B"):
             raise ValueError(f"variant must be 'A' or 'B', got {variant!r}")
@@ -138,13 +152,14 @@ class FlyVisGNN(nn.Module):
         self.graph = EdgeGraph(src, dst, self.n_neurons, self.n_neurons, on_duplicate="ignore")
 
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        with (torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()):
+        with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
             if seed is not None:
                 torch.manual_seed(seed)
             edge_in = (1 + embedding_dim) if variant == "A" else (2 + 2 * embedding_dim)
             self.g_phi = MLP(edge_in, hidden_dim, n_layers, 1, activation)
-            self.f_theta = MLP(3 + embedding_dim, hidden_dim_update or hidden_dim,
-                               n_layers_update or n_layers, 1, activation)
+            self.f_theta = MLP(
+                3 + embedding_dim, hidden_dim_update or hidden_dim, n_layers_update or n_layers, 1, activation
+            )
         self.a = nn.Parameter(torch.ones(self.n_neurons, embedding_dim))
         if w_init == "zeros":
             w = torch.zeros(self.n_edges)
@@ -196,8 +211,9 @@ class FlyVisGNN(nn.Module):
         feats = torch.cat([v.unsqueeze(-1), v.unsqueeze(-1), ae, ae], dim=-1)
         return self._square(self.g_phi(feats).squeeze(-1))
 
-    def f_theta_node(self, v: torch.Tensor, msg: torch.Tensor, I: torch.Tensor,
-                     a: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def f_theta_node(
+        self, v: torch.Tensor, msg: torch.Tensor, I: torch.Tensor, a: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """``f_theta([v_i, a_i, msg_i, I_i])`` for ``[N, K]`` inputs -> ``[N, K]``."""
         a = self.a if a is None else a
         ae = a.unsqueeze(1).expand(-1, v.shape[1], -1)
@@ -233,14 +249,23 @@ class FlyVisGNN(nn.Module):
         emb = self.embedding_dim
         first, hidden, last = self.g_phi.layers[0], self.g_phi.layers[1:-1], self.g_phi.layers[-1]
         Wf = first.weight  # [H, 2 + 2 emb], input [v_i, v_j, a_i, a_j]
-        U_dst = torch.cat([Wf[:, 0:1], Wf[:, 2:2 + emb]], dim=1)
-        U_src = torch.cat([Wf[:, 1:2], Wf[:, 2 + emb:]], dim=1)
+        U_dst = torch.cat([Wf[:, 0:1], Wf[:, 2 : 2 + emb]], dim=1)
+        U_src = torch.cat([Wf[:, 1:2], Wf[:, 2 + emb :]], dim=1)
         B = v.shape[1]
         x_node = torch.cat([v.t().unsqueeze(-1), self.a.unsqueeze(0).expand(B, -1, -1)], dim=-1)  # [B, N, 1+emb]
         a_dst = x_node @ U_dst.t() + first.bias  # [B, N, H]
         b_src = x_node @ U_src.t()  # [B, N, H]
-        return edge_mlp_message_passing(self.graph, self.W, a_dst, b_src, [l.weight for l in hidden],
-                                        [l.bias for l in hidden], last.weight, last.bias, backend=self.backend)
+        return edge_mlp_message_passing(
+            self.graph,
+            self.W,
+            a_dst,
+            b_src,
+            [l.weight for l in hidden],
+            [l.bias for l in hidden],
+            last.weight,
+            last.bias,
+            backend=self.backend,
+        )
 
     # -- dynamics ---------------------------------------------------------------------------
     def forward(self, v: torch.Tensor, I: torch.Tensor, return_msg: bool = False):

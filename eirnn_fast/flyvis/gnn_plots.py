@@ -1,4 +1,5 @@
 """Recovery plots for the FlyVis GNN (matplotlib Agg, PNG files)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,9 @@ def _scatter(ax, true, learned, title, outlier_threshold=None):
     note = ""
     if outlier_threshold is not None:  # the points connectivity_R2 keeps (|W* - W_true| <= threshold)
         keep = ok & (np.abs(learned - true) <= outlier_threshold)
-        note = f"\n{int(ok.sum() - keep.sum())} of {int(ok.sum())} edges with |W* - W| > {outlier_threshold:g} not shown"
+        note = (
+            f"\n{int(ok.sum() - keep.sum())} of {int(ok.sum())} edges with |W* - W| > {outlier_threshold:g} not shown"
+        )
         ok = keep
     ax.scatter(true[ok], learned[ok], s=3, alpha=0.5)
     if ok.sum() > 1 and np.std(true[ok]) > 0:
@@ -36,15 +39,22 @@ def plot_recovery(out_dir, arrays: Dict[str, np.ndarray], data: Dict, outlier_th
 
     out = Path(out_dir)
     written = []
-    panels = [("W", "W_star", "W (corrected W*) per edge", "recovery_W.png"),
-              ("tau", "tau", "tau per neuron", "recovery_tau.png"),
-              ("V_rest", "V_rest", "V_rest per neuron", "recovery_V_rest.png")]
+    panels = [
+        ("W", "W_star", "W (corrected W*) per edge", "recovery_W.png"),
+        ("tau", "tau", "tau per neuron", "recovery_tau.png"),
+        ("V_rest", "V_rest", "V_rest per neuron", "recovery_V_rest.png"),
+    ]
     for key, akey, title, name in panels:
         if data.get(key) is None:
             continue
         fig, ax = plt.subplots(figsize=(4, 4))
-        _scatter(ax, np.asarray(data[key], dtype=float), np.asarray(arrays[akey], dtype=float), title,
-                 outlier_threshold if key == "W" else None)
+        _scatter(
+            ax,
+            np.asarray(data[key], dtype=float),
+            np.asarray(arrays[akey], dtype=float),
+            title,
+            outlier_threshold if key == "W" else None,
+        )
         fig.tight_layout()
         fig.savefig(out / name, dpi=100)
         plt.close(fig)

@@ -10,6 +10,7 @@ the target y[t] is the clean right-hand side at x[t], and
 ``x[t+1] = x[t] + dt * y[t] + noise_model_level * N(0, 1)`` (noise not scaled by sqrt(dt)).
 The stimulus drives the "input" type (type 0, the photoreceptor stand-in) only.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -19,8 +20,9 @@ import numpy as np
 from eirnn_fast.flyvis.gnn import GNNGraph
 
 
-def make_toy_ground_truth(n_neurons: int = 200, n_types: int = 5, mean_in_degree: int = 10,
-                          seed: int = 0, w_scale: float = 0.6):
+def make_toy_ground_truth(
+    n_neurons: int = 200, n_types: int = 5, mean_in_degree: int = 10, seed: int = 0, w_scale: float = 0.6
+):
     """Random graph + parameters. Returns ``(graph, params)`` with params ``tau [N]``, ``V_rest [N]``,
     ``W [E]`` (float64 numpy), per-type values broadcast to neurons."""
     rng = np.random.default_rng(seed)
@@ -39,8 +41,13 @@ def make_toy_ground_truth(n_neurons: int = 200, n_types: int = 5, mean_in_degree
     sign_t = np.where(rng.random(n_types) < 0.6, 1.0, -1.0)
     indeg = np.bincount(dst, minlength=n_neurons).clip(min=1)
     W = sign_t[types[src]] * rng.lognormal(0.0, 0.5, src.size) * w_scale / np.sqrt(indeg[dst])
-    graph = GNNGraph(n_neurons=n_neurons, src=src.astype(np.int64), dst=dst.astype(np.int64),
-                     cell_type_index=types.astype(np.int64), cell_type=[f"T{k}" for k in range(n_types)])
+    graph = GNNGraph(
+        n_neurons=n_neurons,
+        src=src.astype(np.int64),
+        dst=dst.astype(np.int64),
+        cell_type_index=types.astype(np.int64),
+        cell_type=[f"T{k}" for k in range(n_types)],
+    )
     params = {"tau": tau_t[types], "V_rest": vrest_t[types], "W": W}
     return graph, params
 
@@ -60,8 +67,15 @@ def toy_stimulus(graph, n_frames: int, dt: float = 0.02, seed: int = 0, amplitud
     return I
 
 
-def simulate_toy(graph, params: Dict[str, np.ndarray], stimulus: np.ndarray, dt: float = 0.02,
-                 noise_model_level: float = 0.05, seed: int = 0, v0=None) -> Dict[str, np.ndarray]:
+def simulate_toy(
+    graph,
+    params: Dict[str, np.ndarray],
+    stimulus: np.ndarray,
+    dt: float = 0.02,
+    noise_model_level: float = 0.05,
+    seed: int = 0,
+    v0=None,
+) -> Dict[str, np.ndarray]:
     """Euler-simulate the ground truth. Returns ``x [T, N]`` voltages, ``y [T, N]`` clean dv/dt at
     ``x``, ``I [T, N]`` stimulus (float32)."""
     rng = np.random.default_rng(seed)
@@ -79,15 +93,33 @@ def simulate_toy(graph, params: Dict[str, np.ndarray], stimulus: np.ndarray, dt:
     return {"x": x.astype(np.float32), "y": y.astype(np.float32), "I": stimulus.astype(np.float32)}
 
 
-def make_toy_dataset(n_neurons: int = 200, n_types: int = 5, n_frames: int = 2000, n_test_frames: int = 400,
-                     dt: float = 0.02, noise_model_level: float = 0.05, seed: int = 0, mean_in_degree: int = 10):
+def make_toy_dataset(
+    n_neurons: int = 200,
+    n_types: int = 5,
+    n_frames: int = 2000,
+    n_test_frames: int = 400,
+    dt: float = 0.02,
+    noise_model_level: float = 0.05,
+    seed: int = 0,
+    mean_in_degree: int = 10,
+):
     """Graph, ground truth and train/test data in the dict layout the trainer loads
     (``x, y, I, x_test, I_test, src, dst, n_neurons, cell_type_index, tau, V_rest, W, dt``).
     The test split is a noise-free simulation on a fresh stimulus."""
     graph, params = make_toy_ground_truth(n_neurons, n_types, mean_in_degree, seed)
     train = simulate_toy(graph, params, toy_stimulus(graph, n_frames, dt, seed + 1), dt, noise_model_level, seed + 2)
     test = simulate_toy(graph, params, toy_stimulus(graph, n_test_frames, dt, seed + 3), dt, 0.0, seed + 4)
-    data = {**train, "x_test": test["x"], "I_test": test["I"], "src": graph.src, "dst": graph.dst,
-            "n_neurons": np.int64(graph.n_neurons), "cell_type_index": graph.cell_type_index,
-            "tau": params["tau"], "V_rest": params["V_rest"], "W": params["W"], "dt": np.float64(dt)}
+    data = {
+        **train,
+        "x_test": test["x"],
+        "I_test": test["I"],
+        "src": graph.src,
+        "dst": graph.dst,
+        "n_neurons": np.int64(graph.n_neurons),
+        "cell_type_index": graph.cell_type_index,
+        "tau": params["tau"],
+        "V_rest": params["V_rest"],
+        "W": params["W"],
+        "dt": np.float64(dt),
+    }
     return graph, params, data

@@ -39,6 +39,7 @@ same for outgoing sums), sign match (fraction of edges with sign(W*) == sign(W_t
 W_true != 0), activity SVD rank (number of singular values of the centred ``[T, N]`` activity needed
 for 99% of the variance), CV across seeds (100 * std / |mean|, population std, in percent).
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
@@ -78,7 +79,7 @@ def _row_chunks(x, rows: int = 4096):
     """float64 numpy blocks of at most ``rows`` rows of a ``[T, N]`` tensor/array (never the whole
     array in float64 at once: 64,000 x 13,741 frames would be 7 GB)."""
     for i in range(0, x.shape[0], rows):
-        yield _np(x[i:i + rows])
+        yield _np(x[i : i + rows])
 
 
 def activity_stats(x) -> tuple:
@@ -263,8 +264,9 @@ def per_neuron_W_sum_correlation(W_learned, W_true, src, dst, n_neurons: int) ->
     src, dst = np.asarray(src).astype(np.int64), np.asarray(dst).astype(np.int64)
     out = {}
     for name, idx in (("in", dst), ("out", src)):
-        out[name] = pearson(np.bincount(idx, weights=a, minlength=n_neurons),
-                            np.bincount(idx, weights=b, minlength=n_neurons))
+        out[name] = pearson(
+            np.bincount(idx, weights=a, minlength=n_neurons), np.bincount(idx, weights=b, minlength=n_neurons)
+        )
     return out
 
 
@@ -304,8 +306,16 @@ def cv_across_seeds(values: Sequence[float]) -> float:
     return float(100.0 * v.std() / abs(v.mean()))
 
 
-def evaluate(model, data: Dict, *, n_clusters: Optional[int] = None, outlier_threshold: float = 5.0,
-             n_test_frames: Optional[int] = None, cluster_seed: int = 42, return_arrays: bool = False) -> Dict:
+def evaluate(
+    model,
+    data: Dict,
+    *,
+    n_clusters: Optional[int] = None,
+    outlier_threshold: float = 5.0,
+    n_test_frames: Optional[int] = None,
+    cluster_seed: int = 42,
+    return_arrays: bool = False,
+) -> Dict:
     """All metrics and analysis for a trained model against ground truth in ``data`` (keys ``x, I``
     training data; optional ``W, tau, V_rest, cell_type_index, x_test, I_test, dt``).
     Returns a JSON-ready dict (plus ``arrays`` with the learned values when ``return_arrays``)."""
@@ -314,8 +324,11 @@ def evaluate(model, data: Dict, *, n_clusters: Optional[int] = None, outlier_thr
     tau_l, vrest_l = learned_tau_vrest(lin)
     W_raw = model.W.detach().cpu().double().numpy()
     W_star = corrected_W(W_raw, src, dst, lin)
-    res: Dict = {"n_neurons": int(model.n_neurons), "n_edges": int(model.n_edges),
-                 "activity_svd_rank_99": activity_svd_rank(data["x"])}
+    res: Dict = {
+        "n_neurons": int(model.n_neurons),
+        "n_edges": int(model.n_edges),
+        "activity_svd_rank_99": activity_svd_rank(data["x"]),
+    }
     if data.get("W") is not None:
         Wt = _np(data["W"])
         res["connectivity_R2"] = connectivity_R2(W_star, Wt, outlier_threshold)
@@ -340,6 +353,12 @@ def evaluate(model, data: Dict, *, n_clusters: Optional[int] = None, outlier_thr
         dt = float(data.get("dt", 0.02))
         res["test_pearson"] = test_pearson(model, data["x_test"], data["I_test"], dt, n_frames=n_test_frames)
     if return_arrays:
-        res["arrays"] = {"tau": tau_l, "V_rest": vrest_l, "W_star": W_star, "W_raw": W_raw,
-                         "a": model.a.detach().cpu().double().numpy(), **lin}
+        res["arrays"] = {
+            "tau": tau_l,
+            "V_rest": vrest_l,
+            "W_star": W_star,
+            "W_raw": W_raw,
+            "a": model.a.detach().cpu().double().numpy(),
+            **lin,
+        }
     return res

@@ -7,6 +7,7 @@ network's statistics (flyvis model ``flow/0000/000`` at extent 8: 51 of 65 types
 strength with median |W| 0.030, |W| up to ~4, 3.9 % exact zeros, spectral radius 1.72).
 :func:`load_parameters` reads user-supplied values (e.g. extracted from a flyvis checkpoint).
 """
+
 from __future__ import annotations
 
 import functools
@@ -97,9 +98,19 @@ def _edge_weights(connectome: Connectome, strength: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _sample_type_params(seed: int, n_types: int, n_pairs: int, calib_extent: int, target_median: float,
-                        target_radius: float, target_exc: float, frac_fast: float, frac_zero: float, frac_weak: float,
-                        sigma: float):
+def _sample_type_params(
+    seed: int,
+    n_types: int,
+    n_pairs: int,
+    calib_extent: int,
+    target_median: float,
+    target_radius: float,
+    target_exc: float,
+    frac_fast: float,
+    frac_zero: float,
+    frac_weak: float,
+    sigma: float,
+):
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x666C79]))
     # tau: most types at ~dt (0.0194-0.0200 s), the rest log-uniform 0.037-0.32 s
     n_fast = int(round(frac_fast * n_types))
@@ -149,9 +160,11 @@ def _sample_type_params(seed: int, n_types: int, n_pairs: int, calib_extent: int
     rho = None
     inh_scale = 1.0
     if target_radius is not None and target_radius > 0:
+
         def radius(c):
             s = np.where(exc_pair, strength, strength * c)
             return abs(_leading_eig(ref.sparse_weights(_edge_weights(ref, s)))[0])
+
         lo, hi = -6.0, 6.0
         if radius(np.exp(hi)) > target_radius:
             for _ in range(30):
@@ -165,9 +178,18 @@ def _sample_type_params(seed: int, n_types: int, n_pairs: int, calib_extent: int
             inh_scale = float(np.exp(0.5 * (lo + hi)))
             strength = np.where(exc_pair, strength, strength * inh_scale)
         rho = radius(1.0)
-    return tau, v_rest, strength, {"calibration_extent": calib_extent, "exc_pair_shrinks": n_shrunk,
-                                   "exc_perron_root": float(rho_exc), "inhibitory_scale": inh_scale,
-                                   "spectral_radius_at_calibration": None if rho is None else float(rho)}
+    return (
+        tau,
+        v_rest,
+        strength,
+        {
+            "calibration_extent": calib_extent,
+            "exc_pair_shrinks": n_shrunk,
+            "exc_perron_root": float(rho_exc),
+            "inhibitory_scale": inh_scale,
+            "spectral_radius_at_calibration": None if rho is None else float(rho),
+        },
+    )
 
 
 def sample_parameters(
@@ -204,9 +226,18 @@ def sample_parameters(
     if calibration_extent is None:
         calibration_extent = min(connectome.extent, 8)
     tau_t, vr_t, strength, info = _sample_type_params(
-        int(seed), connectome.n_types, connectome.n_pairs, int(calibration_extent), float(target_median_abs_w),
-        None if spectral_radius is None else float(spectral_radius), float(excitatory_radius), float(frac_fast_types),
-        float(frac_zero_pairs), float(frac_weak_pairs), float(gain_sigma))
+        int(seed),
+        connectome.n_types,
+        connectome.n_pairs,
+        int(calibration_extent),
+        float(target_median_abs_w),
+        None if spectral_radius is None else float(spectral_radius),
+        float(excitatory_radius),
+        float(frac_fast_types),
+        float(frac_zero_pairs),
+        float(frac_weak_pairs),
+        float(gain_sigma),
+    )
     return _from_type_values(connectome, tau_t, vr_t, strength, dict(info, seed=int(seed)))
 
 
@@ -214,8 +245,15 @@ def _from_type_values(connectome, tau_t, vr_t, strength, info) -> FlyVisParamete
     ti = connectome.type_index.numpy()
     w = _edge_weights(connectome, np.asarray(strength, dtype=np.float64))
     f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    return FlyVisParameters(tau=f32(tau_t[ti]), V_rest=f32(vr_t[ti]), W=f32(w), tau_type=f32(tau_t),
-                            V_rest_type=f32(vr_t), strength=f32(strength), info=info)
+    return FlyVisParameters(
+        tau=f32(tau_t[ti]),
+        V_rest=f32(vr_t[ti]),
+        W=f32(w),
+        tau_type=f32(tau_t),
+        V_rest_type=f32(vr_t),
+        strength=f32(strength),
+        info=info,
+    )
 
 
 def load_parameters(path: Union[str, Path], connectome: Connectome) -> FlyVisParameters:
@@ -248,7 +286,9 @@ def load_parameters(path: Union[str, Path], connectome: Connectome) -> FlyVisPar
     if "W" in data:
         w = np.asarray(data["W"], dtype=np.float64).reshape(-1)
         if w.size != e:
-            raise ValueError(f"'W' in {path} has {w.size} values; expected {e} (one per edge at extent {connectome.extent})")
+            raise ValueError(
+                f"'W' in {path} has {w.size} values; expected {e} (one per edge at extent {connectome.extent})"
+            )
     elif "strength" in data:
         strength = np.asarray(data["strength"], dtype=np.float64).reshape(-1)
         if strength.size != npairs:
@@ -265,6 +305,11 @@ def load_parameters(path: Union[str, Path], connectome: Connectome) -> FlyVisPar
         raise ValueError(f"'tau' in {path} must be > 0 (seconds), min is {tau.min()}")
     f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     return FlyVisParameters(
-        tau=f32(tau), V_rest=f32(vr), W=f32(w),
-        tau_type=None if tau_t is None else f32(tau_t), V_rest_type=None if vr_t is None else f32(vr_t),
-        strength=None if strength is None else f32(strength), info={"source": str(path)})
+        tau=f32(tau),
+        V_rest=f32(vr),
+        W=f32(w),
+        tau_type=None if tau_t is None else f32(tau_t),
+        V_rest_type=None if vr_t is None else f32(vr_t),
+        strength=None if strength is None else f32(strength),
+        info={"source": str(path)},
+    )

@@ -1,4 +1,5 @@
 """Plots of FlyVis data (matplotlib, Agg backend): cell-type activity traces and hex stimulus frames."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,8 +49,15 @@ def plot_stimulus_frame(connectome: Connectome, frame, path, title: str = "stimu
     x, y = hex_to_cartesian(connectome.column_u.numpy(), connectome.column_v.numpy())
     fig, ax = plt.subplots(figsize=(5, 5))
     size = (fig.dpi * 4.2 / (2 * connectome.extent + 1)) ** 2
-    coll = RegularPolyCollection(6, sizes=(size,), offsets=np.stack([x, y], 1), transOffset=ax.transData,
-                                 array=np.asarray(frame, dtype=float), cmap="gray", clim=(0, 1))
+    coll = RegularPolyCollection(
+        6,
+        sizes=(size,),
+        offsets=np.stack([x, y], 1),
+        transOffset=ax.transData,
+        array=np.asarray(frame, dtype=float),
+        cmap="gray",
+        clim=(0, 1),
+    )
     ax.add_collection(coll)
     ax.set_xlim(x.min() - 1, x.max() + 1)
     ax.set_ylim(y.min() - 1, y.max() + 1)
@@ -69,6 +77,10 @@ def dataset_plots(connectome: Connectome, x, stimulus, out_dir) -> Dict[str, str
     pick = int(np.argmax(stimulus.reshape(len(stimulus), -1).std(axis=1))) if len(stimulus) else 0
     return {
         "activity": plot_activity(connectome, x, out / "activity.png"),
-        "stimulus": plot_stimulus_frame(connectome, stimulus[pick], out / "stimulus_frame.png",
-                                        title=f"stimulus frame {pick} (most spatial contrast)"),
+        "stimulus": plot_stimulus_frame(
+            connectome,
+            stimulus[pick],
+            out / "stimulus_frame.png",
+            title=f"stimulus frame {pick} (most spatial contrast)",
+        ),
     }

@@ -12,6 +12,7 @@ Several independent streams (batch B) are integrated together as the F = B colum
 message-passing op ``eirnn_fast.ops.edge_message_passing`` (one sparse pass per frame for all
 streams); without that op an ``index_add_`` implementation is used.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -93,8 +94,7 @@ class _Aggregator:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-                self._csr = torch.sparse_csr_tensor(self.crow, self.col, edge_weight[self.perm],
-                                                    size=(self.n, self.n))
+                self._csr = torch.sparse_csr_tensor(self.crow, self.col, edge_weight[self.perm], size=(self.n, self.n))
             self._w_key = key
         return self._csr
 
@@ -137,23 +137,38 @@ def _stimulus_to_input(connectome: Connectome, stim: torch.Tensor) -> Tuple[torc
         return stim, "columns"
     if last == connectome.n_neurons:
         return stim, "neurons"
-    raise ValueError(f"stimulus last dimension must be {connectome.n_columns} (columns at extent "
-                     f"{connectome.extent}) or {connectome.n_neurons} (neurons), got {last}")
+    raise ValueError(
+        f"stimulus last dimension must be {connectome.n_columns} (columns at extent "
+        f"{connectome.extent}) or {connectome.n_neurons} (neurons), got {last}"
+    )
 
 
 def _check_params(connectome: Connectome, params: FlyVisParameters):
     n, e = connectome.n_neurons, connectome.n_edges
     for name, t, size in (("tau", params.tau, n), ("V_rest", params.V_rest, n), ("W", params.W, e)):
         if t.numel() != size:
-            raise ValueError(f"params.{name} has {t.numel()} values, connectome (extent {connectome.extent}) needs {size}")
+            raise ValueError(
+                f"params.{name} has {t.numel()} values, connectome (extent {connectome.extent}) needs {size}"
+            )
     if (params.tau <= 0).any():
         raise ValueError("params.tau must be > 0")
 
 
-def simulate_iter(connectome: Connectome, params: FlyVisParameters, stimulus, *, dt: float = 0.02,
-                  noise_model_level: float = 0.05, seed: int = 0, backend: str = "auto", t_pre: float = 2.0,
-                  initial_state: Optional[torch.Tensor] = None, block: int = 1000, dtype=torch.float32,
-                  progress: bool = False) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
+def simulate_iter(
+    connectome: Connectome,
+    params: FlyVisParameters,
+    stimulus,
+    *,
+    dt: float = 0.02,
+    noise_model_level: float = 0.05,
+    seed: int = 0,
+    backend: str = "auto",
+    t_pre: float = 2.0,
+    initial_state: Optional[torch.Tensor] = None,
+    block: int = 1000,
+    dtype=torch.float32,
+    progress: bool = False,
+) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
     """Generator form of :func:`simulate`: yields (t0, x [B, tb, N], y [B, tb, N]) blocks of at most
     ``block`` frames, so long runs never hold all frames in memory. ``stimulus`` [B, T, C|N]."""
     stim = torch.as_tensor(stimulus)
@@ -169,19 +184,19 @@ def simulate_iter(connectome: Connectome, params: FlyVisParameters, stimulus, *,
     N = connectome.n_neurons
     agg = _Aggregator(connectome, backend)
     W = params.W.to(dtype)
-    tau = params.tau.to(dtype)[:, None]                 # [N, 1]
-    v_rest = params.V_rest.to(dtype)[:, None]           # [N, 1]
+    tau = params.tau.to(dtype)[:, None]  # [N, 1]
+    v_rest = params.V_rest.to(dtype)[:, None]  # [N, 1]
     inp_idx = connectome.input_indices
     inp_col = connectome.column[inp_idx]
 
-    def current(frame):                                 # frame [B, C|N] -> I [N, B]
+    def current(frame):  # frame [B, C|N] -> I [N, B]
         if mode == "neurons":
             return frame.to(dtype).t().contiguous()
         out = torch.zeros(N, B, dtype=dtype)
         out[inp_idx] = frame.to(dtype).t()[inp_col]
         return out
 
-    def rhs(v, I):                                      # v, I [N, B] -> dv/dt [N, B]
+    def rhs(v, I):  # v, I [N, B] -> dv/dt [N, B]
         return (-v + v_rest + agg(W, torch.relu(v)) + I) / tau
 
     if initial_state is not None:
@@ -219,10 +234,20 @@ def simulate_iter(connectome: Connectome, params: FlyVisParameters, stimulus, *,
         bar.close()
 
 
-def simulate(connectome: Connectome, params: FlyVisParameters, stimulus, dt: float = 0.02,
-             noise_model_level: float = 0.05, seed: int = 0, backend: str = "auto", *, t_pre: float = 2.0,
-             initial_state: Optional[torch.Tensor] = None, dtype=torch.float32,
-             progress: bool = False) -> SimulationResult:
+def simulate(
+    connectome: Connectome,
+    params: FlyVisParameters,
+    stimulus,
+    dt: float = 0.02,
+    noise_model_level: float = 0.05,
+    seed: int = 0,
+    backend: str = "auto",
+    *,
+    t_pre: float = 2.0,
+    initial_state: Optional[torch.Tensor] = None,
+    dtype=torch.float32,
+    progress: bool = False,
+) -> SimulationResult:
     """Integrate the FlyVis model over a stimulus (see the module docstring for the exact scheme).
 
     stimulus: [T, C] column intensities (C = columns of the extent; R1-R8 of a column get the same
@@ -240,15 +265,30 @@ def simulate(connectome: Connectome, params: FlyVisParameters, stimulus, dt: flo
     t_start = time.perf_counter()
     xs, ys = [], []
     backend_used = _Aggregator(connectome, backend).name
-    for _, x, y in simulate_iter(connectome, params, stim3, dt=dt, noise_model_level=noise_model_level, seed=seed,
-                                 backend=backend, t_pre=t_pre, initial_state=initial_state, dtype=dtype,
-                                 progress=progress):
+    for _, x, y in simulate_iter(
+        connectome,
+        params,
+        stim3,
+        dt=dt,
+        noise_model_level=noise_model_level,
+        seed=seed,
+        backend=backend,
+        t_pre=t_pre,
+        initial_state=initial_state,
+        dtype=dtype,
+        progress=progress,
+    ):
         xs.append(x)
         ys.append(y)
     x = torch.cat(xs, 1)
     y = torch.cat(ys, 1)
-    info = dict(dt=dt, noise_model_level=noise_model_level, seed=seed, aggregation=backend_used,
-                wall_s=time.perf_counter() - t_start)
+    info = dict(
+        dt=dt,
+        noise_model_level=noise_model_level,
+        seed=seed,
+        aggregation=backend_used,
+        wall_s=time.perf_counter() - t_start,
+    )
     if not batched:
         x, y = x[0], y[0]
     return SimulationResult(x, y, stim, info)
@@ -264,8 +304,8 @@ class GenerateConfig:
     split (each starts from the grey steady state), integrated together."""
 
     extent: int = 8
-    n_frames: int = 64_000            # training frames
-    n_test_frames: int = 8_000        # held-out frames (disjoint stimulus sequences)
+    n_frames: int = 64_000  # training frames
+    n_test_frames: int = 8_000  # held-out frames (disjoint stimulus sequences)
     sequence_length: int = 50
     n_streams: int = 8
     dt: float = 0.02
@@ -297,56 +337,91 @@ def generate_dataset(config: GenerateConfig, seed: int, out_dir) -> Dict:
         raise ValueError(f"need n_streams >= 1 and n_frames >= n_streams, got {cfg.n_streams}, {cfg.n_frames}")
     for name in ("n_frames", "n_test_frames"):
         if getattr(cfg, name) % cfg.n_streams:
-            raise ValueError(f"{name}={getattr(cfg, name)} is not a multiple of n_streams={cfg.n_streams} "
-                             "(each stream gets the same number of frames)")
+            raise ValueError(
+                f"{name}={getattr(cfg, name)} is not a multiple of n_streams={cfg.n_streams} "
+                "(each stream gets the same number of frames)"
+            )
     t_start = time.perf_counter()
     con = load_connectome(cfg.extent)
     params = load_parameters(cfg.params_path, con) if cfg.params_path else sample_parameters(con, seed)
     params.save(out / "params.npz")
-    np.savez(out / "connectome.npz", src=con.src.numpy(), dst=con.dst.numpy(), type_index=con.type_index.numpy(),
-             u=con.u.numpy(), v=con.v.numpy(), column=con.column.numpy(), input_indices=con.input_indices.numpy(),
-             sign=con.sign.numpy(), syn_count=con.syn_count.numpy(), cell_type=np.array(con.cell_type))
+    np.savez(
+        out / "connectome.npz",
+        src=con.src.numpy(),
+        dst=con.dst.numpy(),
+        type_index=con.type_index.numpy(),
+        u=con.u.numpy(),
+        v=con.v.numpy(),
+        column=con.column.numpy(),
+        input_indices=con.input_indices.numpy(),
+        sign=con.sign.numpy(),
+        syn_count=con.syn_count.numpy(),
+        cell_type=np.array(con.cell_type),
+    )
     test_frac = cfg.n_test_frames / float(cfg.n_frames + cfg.n_test_frames)
     n_seq = math.ceil((cfg.n_frames + cfg.n_test_frames) / cfg.sequence_length) + 2
     n_seq = max(n_seq, math.ceil(cfg.n_frames / ((1 - test_frac) * cfg.sequence_length)) + 2)
     if cfg.n_test_frames:
         n_seq = max(n_seq, math.ceil(cfg.n_test_frames / (test_frac * cfg.sequence_length)) + 2)
-    stim = make_stimuli(cfg.extent, n_seq, cfg.sequence_length, dt=cfg.dt, seed=seed, kinds=cfg.kinds,
-                        test_fraction=test_frac)
+    stim = make_stimuli(
+        cfg.extent, n_seq, cfg.sequence_length, dt=cfg.dt, seed=seed, kinds=cfg.kinds, test_fraction=test_frac
+    )
     chunks: List[Dict] = []
     timing = {}
-    for split, seqs, n_frames, sim_seed in (("train", stim.train, cfg.n_frames, 2 * seed),
-                                           ("test", stim.test, cfg.n_test_frames, 2 * seed + 1)):
+    for split, seqs, n_frames, sim_seed in (
+        ("train", stim.train, cfg.n_frames, 2 * seed),
+        ("test", stim.test, cfg.n_test_frames, 2 * seed + 1),
+    ):
         if n_frames == 0:
             continue
         n_str = min(cfg.n_streams, n_frames)
         frames = stim.concat(seqs)
         if frames.shape[0] < n_frames:
             raise RuntimeError(f"{split}: {frames.shape[0]} stimulus frames for {n_frames} requested")
-        streams = _streams(frames, n_frames, n_str)           # [S, T, C]
+        streams = _streams(frames, n_frames, n_str)  # [S, T, C]
         seq_id = np.repeat(np.asarray(seqs), cfg.sequence_length)[: streams.shape[0] * streams.shape[1]]
         seq_id = seq_id.reshape(streams.shape[0], -1)
         t0 = time.perf_counter()
-        for start, x, y in simulate_iter(con, params, torch.from_numpy(streams), dt=cfg.dt,
-                                         noise_model_level=cfg.noise_model_level, seed=sim_seed,
-                                         backend=cfg.backend, block=cfg.chunk_frames, progress=cfg.progress):
+        for start, x, y in simulate_iter(
+            con,
+            params,
+            torch.from_numpy(streams),
+            dt=cfg.dt,
+            noise_model_level=cfg.noise_model_level,
+            seed=sim_seed,
+            backend=cfg.backend,
+            block=cfg.chunk_frames,
+            progress=cfg.progress,
+        ):
             for s in range(streams.shape[0]):
                 name = f"{split}_s{s:02d}_c{start // cfg.chunk_frames:04d}.npz"
                 tb = x.shape[1]
-                np.savez(out / name, x=x[s].numpy(), y=y[s].numpy(), stimulus=streams[s, start:start + tb],
-                         sequence=seq_id[s, start:start + tb])
+                np.savez(
+                    out / name,
+                    x=x[s].numpy(),
+                    y=y[s].numpy(),
+                    stimulus=streams[s, start : start + tb],
+                    sequence=seq_id[s, start : start + tb],
+                )
                 chunks.append(dict(file=name, split=split, stream=s, start=start, n_frames=tb))
             if not np.isfinite(x.numpy()).all():
                 raise FloatingPointError(f"{split}: non-finite voltages in frames {start}..{start + x.shape[1]}")
         timing[f"{split}_simulate_s"] = time.perf_counter() - t0
     meta = dict(
-        format="eirnn_fast.flyvis dataset v1", seed=seed, config={**asdict(cfg), "kinds": list(cfg.kinds)},
-        connectome=con.summary(), aggregation=_Aggregator(con, cfg.backend).name,
+        format="eirnn_fast.flyvis dataset v1",
+        seed=seed,
+        config={**asdict(cfg), "kinds": list(cfg.kinds)},
+        connectome=con.summary(),
+        aggregation=_Aggregator(con, cfg.backend).name,
         equation="tau dv/dt = -v + V_rest + sum_j W_ij ReLU(v_j) + I; x[t+1] = x[t] + dt*y[t] + noise*N(0,1)",
-        chunks=chunks, train_sequences=stim.train.tolist(), test_sequences=stim.test.tolist(),
-        stimulus_kinds=stim.kinds, parameter_info=params.info,
+        chunks=chunks,
+        train_sequences=stim.train.tolist(),
+        test_sequences=stim.test.tolist(),
+        stimulus_kinds=stim.kinds,
+        parameter_info=params.info,
         weight_statistics=weight_statistics(con, params.W, spectral=con.n_neurons <= 20000),
-        timing={**timing, "total_s": time.perf_counter() - t_start}, torch=torch.__version__,
+        timing={**timing, "total_s": time.perf_counter() - t_start},
+        torch=torch.__version__,
     )
     if cfg.plots:
         from eirnn_fast.flyvis import plots
@@ -364,6 +439,8 @@ def load_dataset(out_dir, split: str = "train", stream: Optional[int] = None) ->
     sel = [c for c in meta["chunks"] if c["split"] == split and (stream is None or c["stream"] == stream)]
     sel.sort(key=lambda c: (c["stream"], c["start"]))
     if not sel:
-        raise ValueError(f"{out} has no chunks for split {split!r}" + (f", stream {stream}" if stream is not None else ""))
+        raise ValueError(
+            f"{out} has no chunks for split {split!r}" + (f", stream {stream}" if stream is not None else "")
+        )
     parts = [np.load(out / c["file"]) for c in sel]
     return {k: np.concatenate([p[k] for p in parts]) for k in ("x", "y", "stimulus", "sequence")}

@@ -6,6 +6,7 @@ Sequences of ``length`` frames are drawn from four families (moving gratings, mo
 flashes, spatio-temporally smoothed noise), each with its own random parameters; a dataset is a list
 of sequences split into train and test **by sequence** (never within one).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,8 +31,8 @@ def column_xy(extent: int) -> np.ndarray:
 def moving_grating(xy, length, dt, rng) -> Tuple[np.ndarray, Dict]:
     """Sinusoidal grating drifting along a random direction. Returns [length, C] and its parameters."""
     theta = rng.uniform(0, 2 * np.pi)
-    period = rng.uniform(3.0, 12.0)                 # columns
-    speed = rng.uniform(2.0, 30.0)                  # columns / s
+    period = rng.uniform(3.0, 12.0)  # columns
+    speed = rng.uniform(2.0, 30.0)  # columns / s
     contrast = rng.uniform(0.3, 1.0)
     phase0 = rng.uniform(0, 2 * np.pi)
     proj = xy @ np.array([np.cos(theta), np.sin(theta)])
@@ -60,7 +61,7 @@ def flash(xy, length, dt, rng) -> Tuple[np.ndarray, Dict]:
     onset = int(rng.integers(0, max(length // 3, 1)))
     duration = int(rng.integers(max(length // 5, 1), max(length // 2, 2)))
     frames = np.full((length, len(xy)), GREY)
-    frames[onset:onset + duration] += polarity * 0.5 * contrast
+    frames[onset : onset + duration] += polarity * 0.5 * contrast
     return frames, dict(polarity=polarity, contrast=contrast, onset=onset, duration=duration)
 
 
@@ -68,11 +69,11 @@ def smoothed_noise(xy, length, dt, rng) -> Tuple[np.ndarray, Dict]:
     """Gaussian white noise smoothed in space (Gaussian kernel over column distance) and time."""
     from scipy.ndimage import gaussian_filter1d
 
-    sigma_space = rng.uniform(0.5, 3.0)            # columns
-    sigma_time = rng.uniform(0.5, 4.0)             # frames
+    sigma_space = rng.uniform(0.5, 3.0)  # columns
+    sigma_time = rng.uniform(0.5, 4.0)  # frames
     contrast = rng.uniform(0.3, 1.0)
     d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
-    k = np.exp(-0.5 * d2 / sigma_space ** 2)
+    k = np.exp(-0.5 * d2 / sigma_space**2)
     k /= k.sum(1, keepdims=True)
     white = rng.standard_normal((length, len(xy)))
     sm = gaussian_filter1d(white @ k.T, sigma_time, axis=0, mode="nearest")
@@ -106,8 +107,16 @@ class StimulusSet:
         return self.frames[np.asarray(indices, dtype=np.int64)].reshape(-1, self.frames.shape[2])
 
 
-def make_stimuli(extent: int, n_sequences: int, length: int = 50, *, dt: float = 0.02, seed: int = 0,
-                 kinds: Sequence[str] = KINDS, test_fraction: float = 0.2) -> StimulusSet:
+def make_stimuli(
+    extent: int,
+    n_sequences: int,
+    length: int = 50,
+    *,
+    dt: float = 0.02,
+    seed: int = 0,
+    kinds: Sequence[str] = KINDS,
+    test_fraction: float = 0.2,
+) -> StimulusSet:
     """Draw ``n_sequences`` sequences of ``length`` frames, kinds cycling through ``kinds`` in a seeded
     random order, and split them by sequence into train / test (``test_fraction`` of the sequences)."""
     if n_sequences < 1 or length < 1:
@@ -133,15 +142,24 @@ def make_stimuli(extent: int, n_sequences: int, length: int = 50, *, dt: float =
         n_test = min(max(n_test, 1), n_sequences - 1)
     test = np.sort(perm[:n_test])
     train = np.sort(perm[n_test:])
-    return StimulusSet(frames, order, params, train, test, extent,
-                       info=dict(seed=seed, length=length, dt=dt, test_fraction=test_fraction))
+    return StimulusSet(
+        frames,
+        order,
+        params,
+        train,
+        test,
+        extent,
+        info=dict(seed=seed, length=length, dt=dt, test_fraction=test_fraction),
+    )
 
 
 def columns_to_neurons(connectome: Connectome, frames) -> torch.Tensor:
     """Expand column frames [..., C] to the input current of every neuron [..., N] (zero off R1-R8)."""
     frames = torch.as_tensor(frames)
     if frames.shape[-1] != connectome.n_columns:
-        raise ValueError(f"stimulus has {frames.shape[-1]} columns; extent {connectome.extent} has {connectome.n_columns}")
+        raise ValueError(
+            f"stimulus has {frames.shape[-1]} columns; extent {connectome.extent} has {connectome.n_columns}"
+        )
     out = frames.new_zeros(frames.shape[:-1] + (connectome.n_neurons,))
     idx = connectome.input_indices
     out[..., idx] = frames[..., connectome.column[idx]]

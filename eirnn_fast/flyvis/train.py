@@ -35,6 +35,7 @@ Adam parameter groups: embedding ``a`` -> ``lr_embedding``; f_theta -> ``lr_upda
 Iterations per epoch: ``int(n_frames * data_augmentation_loop // batch_size * 0.2)`` as in the
 reference (``iterations_per_epoch > 0`` overrides).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,7 +52,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
-from eirnn_fast.flyvis.gnn import FlyVisGNN, GNNGraph, W_INIT_MODES
+from eirnn_fast.flyvis.gnn import W_INIT_MODES, FlyVisGNN, GNNGraph
 
 # old (seeds / NeuralGraph) or alternative names -> field names
 ALIASES = {
@@ -162,8 +163,16 @@ class FlyVisTrainConfig:
             bad("backend", "must be 'auto', 'fused' or 'reference'")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "must be 'float32' or 'float64'")
-        for key in ("hidden_dim", "hidden_dim_update", "embedding_dim", "batch_size", "n_epochs", "time_step",
-                    "data_augmentation_loop", "log_every"):
+        for key in (
+            "hidden_dim",
+            "hidden_dim_update",
+            "embedding_dim",
+            "batch_size",
+            "n_epochs",
+            "time_step",
+            "data_augmentation_loop",
+            "log_every",
+        ):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 bad(key, "must be a positive integer")
@@ -171,7 +180,13 @@ class FlyVisTrainConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 2:
                 bad(key, "must be an integer >= 2")
-        for key in ("iterations_per_epoch", "checkpoint_every", "recurrent_training_start_epoch", "n_test_frames", "seed"):
+        for key in (
+            "iterations_per_epoch",
+            "checkpoint_every",
+            "recurrent_training_start_epoch",
+            "n_test_frames",
+            "seed",
+        ):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 bad(key, "must be a non-negative integer")
@@ -201,7 +216,9 @@ class FlyVisTrainConfig:
             if key in _MLP_SECTIONS and isinstance(value, dict):
                 for k2, v2 in value.items():
                     if k2 not in ("hidden_dim", "n_layers"):
-                        raise ValueError(f"config key {where + key + '.' + k2!r}: unknown (expected hidden_dim, n_layers)")
+                        raise ValueError(
+                            f"config key {where + key + '.' + k2!r}: unknown (expected hidden_dim, n_layers)"
+                        )
                     put(k2 + _MLP_SECTIONS[key], v2, where + key + ".")
                 return
             new = ALIASES.get(key, key)
@@ -230,7 +247,12 @@ class FlyVisTrainConfig:
                     flat[f.name] = float(flat[f.name])
                 except ValueError:
                     raise ValueError(f"config key {f.name!r}: must be a number, got {flat[f.name]!r}") from None
-            if f.name in flat and f.type == "float" and isinstance(flat[f.name], int) and not isinstance(flat[f.name], bool):
+            if (
+                f.name in flat
+                and f.type == "float"
+                and isinstance(flat[f.name], int)
+                and not isinstance(flat[f.name], bool)
+            ):
                 flat[f.name] = float(flat[f.name])
         return cls(**flat, extra=extra)
 
@@ -271,10 +293,17 @@ def training_data_from_generated(out_dir: Union[str, Path], stream: Optional[int
     with np.load(out / "params.npz") as p:
         truth = {k: p[k] for k in ("W", "tau", "V_rest")}
     data = {
-        "x": train["x"], "y": train["y"], "I": columns_to_neurons(con, train["stimulus"]).numpy(),
-        "x_test": test["x"], "I_test": columns_to_neurons(con, test["stimulus"]).numpy(),
-        "src": con.src.numpy(), "dst": con.dst.numpy(), "n_neurons": con.n_neurons,
-        "cell_type_index": con.type_index.numpy(), "dt": float(meta["config"]["dt"]), **truth,
+        "x": train["x"],
+        "y": train["y"],
+        "I": columns_to_neurons(con, train["stimulus"]).numpy(),
+        "x_test": test["x"],
+        "I_test": columns_to_neurons(con, test["stimulus"]).numpy(),
+        "src": con.src.numpy(),
+        "dst": con.dst.numpy(),
+        "n_neurons": con.n_neurons,
+        "cell_type_index": con.type_index.numpy(),
+        "dt": float(meta["config"]["dt"]),
+        **truth,
     }
     return data
 
@@ -298,7 +327,9 @@ def load_training_data(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, An
         if data[key].ndim != 2:
             raise ValueError(f"training data {key!r} must be [T, N], got shape {data[key].shape}")
     if not (data["x"].shape == data["y"].shape == data["I"].shape):
-        raise ValueError(f"x, y, I must have the same [T, N] shape, got {data['x'].shape}, {data['y'].shape}, {data['I'].shape}")
+        raise ValueError(
+            f"x, y, I must have the same [T, N] shape, got {data['x'].shape}, {data['y'].shape}, {data['I'].shape}"
+        )
     return data
 
 
@@ -307,17 +338,32 @@ def graph_from_data(data: Dict[str, Any]) -> GNNGraph:
         if key not in data:
             raise ValueError(f"training data has no {key!r}: pass graph= explicitly")
     n = int(data["n_neurons"]) if "n_neurons" in data else int(data["x"].shape[1])
-    return GNNGraph(n_neurons=n, src=np.asarray(data["src"]), dst=np.asarray(data["dst"]),
-                    cell_type_index=None if data.get("cell_type_index") is None else np.asarray(data["cell_type_index"]))
+    return GNNGraph(
+        n_neurons=n,
+        src=np.asarray(data["src"]),
+        dst=np.asarray(data["dst"]),
+        cell_type_index=None if data.get("cell_type_index") is None else np.asarray(data["cell_type_index"]),
+    )
 
 
 def build_model(config: FlyVisTrainConfig, graph) -> FlyVisGNN:
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
-    return FlyVisGNN(graph, variant=config.variant, hidden_dim=config.hidden_dim, n_layers=config.n_layers,
-                     embedding_dim=config.embedding_dim, activation=config.activation,
-                     hidden_dim_update=config.hidden_dim_update, n_layers_update=config.n_layers_update,
-                     g_phi_positive=config.g_phi_positive, w_init=config.w_init, w_init_scale=config.w_init_scale,
-                     backend=config.backend, seed=config.seed, dtype=dtype).to(config.device)
+    return FlyVisGNN(
+        graph,
+        variant=config.variant,
+        hidden_dim=config.hidden_dim,
+        n_layers=config.n_layers,
+        embedding_dim=config.embedding_dim,
+        activation=config.activation,
+        hidden_dim_update=config.hidden_dim_update,
+        n_layers_update=config.n_layers_update,
+        g_phi_positive=config.g_phi_positive,
+        w_init=config.w_init,
+        w_init_scale=config.w_init_scale,
+        backend=config.backend,
+        seed=config.seed,
+        dtype=dtype,
+    ).to(config.device)
 
 
 def make_optimizer(model: FlyVisGNN, config: FlyVisTrainConfig) -> torch.optim.Adam:
@@ -333,6 +379,7 @@ def make_optimizer(model: FlyVisGNN, config: FlyVisTrainConfig) -> torch.optim.A
 # -- loss --------------------------------------------------------------------------------------
 def annealed_coefficients(config: FlyVisTrainConfig, epoch: int) -> Dict[str, float]:
     """Regulariser coefficients at ``epoch`` (annealing in the module docstring)."""
+
     def anneal(c, rate):
         rate = config.regul_annealing_rate if rate is None else rate
         return c * (1.0 - math.exp(-rate * epoch)) if rate > 0 else c
@@ -349,8 +396,9 @@ def annealed_coefficients(config: FlyVisTrainConfig, epoch: int) -> Dict[str, fl
     }
 
 
-def regularization_terms(model: FlyVisGNN, v: torch.Tensor, xnorm: float, coeffs: Dict[str, float],
-                         W_L2_with_L1: bool = False):
+def regularization_terms(
+    model: FlyVisGNN, v: torch.Tensor, xnorm: float, coeffs: Dict[str, float], W_L2_with_L1: bool = False
+):
     """Regularisers (module docstring) on voltages ``v [N]`` (first frame). Returns ``(total, parts)``
     with ``parts`` a dict of the weighted terms (tensors)."""
     parts: Dict[str, torch.Tensor] = {}
@@ -403,13 +451,27 @@ _RESUME_FREE_KEYS = frozenset({"quiet", "log_every", "checkpoint_every", "n_epoc
 
 def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "iteration": iteration,
-                "torch_rng": torch.get_rng_state(), "config": config.to_dict()}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "iteration": iteration,
+            "torch_rng": torch.get_rng_state(),
+            "config": config.to_dict(),
+        },
+        tmp,
+    )
     os.replace(tmp, path)
 
 
-def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str, Any]], graph=None,
-                     out_dir: Optional[Union[str, Path]] = None, resume: bool = True):
+def train_flyvis_gnn(
+    config: FlyVisTrainConfig,
+    data: Union[str, Path, Dict[str, Any]],
+    graph=None,
+    out_dir: Optional[Union[str, Path]] = None,
+    resume: bool = True,
+):
     """Train a :class:`FlyVisGNN` on ``data`` (see :func:`load_training_data`).
 
     With ``out_dir``: writes ``config.json``, ``history.jsonl`` (every ``log_every`` iterations:
@@ -439,7 +501,9 @@ def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str,
     if "dt" in data and abs(dt - config.dt) > 1e-12 * max(1.0, abs(dt)):
         import warnings
 
-        warnings.warn(f"config dt={config.dt} differs from the data's dt={dt}; using the data's", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"config dt={config.dt} differs from the data's dt={dt}; using the data's", UserWarning, stacklevel=2
+        )
     n_iter = _iterations_per_epoch(config, T)
 
     out = Path(out_dir) if out_dir is not None else None
@@ -453,8 +517,10 @@ def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str,
             new = json.loads(json.dumps(config.to_dict(), default=str))
             differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in _RESUME_FREE_KEYS)
             if differ:
-                raise ValueError(f"{ck} was written with another config ({', '.join(differ[:6])} differ): "
-                                 "use another run folder or delete the checkpoint to start over")
+                raise ValueError(
+                    f"{ck} was written with another config ({', '.join(differ[:6])} differ): "
+                    "use another run folder or delete the checkpoint to start over"
+                )
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
         if state is not None:
             model.load_state_dict(state["model"])
@@ -495,9 +561,15 @@ def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str,
                 n_last += 1
                 if (it + 1) % config.log_every == 0 or it + 1 == n_iter:
                     now = time.perf_counter()
-                    line = {"epoch": epoch, "iteration": it + 1, "loss": float(loss.detach()), "loss_data": float(loss_d.detach()),
-                            "recurrent": bool(recurrent), "s_per_iter": (now - t_last) / max(n_last, 1),
-                            **{f"regul_{k}": float(v.detach()) for k, v in parts.items()}}
+                    line = {
+                        "epoch": epoch,
+                        "iteration": it + 1,
+                        "loss": float(loss.detach()),
+                        "loss_data": float(loss_d.detach()),
+                        "recurrent": bool(recurrent),
+                        "s_per_iter": (now - t_last) / max(n_last, 1),
+                        **{f"regul_{k}": float(v.detach()) for k, v in parts.items()},
+                    }
                     t_last, n_last = now, 0
                     info["last"] = line
                     if hist_fh is not None:
@@ -509,8 +581,12 @@ def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str,
             start_iter = 0
             if out is not None:
                 _save_checkpoint(out / "checkpoint.pt", model, opt, epoch + 1, 0, config)
-                line = {"epoch": epoch, "iterations": n_iter, "elapsed_s": time.perf_counter() - t_start,
-                        "loss": info.get("last", {}).get("loss")}
+                line = {
+                    "epoch": epoch,
+                    "iterations": n_iter,
+                    "elapsed_s": time.perf_counter() - t_start,
+                    "loss": info.get("last", {}).get("loss"),
+                }
                 if config.eval_each_epoch and any(data.get(k) is not None for k in ("W", "tau", "V_rest")):
                     ev = M.evaluate(model, data, n_test_frames=config.n_test_frames or None)
                     line.update({k: v for k, v in ev.items() if isinstance(v, (int, float))})
@@ -520,8 +596,13 @@ def train_flyvis_gnn(config: FlyVisTrainConfig, data: Union[str, Path, Dict[str,
         if hist_fh is not None:
             hist_fh.close()
     elapsed = time.perf_counter() - t_start
-    info.update({"train_seconds": elapsed, "iterations_run": n_done,
-                 "s_per_iteration": elapsed / n_done if n_done else float("nan")})
+    info.update(
+        {
+            "train_seconds": elapsed,
+            "iterations_run": n_done,
+            "s_per_iteration": elapsed / n_done if n_done else float("nan"),
+        }
+    )
     return model, info
 
 
@@ -552,7 +633,10 @@ def flyvis_evaluate_main(run_dir: Union[str, Path]) -> Dict[str, Any]:
     prev = run / "result.json"
     if prev.exists():
         old = json.loads(prev.read_text())
-        res = {**{k: v for k, v in old.items() if k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")}, **res}
+        res = {
+            **{k: v for k, v in old.items() if k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")},
+            **res,
+        }
     prev.write_text(json.dumps(res, indent=2, default=float))
     return res
 
@@ -565,6 +649,7 @@ def flyvis_train_main(config_path: Union[str, Path], out_dir: Union[str, Path]) 
     out = Path(out_dir)
     _, info = train_flyvis_gnn(cfg, cfg.data_path, out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps({k: info[k] for k in ("train_seconds", "s_per_iteration",
-                                                                        "iterations_per_epoch")}, indent=2))
+    (out / "result.json").write_text(
+        json.dumps({k: info[k] for k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")}, indent=2)
+    )
     return flyvis_evaluate_main(out)

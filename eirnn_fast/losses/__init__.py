@@ -1,5 +1,6 @@
 """Losses for fitting SC data: L_neuron (PSTH), L_trial (trial matching on the batched Sinkhorn op),
 regularisers and gradient balancing."""
+
 from eirnn_fast.losses.balancing import BALANCE_MODES, GradientBalancer
 from eirnn_fast.losses.neuron import l_neuron, masked_psth, smooth_time
 from eirnn_fast.losses.regularizers import l_activity, l_reg

@@ -21,6 +21,7 @@ The balancer is an ``nn.Module`` whose EMAs are buffers, so they are saved in ch
 training resumes exactly. Weights are set per step with :meth:`GradientBalancer.set_weights`
 (curriculum ramps); a loss with weight 0 contributes nothing and costs no backward pass.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, Mapping, Optional, Sequence
@@ -47,9 +48,15 @@ class _NormalizeGrad(torch.autograd.Function):
 
 
 class GradientBalancer(nn.Module):
-    def __init__(self, names: Sequence[str] = ("neuron", "trial"), mode: str = "none",
-                 weights: Optional[Mapping[str, float]] = None, loss_ema_decay: float = 0.99,
-                 activity_ema_decay: float = 0.999, eps: float = 1e-8):
+    def __init__(
+        self,
+        names: Sequence[str] = ("neuron", "trial"),
+        mode: str = "none",
+        weights: Optional[Mapping[str, float]] = None,
+        loss_ema_decay: float = 0.99,
+        activity_ema_decay: float = 0.999,
+        eps: float = 1e-8,
+    ):
         super().__init__()
         if mode not in BALANCE_MODES:
             raise ValueError(f"mode must be one of {BALANCE_MODES}, got {mode!r}")
@@ -91,8 +98,8 @@ class GradientBalancer(nn.Module):
         ema.mul_(d).add_((1.0 - d) * sq)
         count.add_(1)
         hat = float(ema) / (1.0 - d ** int(count))
-        self.last_stats[f"grad_norm_{name}"] = sq ** 0.5
-        return self.weights[name] / (hat ** 0.5 + self.eps)
+        self.last_stats[f"grad_norm_{name}"] = sq**0.5
+        return self.weights[name] / (hat**0.5 + self.eps)
 
     # ------------------------------------------------------------------ loss_ema
     def _loss_ema(self, name: str, value: torch.Tensor) -> float:
@@ -107,8 +114,12 @@ class GradientBalancer(nn.Module):
         return float(ema)
 
     # ------------------------------------------------------------------ backward
-    def backward(self, losses: Mapping[str, torch.Tensor], extra: Optional[torch.Tensor] = None,
-                 params: Optional[Iterable[torch.Tensor]] = None) -> Dict[str, float]:
+    def backward(
+        self,
+        losses: Mapping[str, torch.Tensor],
+        extra: Optional[torch.Tensor] = None,
+        params: Optional[Iterable[torch.Tensor]] = None,
+    ) -> Dict[str, float]:
         """Accumulate the balanced gradient into ``.grad`` of ``params`` (all leaf tensors reached,
         for modes other than ``param_norm``). ``losses``: the balanced losses by name (computed on
         :meth:`tap` views for ``activity_ema``); ``extra``: unbalanced terms (regularisers, already
@@ -127,8 +138,9 @@ class GradientBalancer(nn.Module):
             for i, n in enumerate(names):
                 keep = i < len(names) - 1 or extra is not None
                 grads = torch.autograd.grad(active[n], params, retain_graph=keep, allow_unused=True)
-                norm = torch.sqrt(sum((g.double().pow(2).sum() for g in grads if g is not None),
-                                      torch.zeros((), dtype=torch.float64)))
+                norm = torch.sqrt(
+                    sum((g.double().pow(2).sum() for g in grads if g is not None), torch.zeros((), dtype=torch.float64))
+                )
                 stats[f"grad_norm_{n}"] = float(norm)
                 scale = self.weights[n] / (float(norm) + self.eps)
                 for c, g in zip(combined, grads):

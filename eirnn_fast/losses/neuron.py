@@ -14,6 +14,7 @@ a flat model PSTH gives r = 0 (loss 1) instead of NaN. The predecessor averaged 
 all trials; here the mean is over valid trials only (identical for the all-ones masks of the
 exported sessions, correct for masked ones).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -46,9 +47,17 @@ def smooth_time(psth: torch.Tensor, smooth_ms: float = 0.0, bin_ms: float = 25.0
     return (num / den).squeeze(1).t()
 
 
-def l_neuron(model_rates: torch.Tensor, target_rates: torch.Tensor, mask: Optional[torch.Tensor] = None,
-             smooth_ms: float = 0.0, bin_ms: float = 25.0, unit_index: Optional[Sequence[int]] = None,
-             scale_weight: float = 0.1, var_weight: float = 0.05, return_parts: bool = False):
+def l_neuron(
+    model_rates: torch.Tensor,
+    target_rates: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    smooth_ms: float = 0.0,
+    bin_ms: float = 25.0,
+    unit_index: Optional[Sequence[int]] = None,
+    scale_weight: float = 0.1,
+    var_weight: float = 0.05,
+    return_parts: bool = False,
+):
     """PSTH loss (module docstring). ``model_rates`` ``[K, T, N_units]``: with ``unit_index`` (from
     :func:`eirnn_fast.models.recorded_unit_index`) the recorded neurons' units are selected, else it
     must already be ``[K, T, N]`` like ``target_rates``. With ``return_parts`` returns
@@ -56,8 +65,10 @@ def l_neuron(model_rates: torch.Tensor, target_rates: torch.Tensor, mask: Option
     if unit_index is not None:
         model_rates = select_units(model_rates, unit_index)
     if model_rates.shape != target_rates.shape:
-        raise ValueError(f"model rates {tuple(model_rates.shape)} and targets {tuple(target_rates.shape)} differ "
-                         "(pass unit_index to select the recorded neurons' units)")
+        raise ValueError(
+            f"model rates {tuple(model_rates.shape)} and targets {tuple(target_rates.shape)} differ "
+            "(pass unit_index to select the recorded neurons' units)"
+        )
     target_rates = target_rates.to(model_rates.dtype)
     pm = smooth_time(masked_psth(model_rates, mask), smooth_ms, bin_ms)  # [T, N]
     pt = smooth_time(masked_psth(target_rates, mask), smooth_ms, bin_ms)
@@ -71,11 +82,15 @@ def l_neuron(model_rates: torch.Tensor, target_rates: torch.Tensor, mask: Option
     l_scale = (pm.mean() - pt.mean()) ** 2 / t_var_all
     if pm.shape[0] > 1:
         m_var, t_var = pm.var(dim=0).mean(), pt.var(dim=0).mean()
-        l_var = (m_var - t_var) ** 2 / (t_var ** 2 + 1e-6)
+        l_var = (m_var - t_var) ** 2 / (t_var**2 + 1e-6)
     else:
         l_var = pm.new_zeros(())
     loss = l_corr + scale_weight * l_scale + var_weight * l_var
     if return_parts:
-        return loss, {"corr": l_corr.detach(), "scale": l_scale.detach(), "var": l_var.detach(),
-                      "psth_corr": corr.detach().mean()}
+        return loss, {
+            "corr": l_corr.detach(),
+            "scale": l_scale.detach(),
+            "var": l_var.detach(),
+            "psth_corr": corr.detach().mean(),
+        }
     return loss

@@ -1,4 +1,5 @@
 """Regularisers: L2 on the effective weights and a mean-rate (activity) target."""
+
 from __future__ import annotations
 
 from typing import Optional

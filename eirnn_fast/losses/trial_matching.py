@@ -16,9 +16,10 @@ Two modes:
   gradient, optional matching within condition groups (one OT problem per group, solved as one
   batch padded with zero weights), optional debiasing, features beyond the population mean.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -137,8 +138,8 @@ def _group_batches(xm, xt, gm, gt):
     Y = torch.stack([torch.cat([r, r.new_zeros(m_max - r.shape[0], r.shape[1])]) for r in rows_t])
     # padded slots get the first real point of their group (zero weight; keeps Poisson rates valid)
     for k in range(G):
-        X[k, counts_m[k]:] = X[k, 0].detach()
-        Y[k, counts_t[k]:] = Y[k, 0].detach()
+        X[k, counts_m[k] :] = X[k, 0].detach()
+        Y[k, counts_t[k] :] = Y[k, 0].detach()
     return X, Y, a, b, torch.tensor(counts_m, dtype=xm.dtype, device=xm.device)
 
 
@@ -193,17 +194,26 @@ def trial_matching_loss(
         if t.dim() != 3:
             raise ValueError(f"{name} must be [K, T, N], got shape {tuple(t.shape)}")
     if model_rates.shape[1] != target_rates.shape[1]:
-        raise ValueError(f"model_rates and target_rates must have the same T, got {model_rates.shape[1]} and {target_rates.shape[1]}")
-    if mask is not None and (mask.shape != (model_rates.shape[0], model_rates.shape[1]) or target_rates.shape[0] != model_rates.shape[0]):
-        raise ValueError(f"mask must be [K, T] = [{model_rates.shape[0]}, {model_rates.shape[1]}] with K = K' trials on both sides, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"model_rates and target_rates must have the same T, got {model_rates.shape[1]} and {target_rates.shape[1]}"
+        )
+    if mask is not None and (
+        mask.shape != (model_rates.shape[0], model_rates.shape[1]) or target_rates.shape[0] != model_rates.shape[0]
+    ):
+        raise ValueError(
+            f"mask must be [K, T] = [{model_rates.shape[0]}, {model_rates.shape[1]}] with K = K' trials on both sides, got {tuple(mask.shape)}"
+        )
     if cost not in ("euclidean", "sqeuclidean", "poisson"):
         raise ValueError(f"cost must be 'euclidean', 'sqeuclidean' or 'poisson', got {cost!r}")
     if faithful:
         if cost == "sqeuclidean" or groups is not None or feature != "pop_mean" or debias:
-            raise ValueError("faithful=True reproduces the predecessor only: cost 'euclidean' or 'poisson', "
-                             "feature 'pop_mean', no groups, no debias")
-        return faithful_trial_matching_loss(model_rates, target_rates, mask=mask,
-                                            recorded_indices=recorded_indices, poisson=cost == "poisson")
+            raise ValueError(
+                "faithful=True reproduces the predecessor only: cost 'euclidean' or 'poisson', "
+                "feature 'pop_mean', no groups, no debias"
+            )
+        return faithful_trial_matching_loss(
+            model_rates, target_rates, mask=mask, recorded_indices=recorded_indices, poisson=cost == "poisson"
+        )
     if zscore == "auto":
         zscore = None if cost == "poisson" else "per_side"
     if zscore not in ZSCORES:

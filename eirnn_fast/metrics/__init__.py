@@ -1,4 +1,5 @@
 """Metrics of fits to recorded data: PSTH correlation (with its NaN policy), noise ceiling, rate stats."""
+
 from eirnn_fast.metrics.psth import (
     noise_ceiling,
     pearson_per_neuron,
@@ -12,6 +13,13 @@ from eirnn_fast.metrics.psth import (
 )
 
 __all__ = [
-    "noise_ceiling", "pearson_per_neuron", "per_neuron_correlation", "psth_correlation", "psth_correlation_report",
-    "rate_statistics", "select_units", "smooth_psth", "trial_average",
+    "noise_ceiling",
+    "pearson_per_neuron",
+    "per_neuron_correlation",
+    "psth_correlation",
+    "psth_correlation_report",
+    "rate_statistics",
+    "select_units",
+    "smooth_psth",
+    "trial_average",
 ]

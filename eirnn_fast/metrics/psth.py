@@ -18,6 +18,7 @@ Definitions (all recorded in run results):
   finite r (``np.nanmean``, as the predecessor skipped NaNs) and is NaN if none is finite. The
   count of finite neurons is returned by :func:`psth_correlation_report`.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -97,8 +98,9 @@ def pearson_per_neuron(a, b) -> np.ndarray:
     return out
 
 
-def per_neuron_correlation(model_rates, target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0,
-                           unit_index=None) -> np.ndarray:
+def per_neuron_correlation(
+    model_rates, target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0, unit_index=None
+) -> np.ndarray:
     """``[N]`` Pearson r between the model's and the data's trial-averaged PSTHs, per recorded neuron."""
     model = select_units(model_rates, unit_index)
     pm = smooth_psth(trial_average(model, mask), smooth_ms, bin_ms)
@@ -106,8 +108,9 @@ def per_neuron_correlation(model_rates, target_rates, mask=None, smooth_ms: floa
     return pearson_per_neuron(pm, pt)
 
 
-def psth_correlation(model_rates, target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0,
-                     unit_index=None) -> float:
+def psth_correlation(
+    model_rates, target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0, unit_index=None
+) -> float:
     """Mean over recorded neurons of the Pearson r of trial-averaged PSTHs (the seeds' headline
     metric). ``model_rates`` ``[K, T, N_units]`` with ``unit_index`` (recorded -> unit) or already
     ``[K, T, N]``; ``target_rates`` ``[K, T, N]`` on the same trials. NaN policy: module docstring."""
@@ -115,8 +118,9 @@ def psth_correlation(model_rates, target_rates, mask=None, smooth_ms: float = 0.
     return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
 
 
-def psth_correlation_report(model_rates, target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0,
-                            unit_index=None) -> dict:
+def psth_correlation_report(
+    model_rates, target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0, unit_index=None
+) -> dict:
     """:func:`psth_correlation` with its definition and per-neuron values, JSON-ready."""
     r = per_neuron_correlation(model_rates, target_rates, mask, smooth_ms, bin_ms, unit_index)
     finite = np.isfinite(r)
@@ -124,13 +128,18 @@ def psth_correlation_report(model_rates, target_rates, mask=None, smooth_ms: flo
         "psth_corr": float(np.nanmean(r)) if finite.any() else float("nan"),
         "per_neuron": [None if not np.isfinite(v) else float(v) for v in r],
         "n_finite": int(finite.sum()),
-        "definition": {"smooth_ms": smooth_ms, "bin_ms": bin_ms, "trials": int(_np(target_rates).shape[0]),
-                       "nan_policy": "neurons with zero-variance PSTH skipped (nanmean)"},
+        "definition": {
+            "smooth_ms": smooth_ms,
+            "bin_ms": bin_ms,
+            "trials": int(_np(target_rates).shape[0]),
+            "nan_policy": "neurons with zero-variance PSTH skipped (nanmean)",
+        },
     }
 
 
-def noise_ceiling(target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0, n_splits: int = 20,
-                  seed: int = 0) -> dict:
+def noise_ceiling(
+    target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float = 25.0, n_splits: int = 20, seed: int = 0
+) -> dict:
     """The data's own split-half reliability of the PSTH, per neuron then averaged.
 
     For ``n_splits`` random halves of the trials: r_half = Pearson r between the two half-PSTHs.
@@ -144,14 +153,21 @@ def noise_ceiling(target_rates, mask=None, smooth_ms: float = 0.0, bin_ms: float
     k = r.shape[0]
     if k < 2:
         nan = float("nan")
-        return {"split_half_r": nan, "split_half_r_std": nan, "spearman_brown": nan, "ceiling": nan,
-                "per_neuron_ceiling": [None] * r.shape[2], "n_trials": k, "n_splits": 0}
+        return {
+            "split_half_r": nan,
+            "split_half_r_std": nan,
+            "spearman_brown": nan,
+            "ceiling": nan,
+            "per_neuron_ceiling": [None] * r.shape[2],
+            "n_trials": k,
+            "n_splits": 0,
+        }
     m = None if mask is None else _np(mask)
     rng = np.random.default_rng(seed)
     per_split = []
     for _ in range(n_splits):
         perm = rng.permutation(k)
-        a, b = perm[: k // 2], perm[k // 2: 2 * (k // 2)]
+        a, b = perm[: k // 2], perm[k // 2 : 2 * (k // 2)]
         pa = smooth_psth(trial_average(r[a], None if m is None else m[a]), smooth_ms, bin_ms)
         pb = smooth_psth(trial_average(r[b], None if m is None else m[b]), smooth_ms, bin_ms)
         per_split.append(pearson_per_neuron(pa, pb))

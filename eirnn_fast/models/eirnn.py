@@ -15,6 +15,7 @@ give the same rates. Dynamics (units 0..n_exc-1 excitatory, dt in ms, one step p
 The recurrence feeds back the unscaled ``softplus``; ``rate_scale``/``rate_baseline`` only shape the
 reported rates. Everything except the recurrence is one batched op over all time bins.
 """
+
 from __future__ import annotations
 
 import logging
@@ -144,8 +145,12 @@ class EIRNN(nn.Module):
         if low_rank is not None and (not isinstance(low_rank, (int, np.integer)) or low_rank < 1):
             raise ValueError(f"low_rank must be None or a positive int, got {low_rank!r}")
         if low_rank is not None and low_rank >= n_exc + n_inh:
-            warnings.warn(f"low_rank={low_rank} >= {n_exc + n_inh} units: U V^T is not rank-limited (only its "
-                          "parameterisation differs from a full W_rec)", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"low_rank={low_rank} >= {n_exc + n_inh} units: U V^T is not rank-limited (only its "
+                "parameterisation differs from a full W_rec)",
+                UserWarning,
+                stacklevel=2,
+            )
 
         self.n_exc = int(n_exc)
         self.n_inh = int(n_inh)
@@ -186,7 +191,14 @@ class EIRNN(nn.Module):
             alpha_e_init = alpha_init
         if alpha_i_init is None:
             alpha_i_init = min(0.95, alpha_init * 1.5)
-        for name in ("_alpha_logit", "_alpha_e_logit", "_alpha_i_logit", "_tau_e_raw", "_tau_i_raw", "_tau_per_neuron_raw"):
+        for name in (
+            "_alpha_logit",
+            "_alpha_e_logit",
+            "_alpha_i_logit",
+            "_tau_e_raw",
+            "_tau_i_raw",
+            "_tau_per_neuron_raw",
+        ):
             self.register_parameter(name, None)
         self.tau: Optional[float] = None
         self.alpha: Optional[float] = None
@@ -204,7 +216,9 @@ class EIRNN(nn.Module):
             self.tau = tau
             self.alpha = dt / tau
             if self.alpha > 1:
-                warnings.warn(f"alpha = dt/tau = {self.alpha:.3g} > 1: the leak overshoots", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"alpha = dt/tau = {self.alpha:.3g} > 1: the leak overshoots", RuntimeWarning, stacklevel=2
+                )
 
         # --- weights (values set in _initialize_weights)
         if self.low_rank is not None:
@@ -470,8 +484,13 @@ class EIRNN(nn.Module):
 
         states = ei_rnn_scan(drive, x0, w_rec, alpha, backend=self.backend)  # [B, T, N]
         # rates_t from x_{t-1}: fused pass on CPU, the eager expression elsewhere
-        rates = ei_rnn_rates(states, x0, self.rate_scale, self.rate_baseline,
-                             backend="reference" if self.backend == "reference" else "auto")
+        rates = ei_rnn_rates(
+            states,
+            x0,
+            self.rate_scale,
+            self.rate_baseline,
+            backend="reference" if self.backend == "reference" else "auto",
+        )
         outputs = F.linear(rates[..., : self.n_exc], self.W_out, self.b_out)
         if return_states:
             return rates, outputs, states
@@ -571,8 +590,15 @@ def create_model_from_data(
     n_exc, n_inh = ei_unit_counts(n_classic, n_interneuron, enforce_ratio, target_ratio, target_total)
     logger.info(
         "EIRNN: recorded %d E + %d I, hidden %d E + %d I, total %d E + %d I = %d (E:I %.2f)%s",
-        n_classic, n_interneuron, n_exc - n_classic, n_inh - n_interneuron, n_exc, n_inh, n_exc + n_inh,
-        n_exc / max(n_inh, 1), ", Dale's law bypassed" if bypass_dale else "",
+        n_classic,
+        n_interneuron,
+        n_exc - n_classic,
+        n_inh - n_interneuron,
+        n_exc,
+        n_inh,
+        n_exc + n_inh,
+        n_exc / max(n_inh, 1),
+        ", Dale's law bypassed" if bypass_dale else "",
     )
     return EIRNN(n_exc=n_exc, n_inh=n_inh, n_inputs=n_inputs, bypass_dale=bypass_dale, **model_kwargs)
 
@@ -613,4 +639,3 @@ def select_units(rates: torch.Tensor, unit_index) -> torch.Tensor:
         n = rates.shape[-1]
         return rates.reshape(-1, n).index_select(1, idx).reshape(*rates.shape[:-1], idx.numel())
     return rates.index_select(-1, idx)
-

@@ -27,6 +27,7 @@ Every embedding acts on each time bin separately except ``time_lag`` (looks back
 bins) and ``recurrent`` (a causal GRU over the whole trial). ``polynomial`` is new here (the
 predecessor planned it, never implemented it; it has no parameters).
 """
+
 from __future__ import annotations
 
 import math

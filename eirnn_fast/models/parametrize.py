@@ -18,6 +18,7 @@ research code (``jamespherman/4factors-rnn-analysis@6fa65af:src/model.py``), so 
 there hold the same numbers here. Initialisers draw from numpy's global RNG exactly where the
 predecessor did, so seeding ``numpy`` and ``torch`` reproduces its initial weights.
 """
+
 from __future__ import annotations
 
 import math

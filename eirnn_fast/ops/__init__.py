@@ -1,4 +1,5 @@
 """Fused ops: one module per op family, each with a pure-PyTorch twin in ``eirnn_fast.reference``."""
+
 from eirnn_fast.ops.message_passing import EdgeGraph, edge_message_passing, edge_mlp_message_passing
 from eirnn_fast.ops.rnn import ei_rnn_rates, ei_rnn_scan, state_noise_
 from eirnn_fast.ops.sinkhorn import SinkhornInfo, relative_eps, sinkhorn, sinkhorn_info, sinkhorn_plan

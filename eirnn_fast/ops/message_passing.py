@@ -11,6 +11,7 @@ Determinism: every output element (``out`` rows, ``d_x`` rows, ``d_w`` entries, 
 gradients) is summed in an order fixed by the graph alone, without atomics, so results are bitwise
 identical from run to run and for any number of CPU threads.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -85,8 +86,7 @@ class EdgeGraph:
     Building costs two stable sorts of ``E`` keys; build once, reuse for every call.
     """
 
-    def __init__(self, src: torch.Tensor, dst: torch.Tensor, num_src: int, num_dst: int, *,
-                 on_duplicate: str = "warn"):
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, num_src: int, num_dst: int, *, on_duplicate: str = "warn"):
         src = _tensor("src", src)
         dst = _tensor("dst", dst)
         num_src = _count("num_src", num_src)
@@ -112,7 +112,11 @@ class EdgeGraph:
 
         def csr(rows, cols, n_rows, n_cols):
             perm = torch.argsort(rows * max(n_cols, 1) + cols, stable=True)
-            counts = torch.bincount(rows, minlength=n_rows) if E else torch.zeros(n_rows, dtype=torch.long, device=rows.device)
+            counts = (
+                torch.bincount(rows, minlength=n_rows)
+                if E
+                else torch.zeros(n_rows, dtype=torch.long, device=rows.device)
+            )
             rowptr = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
             rowptr[1:] = torch.cumsum(counts, 0)
             return rowptr.to(itype), cols[perm].to(itype), perm.to(itype), (rows * max(n_cols, 1) + cols)[perm]
@@ -124,8 +128,10 @@ class EdgeGraph:
         self.num_src, self.num_dst = num_src, num_dst
         self.num_duplicate_pairs = int((keys[1:] == keys[:-1]).sum()) if E > 1 else 0
         if self.num_duplicate_pairs:
-            msg = (f"EdgeGraph: {self.num_duplicate_pairs} duplicate (src, dst) pairs; their messages "
-                   "add up and each keeps its own weight")
+            msg = (
+                f"EdgeGraph: {self.num_duplicate_pairs} duplicate (src, dst) pairs; their messages "
+                "add up and each keeps its own weight"
+            )
             if on_duplicate == "raise":
                 raise ValueError(msg)
             if on_duplicate == "warn":
@@ -165,9 +171,11 @@ class EdgeGraph:
         return out
 
     def __repr__(self) -> str:
-        return (f"EdgeGraph(num_src={self.num_src}, num_dst={self.num_dst}, num_edges={self.num_edges}, "
-                f"index_dtype={self.index_dtype}, device={self.device}, "
-                f"num_duplicate_pairs={self.num_duplicate_pairs})")
+        return (
+            f"EdgeGraph(num_src={self.num_src}, num_dst={self.num_dst}, num_edges={self.num_edges}, "
+            f"index_dtype={self.index_dtype}, device={self.device}, "
+            f"num_duplicate_pairs={self.num_duplicate_pairs})"
+        )
 
 
 def _check_graph(graph) -> EdgeGraph:
@@ -176,19 +184,23 @@ def _check_graph(graph) -> EdgeGraph:
     return graph
 
 
-def _check_edge_weight(graph: EdgeGraph, edge_weight, dtype: torch.dtype, device: torch.device,
-                       ref_name: str) -> torch.Tensor:
+def _check_edge_weight(
+    graph: EdgeGraph, edge_weight, dtype: torch.dtype, device: torch.device, ref_name: str
+) -> torch.Tensor:
     edge_weight = _tensor("edge_weight", edge_weight)
     if edge_weight.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"edge_weight must be float32 or float64, got {edge_weight.dtype}")
     if edge_weight.dtype != dtype:
         raise TypeError(f"edge_weight has dtype {edge_weight.dtype} but {ref_name} has {dtype}")
     if edge_weight.shape != (graph.num_edges,):
-        raise ValueError(f"edge_weight must be [E] = [{graph.num_edges}] (original edge order), "
-                         f"got shape {tuple(edge_weight.shape)}")
+        raise ValueError(
+            f"edge_weight must be [E] = [{graph.num_edges}] (original edge order), got shape {tuple(edge_weight.shape)}"
+        )
     if edge_weight.device != device or graph.device != device:
-        raise ValueError(f"edge_weight ({edge_weight.device}), {ref_name} ({device}) and the graph "
-                         f"({graph.device}) must be on one device; use graph.to(device)")
+        raise ValueError(
+            f"edge_weight ({edge_weight.device}), {ref_name} ({device}) and the graph "
+            f"({graph.device}) must be on one device; use graph.to(device)"
+        )
     return edge_weight
 
 
@@ -210,8 +222,9 @@ class _EdgeSpMM(torch.autograd.Function):
         edge_weight, node_values = ctx.saved_tensors
         g = ctx.graph
         need_w, need_x = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
-        d_w, d_x = _ext._C.edge_spmm_bwd(g.rowptr_t, g.col_t, g.perm_t, edge_weight, node_values,
-                                         grad_out.contiguous(), g.num_dst, need_w, need_x)
+        d_w, d_x = _ext._C.edge_spmm_bwd(
+            g.rowptr_t, g.col_t, g.perm_t, edge_weight, node_values, grad_out.contiguous(), g.num_dst, need_w, need_x
+        )
         return (d_w if need_w else None), (d_x if need_x else None), None
 
 
@@ -249,8 +262,10 @@ def edge_message_passing(
     if squeeze:
         node_values = node_values.unsqueeze(1)
     if node_values.dim() != 2 or node_values.shape[0] != graph.num_src:
-        raise ValueError(f"node_values must be [num_src, F] or [num_src] with num_src={graph.num_src}, "
-                         f"got shape {tuple(node_values.shape) if not squeeze else (node_values.shape[0],)}")
+        raise ValueError(
+            f"node_values must be [num_src, F] or [num_src] with num_src={graph.num_src}, "
+            f"got shape {tuple(node_values.shape) if not squeeze else (node_values.shape[0],)}"
+        )
     edge_weight = _check_edge_weight(graph, edge_weight, node_values.dtype, node_values.device, "node_values")
     fused = _ext.use_fused(backend, node_values.device, "edge_message_passing")
     F = node_values.shape[1]
@@ -259,8 +274,9 @@ def edge_message_passing(
     elif F <= MAX_FEATURES:
         out = _EdgeSpMM.apply(edge_weight, node_values, graph)
     else:
-        out = torch.cat([_EdgeSpMM.apply(edge_weight, blk, graph)
-                         for blk in node_values.split(MAX_FEATURES, dim=1)], dim=1)
+        out = torch.cat(
+            [_EdgeSpMM.apply(edge_weight, blk, graph) for blk in node_values.split(MAX_FEATURES, dim=1)], dim=1
+        )
     return out.squeeze(1) if squeeze else out
 
 
@@ -279,9 +295,26 @@ class _EdgeMLP(torch.autograd.Function):
         edge_weight, a, b, hw, hb, ow, ob = ctx.saved_tensors
         g = ctx.graph
         need = [bool(n) for n in ctx.needs_input_grad[:7]]
-        grads = _ext._C.edge_mlp_bwd(g.rowptr, g.col, g.perm, g.rowptr_t, g.col_t, g.perm_t,
-                                     edge_weight, a, b, hw, hb, ow, ob, grad_out.contiguous(),
-                                     need[0], need[1], need[2], any(need[3:7]))
+        grads = _ext._C.edge_mlp_bwd(
+            g.rowptr,
+            g.col,
+            g.perm,
+            g.rowptr_t,
+            g.col_t,
+            g.perm_t,
+            edge_weight,
+            a,
+            b,
+            hw,
+            hb,
+            ow,
+            ob,
+            grad_out.contiguous(),
+            need[0],
+            need[1],
+            need[2],
+            any(need[3:7]),
+        )
         return tuple(t if n else None for t, n in zip(grads, need)) + (None,)
 
 
@@ -330,15 +363,19 @@ def edge_mlp_message_passing(
     if b_src.dim() == 2:
         b_src = b_src.unsqueeze(0)
     if a_dst.dim() != 3 or a_dst.shape[1] != graph.num_dst:
-        raise ValueError(f"a_dst must be [F, num_dst, H] or [num_dst, H] with num_dst={graph.num_dst}, "
-                         f"got shape {tuple(a_dst.shape)}")
+        raise ValueError(
+            f"a_dst must be [F, num_dst, H] or [num_dst, H] with num_dst={graph.num_dst}, "
+            f"got shape {tuple(a_dst.shape)}"
+        )
     F, _, H = a_dst.shape
     if b_src.dim() != 3 or b_src.shape != (F, graph.num_src, H):
         raise ValueError(f"b_src must be [F, num_src, H] = [{F}, {graph.num_src}, {H}], got shape {tuple(b_src.shape)}")
     hidden_weights, hidden_biases = list(hidden_weights), list(hidden_biases)
     if len(hidden_weights) != len(hidden_biases):
-        raise ValueError(f"hidden_weights and hidden_biases must have the same length, got "
-                         f"{len(hidden_weights)} and {len(hidden_biases)}")
+        raise ValueError(
+            f"hidden_weights and hidden_biases must have the same length, got "
+            f"{len(hidden_weights)} and {len(hidden_biases)}"
+        )
     named = [("b_src", b_src), ("out_weight", out_weight)]
     for l, (w_l, b_l) in enumerate(zip(hidden_weights, hidden_biases)):
         w_l, b_l = _tensor(f"hidden_weights[{l}]", w_l), _tensor(f"hidden_biases[{l}]", b_l)
@@ -363,14 +400,18 @@ def edge_mlp_message_passing(
 
     fused = _ext.use_fused(backend, a_dst.device, "edge_mlp_message_passing")
     if fused and (a_dst.device.type != "cpu" or H > MLP_MAX_HIDDEN):
-        why = ("only a CPU kernel exists for the edge-MLP variant" if a_dst.device.type != "cpu"
-               else f"H={H} > MLP_MAX_HIDDEN={MLP_MAX_HIDDEN}")
+        why = (
+            "only a CPU kernel exists for the edge-MLP variant"
+            if a_dst.device.type != "cpu"
+            else f"H={H} > MLP_MAX_HIDDEN={MLP_MAX_HIDDEN}"
+        )
         if backend == "fused":
             raise RuntimeError(f"edge_mlp_message_passing: backend='fused' requested but {why}")
         fused = False  # documented fallback: the reference on the same device
     if not fused or F == 0 or H == 0:
-        return edge_mlp_messages_reference(graph.src, graph.dst, edge_weight, a_dst, b_src,
-                                           hidden_weights, hidden_biases, out_weight, out_bias)
+        return edge_mlp_messages_reference(
+            graph.src, graph.dst, edge_weight, a_dst, b_src, hidden_weights, hidden_biases, out_weight, out_bias
+        )
     L = len(hidden_weights)
     hw = torch.stack(hidden_weights) if L else a_dst.new_zeros(0, H, H)
     hb = torch.stack(hidden_biases) if L else a_dst.new_zeros(0, H)

@@ -1,4 +1,5 @@
 """Fused Dale's-law E-I rate-RNN recurrence: validation + ``torch.autograd.Function`` over ``eirnn_fast._C``."""
+
 from __future__ import annotations
 
 import warnings
@@ -41,7 +42,9 @@ def _validate(drive, x0, w_rec, alpha):
         if t.dtype != drive.dtype:
             raise TypeError(f"{name} has dtype {t.dtype} but drive has {drive.dtype}; all inputs must share one dtype")
         if t.device != drive.device:
-            raise ValueError(f"{name} is on {t.device} but drive is on {drive.device}; all inputs must share one device")
+            raise ValueError(
+                f"{name} is on {t.device} but drive is on {drive.device}; all inputs must share one device"
+            )
     if x0.shape not in ((n,), (batch, n)):
         raise ValueError(f"x0 must be [N] or [B, N] = [{n}] or [{batch}, {n}], got shape {tuple(x0.shape)}")
     if w_rec.shape != (n, n):

@@ -6,6 +6,7 @@ iteration of every problem in one call and returns the potentials; the backward 
 from the saved potentials and chains it to x and y with batched GEMMs. No iterate is stored, so the
 memory of forward + backward does not depend on ``max_iter``.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,10 @@ from torch.autograd.function import once_differentiable
 from eirnn_fast import _ext
 from eirnn_fast.reference.sinkhorn import (
     POISSON_X_FLOOR,
+    cost_matrix_reference,
     plan_reference,
     sinkhorn_potentials_reference,
     sinkhorn_value_from_potentials,
-    cost_matrix_reference,
 )
 
 COSTS = ("sqeuclidean", "poisson", "euclidean")
@@ -90,7 +91,8 @@ def _log_weights(name: str, w, B: int, k: int, ref: torch.Tensor) -> torch.Tenso
     if w.requires_grad:
         raise NotImplementedError(
             f"gradients w.r.t. {name} are not implemented; pass {name}.detach() "
-            "(the potentials are returned by sinkhorn(..., return_info=True) if you need them)")
+            "(the potentials are returned by sinkhorn(..., return_info=True) if you need them)"
+        )
     if w.dtype != ref.dtype:
         raise TypeError(f"{name} has dtype {w.dtype} but x has {ref.dtype}")
     if w.device != ref.device:
@@ -361,10 +363,12 @@ def relative_eps(
     if not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale must be a float > 0, got {scale!r}")
     C = _cost_forward(x, y, cost).flatten(1)
-    s = {"std": lambda: C.std(1) if C.shape[1] > 1 else C.new_zeros(C.shape[0]),
-         "mean": lambda: C.mean(1),
-         "range": lambda: C.amax(1) - C.amin(1),
-         "median": lambda: C.median(1).values}[stat]()
+    s = {
+        "std": lambda: C.std(1) if C.shape[1] > 1 else C.new_zeros(C.shape[0]),
+        "mean": lambda: C.mean(1),
+        "range": lambda: C.amax(1) - C.amin(1),
+        "median": lambda: C.median(1).values,
+    }[stat]()
     out = scale * s
     # degenerate spread (all costs equal): fall back to scale * (|mean| or 1) so eps stays > 0
     fallback = scale * C.mean(1).abs().clamp_min(1.0)

@@ -1,4 +1,5 @@
 """Pure-PyTorch references of every fused op (oracle, fallback, documentation)."""
+
 from eirnn_fast.reference.message_passing import (
     edge_message_passing_reference,
     edge_mlp_messages_reference,

@@ -3,6 +3,7 @@
 Both are the PyG-style gather -> per-edge message -> ``index_add_`` formulation, differentiable by
 plain autograd. They take the raw edge lists, so they need no :class:`~eirnn_fast.ops.EdgeGraph`.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence

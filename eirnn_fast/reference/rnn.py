@@ -9,6 +9,7 @@ definition of the recurrence::
 It iterates over time with ``unbind`` (never ``drive[:, t]`` on a grad-requiring tensor, which makes
 autograd's backward O(T^2)), so it is also a fair eager baseline for the benchmarks.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,8 @@ def ei_rnn_rates_reference(
 ) -> torch.Tensor:  # [B, T, N]
     """Output rates of the drop-in model, read from the *previous* state (one-step lag)::
 
-        prev_t  = x0 (t = 0), states_{t-1} (t >= 1)
-        rates_t = max(softplus(prev_t) * rate_scale + rate_baseline, 0)
+    prev_t  = x0 (t = 0), states_{t-1} (t >= 1)
+    rates_t = max(softplus(prev_t) * rate_scale + rate_baseline, 0)
     """
     batch, _, n = states.shape
     previous = torch.cat([x0.expand(batch, n).unsqueeze(1), states[:, :-1]], dim=1)  # x_{t-1}

@@ -19,6 +19,7 @@ d value / d C = P with P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) and no store
 Zero weights are log-weights of -inf: their terms drop out of every logsumexp, potentials stay
 finite and their plan rows/columns are exactly 0.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -50,7 +51,9 @@ def cost_matrix_reference(x: torch.Tensor, y: torch.Tensor, cost: str) -> torch.
         xc = x.clamp_min(POISSON_X_FLOOR)
         yd = y.detach()
         # sum_d [y log y - y]; its gradient is set to log(max(y, floor)) (value unchanged)
-        a_term = (torch.xlogy(yd, yd) - y).sum(-1) + ((y - yd) * (1.0 + torch.log(yd.clamp_min(POISSON_X_FLOOR)))).sum(-1)
+        a_term = (torch.xlogy(yd, yd) - y).sum(-1) + ((y - yd) * (1.0 + torch.log(yd.clamp_min(POISSON_X_FLOOR)))).sum(
+            -1
+        )
         return a_term.unsqueeze(1) + xc.sum(-1).unsqueeze(2) - torch.log(xc) @ y.transpose(1, 2)
     raise ValueError(f"cost must be 'sqeuclidean', 'poisson' or 'euclidean', got {cost!r}")
 
@@ -110,8 +113,9 @@ def sinkhorn_potentials_reference(
     return f, g, value, iters, err
 
 
-def sinkhorn_value_from_potentials(C: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor,
-                                   g: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+def sinkhorn_value_from_potentials(
+    C: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, g: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
     """value [B] = <a, f(g)> + <b, g> with f(g) one differentiable row half-step from detached g.
 
     Its gradient w.r.t. C is the plan P (envelope theorem); only C carries gradients."""

@@ -1,4 +1,5 @@
 """``FitConfig``: every knob of an SC fit, saved as ``config.json`` with each run."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -8,6 +8,7 @@ LR schedule, best-on-validation state, early stopping, ``metrics.jsonl`` line, `
 -> at the end the best state is evaluated once on the held-out **test** trials, with the data's
 split-half noise ceiling and a data-only reference, into ``result.json`` and plots.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,7 +29,14 @@ from eirnn_fast.train.config import FitConfig
 
 logger = logging.getLogger(__name__)
 
-ALPHA_PARAM_NAMES = ("_alpha_logit", "_alpha_e_logit", "_alpha_i_logit", "_tau_e_raw", "_tau_i_raw", "_tau_per_neuron_raw")
+ALPHA_PARAM_NAMES = (
+    "_alpha_logit",
+    "_alpha_e_logit",
+    "_alpha_i_logit",
+    "_tau_e_raw",
+    "_tau_i_raw",
+    "_tau_per_neuron_raw",
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -41,7 +49,9 @@ def load_fit_data(cfg: FitConfig):
     """The session named by ``cfg.data`` (embedded 08_13 when None), optionally truncated."""
     from eirnn_fast.data import load_embedded_session, load_session
 
-    session = load_embedded_session(cfg.clip_percentile) if cfg.data is None else load_session(cfg.data, cfg.clip_percentile)
+    session = (
+        load_embedded_session(cfg.clip_percentile) if cfg.data is None else load_session(cfg.data, cfg.clip_percentile)
+    )
     if cfg.max_trials is not None and cfg.max_trials < len(session):
         session = session.subset(np.arange(cfg.max_trials))
     return session
@@ -54,14 +64,27 @@ def build_model(cfg: FitConfig, session):
 
     info = session.get_neuron_info()
     kwargs = dict(
-        noise_scale=cfg.noise_scale, spectral_radius=cfg.spectral_radius, learnable_alpha=cfg.learnable_alpha,
-        alpha_init=cfg.alpha_init, learnable_tau=cfg.learnable_tau, low_rank=cfg.low_rank,
-        input_embed_type=cfg.input_embed_type, input_embed_dim=cfg.input_embed_dim, learnable_h0=cfg.learnable_h0,
-        backend=cfg.backend, noise_draw="counter",
+        noise_scale=cfg.noise_scale,
+        spectral_radius=cfg.spectral_radius,
+        learnable_alpha=cfg.learnable_alpha,
+        alpha_init=cfg.alpha_init,
+        learnable_tau=cfg.learnable_tau,
+        low_rank=cfg.low_rank,
+        input_embed_type=cfg.input_embed_type,
+        input_embed_dim=cfg.input_embed_dim,
+        learnable_h0=cfg.learnable_h0,
+        backend=cfg.backend,
+        noise_draw="counter",
     )
     kwargs.update(cfg.model_kwargs)
-    model = create_model_from_data(info["n_exc"], info["n_inh"], session.get_input_dim(), enforce_ratio=cfg.enforce_ratio,
-                                   bypass_dale=cfg.bypass_dale, **kwargs)
+    model = create_model_from_data(
+        info["n_exc"],
+        info["n_inh"],
+        session.get_input_dim(),
+        enforce_ratio=cfg.enforce_ratio,
+        bypass_dale=cfg.bypass_dale,
+        **kwargs,
+    )
     unit_index = recorded_unit_index(session.neuron_type, model.n_exc, model.n_inh)
     return model, unit_index
 
@@ -78,8 +101,9 @@ def _make_optimizer(cfg: FitConfig, model):
 
 def _make_scheduler(cfg: FitConfig, optimizer):
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor,
-                                                          patience=cfg.plateau_patience)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
     if cfg.scheduler == "cosine":
         warm, total = max(cfg.lr_warmup_epochs, 0), cfg.epochs
 
@@ -112,7 +136,7 @@ def predict(model, inputs: torch.Tensor, noise: bool, batch: int = 512, seed: Op
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        out = [model(inputs[i:i + batch], noise=noise)[0] for i in range(0, inputs.shape[0], batch)]
+        out = [model(inputs[i : i + batch], noise=noise)[0] for i in range(0, inputs.shape[0], batch)]
     finally:
         if state is not None:
             torch.random.set_rng_state(state)
@@ -170,15 +194,20 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     groups = None
     if cfg.ltrial_group_by:
         if cfg.ltrial_group_by not in session.conditions:
-            raise ValueError(f"ltrial_group_by={cfg.ltrial_group_by!r} is not a trial label of this session "
-                             f"(labels: {sorted(session.conditions)})")
+            raise ValueError(
+                f"ltrial_group_by={cfg.ltrial_group_by!r} is not a trial label of this session "
+                f"(labels: {sorted(session.conditions)})"
+            )
         labels = trial_labels(session, cfg.ltrial_group_by)  # NaN -> -1, as the splits read it
         groups = torch.as_tensor(np.unique(labels, return_inverse=True)[1].reshape(-1), dtype=torch.long)  # [K]
 
     config_dict = cfg.to_dict()
     (out / "config.json").write_text(json.dumps(config_dict, indent=2))
-    (out / "split.json").write_text(json.dumps({**split, "seed": cfg.seed, "stratify_by": cfg.stratify_by,
-                                                "source": session.meta.get("source", "")}))
+    (out / "split.json").write_text(
+        json.dumps(
+            {**split, "seed": cfg.seed, "stratify_by": cfg.stratify_by, "source": session.meta.get("source", "")}
+        )
+    )
 
     start_epoch, history = 0, []
     best = {"val_corr": -float("inf"), "epoch": -1, "state": copy.deepcopy(model.state_dict())}
@@ -219,7 +248,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         sums: Dict[str, float] = {}
         n_steps = 0
         for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             if len(idx) < 2:
                 continue
             rates, _ = model(inputs[idx])  # [B, T, N_units], noise on
@@ -227,8 +256,13 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             losses = {"neuron": l_neuron(balancer.tap("neuron", rec), targets[idx], mask[idx], smooth_ms=cfg.smooth_ms)}
             if trial_fn is not None and w_trial > 0:
                 extra_kw = {"groups": groups[idx]} if groups is not None else {}
-                losses["trial"] = trial_fn(balancer.tap("trial", rec), targets[idx], mask=mask[idx],
-                                           neuron_type=neuron_type, **{"backend": cfg.backend, **extra_kw, **cfg.ltrial_kwargs})
+                losses["trial"] = trial_fn(
+                    balancer.tap("trial", rec),
+                    targets[idx],
+                    mask=mask[idx],
+                    neuron_type=neuron_type,
+                    **{"backend": cfg.backend, **extra_kw, **cfg.ltrial_kwargs},
+                )
             extra = cfg.reg_weight * l_reg(model) + cfg.activity_weight * l_activity(rates, target_mean, mask[idx])
             optimizer.zero_grad(set_to_none=True)
             stats = balancer.backward(losses, extra=extra, params=params)
@@ -262,17 +296,38 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             scheduler.step(val_corr_sel if math.isfinite(val_corr_sel) else -1.0)
         elif scheduler is not None:
             scheduler.step()
-        line = {"epoch": epoch, "stage": "warmup" if epoch < cfg.warmup_epochs else "full", "lambda_trial": w_trial,
-                **{k: v / max(n_steps, 1) for k, v in sums.items()}, "val_psth_corr": val_corr,
-                "val_l_neuron": val_lneuron, "lr": optimizer.param_groups[0]["lr"], "steps": n_steps,
-                "train_seconds": train_time, "epoch_seconds": time.perf_counter() - t0,
-                "best_epoch": best["epoch"]}
+        line = {
+            "epoch": epoch,
+            "stage": "warmup" if epoch < cfg.warmup_epochs else "full",
+            "lambda_trial": w_trial,
+            **{k: v / max(n_steps, 1) for k, v in sums.items()},
+            "val_psth_corr": val_corr,
+            "val_l_neuron": val_lneuron,
+            "lr": optimizer.param_groups[0]["lr"],
+            "steps": n_steps,
+            "train_seconds": train_time,
+            "epoch_seconds": time.perf_counter() - t0,
+            "best_epoch": best["epoch"],
+        }
         history.append(line)
         with open(out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(line) + "\n")
         stop = cfg.patience and bad_epochs >= cfg.patience
-        _save_checkpoint(ckpt_path, model, optimizer, scheduler, balancer, epoch + 1, history, best, bad_epochs,
-                         config_dict, unit_index, session, finished=False)
+        _save_checkpoint(
+            ckpt_path,
+            model,
+            optimizer,
+            scheduler,
+            balancer,
+            epoch + 1,
+            history,
+            best,
+            bad_epochs,
+            config_dict,
+            unit_index,
+            session,
+            finished=False,
+        )
         bar.set_postfix(val_corr=f"{val_corr:.3f}", best=f"{best['val_corr']:.3f}")
         if stop:
             stopped_early = True
@@ -289,8 +344,12 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     # data-only reference: the training trials' PSTH as a "model" of the test PSTH
     train_psth_as_model = targets[tr].mean(0, keepdim=True).expand(2, -1, -1)
     data_reference = psth_correlation(train_psth_as_model, targets[te], None)
-    val_final = evaluate_rates(predict(model, inputs[va], noise=cfg.eval_noise,
-                                       seed=cfg.seed + 7 if cfg.eval_noise else None), targets[va], mask[va], unit_index)
+    val_final = evaluate_rates(
+        predict(model, inputs[va], noise=cfg.eval_noise, seed=cfg.seed + 7 if cfg.eval_noise else None),
+        targets[va],
+        mask[va],
+        unit_index,
+    )
     result = {
         "test_psth_corr": test["psth_corr"],
         "noise_ceiling": ceiling["ceiling"],
@@ -301,28 +360,56 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         "epochs_run": len(history),
         "stopped_early": bool(stopped_early),
         "wall_seconds": None,  # filled below
-        "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"]),
+        "n_train": len(split["train"]),
+        "n_val": len(split["val"]),
+        "n_test": len(split["test"]),
         "test": test,
         "val": val_final,
         "noise_ceiling_detail": ceiling,
-        "metric_definition": {"psth": "mean over recorded neurons of Pearson r of trial-averaged PSTHs",
-                              "smooth_ms": 0.0, "bin_ms": session.bin_size_ms, "eval_noise": cfg.eval_noise,
-                              "selection": "best validation epoch; reported on test trials"},
-        "model": {"n_exc": model.n_exc, "n_inh": model.n_inh, "unit_index": unit_index.tolist(),
-                  "alpha": model.get_alpha_values()},
+        "metric_definition": {
+            "psth": "mean over recorded neurons of Pearson r of trial-averaged PSTHs",
+            "smooth_ms": 0.0,
+            "bin_ms": session.bin_size_ms,
+            "eval_noise": cfg.eval_noise,
+            "selection": "best validation epoch; reported on test trials",
+        },
+        "model": {
+            "n_exc": model.n_exc,
+            "n_inh": model.n_inh,
+            "unit_index": unit_index.tolist(),
+            "alpha": model.get_alpha_values(),
+        },
         "session": session.summary(),
         "ltrial_impl": trial_impl,
         "backend": _backend_summary(),
     }
-    _save_checkpoint(ckpt_path, model, optimizer, scheduler, balancer, len(history), history, best, bad_epochs,
-                     config_dict, unit_index, session, finished=True)
+    _save_checkpoint(
+        ckpt_path,
+        model,
+        optimizer,
+        scheduler,
+        balancer,
+        len(history),
+        history,
+        best,
+        bad_epochs,
+        config_dict,
+        unit_index,
+        session,
+        finished=True,
+    )
     if cfg.plots:
         from eirnn_fast.train.plots import plot_psths, plot_training_curves
 
         try:
             plot_training_curves(history, out / "training_curves.png")
-            plot_psths(select_units(test_rates, unit_index), targets[te], session, out / "psth_test.png",
-                       title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f}")
+            plot_psths(
+                select_units(test_rates, unit_index),
+                targets[te],
+                session,
+                out / "psth_test.png",
+                title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f}",
+            )
         except Exception as exc:  # plots never lose a finished run
             logger.warning("plotting failed: %s", exc)
     result["wall_seconds"] = time.perf_counter() - t_start
@@ -353,8 +440,21 @@ def _jsonable(x):
     return x
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, balancer, epoch, history, best, bad_epochs, config,
-                     unit_index, session, finished: bool) -> None:
+def _save_checkpoint(
+    path: Path,
+    model,
+    optimizer,
+    scheduler,
+    balancer,
+    epoch,
+    history,
+    best,
+    bad_epochs,
+    config,
+    unit_index,
+    session,
+    finished: bool,
+) -> None:
     ckpt = {
         "format": "eirnn_fast.fit/1",
         "model": model.state_dict(),

@@ -1,4 +1,5 @@
 """Run plots (matplotlib, Agg backend: no display needed)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """MAT loader (v5 and v7.3), schema validation, splits and preprocessing."""
+
 import subprocess
 import sys
 
@@ -174,7 +175,9 @@ def test_corrupt_and_foreign_files_raise_valueerror(tmp_path, small_vars, fmt):
         load_session(tmp_path / "absent.mat")
     with pytest.raises(ValueError, match="is a directory"):
         load_session(tmp_path)
-    partial = write_mat(tmp_path / "partial.mat", {k: v for k, v in small_vars.items() if k != "input_reward_on"}, fmt=fmt)
+    partial = write_mat(
+        tmp_path / "partial.mat", {k: v for k, v in small_vars.items() if k != "input_reward_on"}, fmt=fmt
+    )
     with pytest.raises(ValueError, match="partial.mat: missing required variable.*input_reward_on"):
         load_session(partial)
 

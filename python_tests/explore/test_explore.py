@@ -1,31 +1,66 @@
 """Exploration harness: UCB, log format, locks, proposer, resume after a kill (fake objective: < 10 s)."""
+
 import json
 import math
 import sys
 
-import numpy as np
 import pytest
 
-from eirnn_fast.explore import (ROOT, Constraints, ExplorationInterrupted, ExplorationTree, ExploreConfig, Explorer,
-                                IterEntry, LockedParameterError, Mutation, RandomProposer, SearchSpaceError, parse_log,
-                                parse_mutation_line)
+from eirnn_fast.explore import (
+    ROOT,
+    Constraints,
+    ExplorationInterrupted,
+    ExplorationTree,
+    ExploreConfig,
+    Explorer,
+    IterEntry,
+    LockedParameterError,
+    Mutation,
+    RandomProposer,
+    SearchSpaceError,
+    parse_log,
+    parse_mutation_line,
+)
 
-BASE = {"name": "t", "kind": "fake", "slots": 2, "iterations": 8, "seed": 3,
-        "reward": {"metric": "score"},
-        "classification": {"rules": [{"label": "V_rest success", "when": ["V_rest_R2 > 0.6", "connectivity_R2 > 0.8"]},
-                                     {"label": "V_rest partial", "when": ["V_rest_R2 >= 0.3", "connectivity_R2 > 0.8"]}],
-                           "default": "V_rest failed"},
-        "base_config": {"lr": 1e-3, "lr_W": 6e-4, "recurrent_training": False, "time_step": 1, "hidden_dim": 80,
-                        "coeff_W_L2": 2.5e-6},
-        "search_space": {"lr": {"range": [1e-4, 1e-2], "log": True}, "recurrent_training": [True, False],
-                         "time_step": {"range": [1, 10], "integer": True},
-                         "coeff_W_L2": {"values": [2.5e-6, 3e-6, 4e-6, 5e-6]}},
-        "locked": {"hidden_dim": {"value": 80, "reason": "optimal"},
-                   "lr_W": {"value": 6e-4, "reason": "strict", "unless": ["recurrent_training == true"]}},
-        "blocks": [{"name": "lr", "iterations": 4, "parameters": ["lr", "coeff_W_L2"]},
-                   {"name": "recurrent", "iterations": 4, "parameters": ["recurrent_training", "time_step"]}],
-        "robustness": {"slot": 1, "min_samples": 3, "final_reruns": 2},
-        "fake": {"optimum": {"lr": 3e-3, "time_step": 3}, "noise": 0.05}}
+BASE = {
+    "name": "t",
+    "kind": "fake",
+    "slots": 2,
+    "iterations": 8,
+    "seed": 3,
+    "reward": {"metric": "score"},
+    "classification": {
+        "rules": [
+            {"label": "V_rest success", "when": ["V_rest_R2 > 0.6", "connectivity_R2 > 0.8"]},
+            {"label": "V_rest partial", "when": ["V_rest_R2 >= 0.3", "connectivity_R2 > 0.8"]},
+        ],
+        "default": "V_rest failed",
+    },
+    "base_config": {
+        "lr": 1e-3,
+        "lr_W": 6e-4,
+        "recurrent_training": False,
+        "time_step": 1,
+        "hidden_dim": 80,
+        "coeff_W_L2": 2.5e-6,
+    },
+    "search_space": {
+        "lr": {"range": [1e-4, 1e-2], "log": True},
+        "recurrent_training": [True, False],
+        "time_step": {"range": [1, 10], "integer": True},
+        "coeff_W_L2": {"values": [2.5e-6, 3e-6, 4e-6, 5e-6]},
+    },
+    "locked": {
+        "hidden_dim": {"value": 80, "reason": "optimal"},
+        "lr_W": {"value": 6e-4, "reason": "strict", "unless": ["recurrent_training == true"]},
+    },
+    "blocks": [
+        {"name": "lr", "iterations": 4, "parameters": ["lr", "coeff_W_L2"]},
+        {"name": "recurrent", "iterations": 4, "parameters": ["recurrent_training", "time_step"]},
+    ],
+    "robustness": {"slot": 1, "min_samples": 3, "final_reruns": 2},
+    "fake": {"optimum": {"lr": 3e-3, "time_step": 3}, "noise": 0.05},
+}
 
 
 def cfg(**over):
@@ -36,9 +71,12 @@ def cfg(**over):
 
 def hand_tree():
     t = ExplorationTree({"x": 0})
-    n1 = t.add(ROOT, {"x": 1}); n1.status, n1.reward = "done", 0.5
-    n2 = t.add(ROOT, {"x": 2}); n2.status, n2.reward = "done", 0.8
-    n3 = t.add(1, {"x": 3}); n3.status, n3.reward = "done", 0.9
+    n1 = t.add(ROOT, {"x": 1})
+    n1.status, n1.reward = "done", 0.5
+    n2 = t.add(ROOT, {"x": 2})
+    n2.status, n2.reward = "done", 0.8
+    n3 = t.add(1, {"x": 3})
+    n3.status, n3.reward = "done", 0.9
     return t
 
 
@@ -80,12 +118,24 @@ def test_mutation_line_parser():
 
 
 def test_log_entry_round_trip():
-    e = IterEntry(7, "V_rest partial", 7, 3, "exploit",
-                  {"lr_update": 0.002, "recurrent_training": True, "time_step": 2, "coeff_W_L2": 2.5e-6},
-                  {"V_rest_R2": 0.4512, "connectivity_R2": 0.9123, "training_time_min": 12.5},
-                  [Mutation("lr_update", 0.0012, 0.002), Mutation("time_step", 1, 2)],
-                  "UCB max score=1.2 (subtree mean=0.4, n=2, c=1.0)", "V_rest_R2=0.4512; within Node 21 range 0.11-0.78", 3)
-    text = e.format() + "\n" + IterEntry(8, "V_rest failed", 8, 7, "robustness-check", note="(robustness re-run of node 7)").format()
+    e = IterEntry(
+        7,
+        "V_rest partial",
+        7,
+        3,
+        "exploit",
+        {"lr_update": 0.002, "recurrent_training": True, "time_step": 2, "coeff_W_L2": 2.5e-6},
+        {"V_rest_R2": 0.4512, "connectivity_R2": 0.9123, "training_time_min": 12.5},
+        [Mutation("lr_update", 0.0012, 0.002), Mutation("time_step", 1, 2)],
+        "UCB max score=1.2 (subtree mean=0.4, n=2, c=1.0)",
+        "V_rest_R2=0.4512; within Node 21 range 0.11-0.78",
+        3,
+    )
+    text = (
+        e.format()
+        + "\n"
+        + IterEntry(8, "V_rest failed", 8, 7, "robustness-check", note="(robustness re-run of node 7)").format()
+    )
     parsed = parse_log("# header\n\n" + text)
     assert parsed[0] == e
     assert parsed[1].note == "(robustness re-run of node 7)" and parsed[1].mutations == []
@@ -109,7 +159,9 @@ def test_locked_parameters_cannot_be_mutated(tmp_path):
     # an external proposer that touches a locked parameter stops the run
     ex_cfg = cfg(iterations=4)
     with pytest.raises(LockedParameterError):
-        Explorer(ex_cfg, tmp_path / "locked", engine="serial", propose_fn=lambda mem, tree: ["hidden_dim: 80 -> 32"]).run()
+        Explorer(
+            ex_cfg, tmp_path / "locked", engine="serial", propose_fn=lambda mem, tree: ["hidden_dim: 80 -> 32"]
+        ).run()
 
 
 def test_proposer_error_leaves_no_half_built_node(tmp_path):
@@ -140,15 +192,21 @@ def test_lock_returns_when_its_exception_no_longer_holds():
 
 
 def test_runner_records_the_relock_as_a_mutation(tmp_path):
-    ex = Explorer(cfg(iterations=3, robustness={}), tmp_path / "relock", engine="serial",
-                  propose_fn=lambda mem, tree: ["recurrent_training: true -> false"])
+    ex = Explorer(
+        cfg(iterations=3, robustness={}),
+        tmp_path / "relock",
+        engine="serial",
+        propose_fn=lambda mem, tree: ["recurrent_training: true -> false"],
+    )
     parent = ex.tree.add(ROOT, {**ex.cfg.base_config, "recurrent_training": True, "lr_W": 1e-3}, mode="explore")
     parent.status, parent.reward = "done", 0.5  # the only finished node: UCB picks it
     child = ex._new_node(slot=0, iteration=2)
     assert child.parent == parent.id
     assert child.config["recurrent_training"] is False and child.config["lr_W"] == 6e-4
-    assert child.mutations == [{"param": "recurrent_training", "old": True, "new": False},
-                               {"param": "lr_W", "old": 1e-3, "new": 6e-4}]
+    assert child.mutations == [
+        {"param": "recurrent_training", "old": True, "new": False},
+        {"param": "lr_W", "old": 1e-3, "new": 6e-4},
+    ]
 
 
 def test_resume_logs_a_finished_node_whose_entry_a_kill_cut_off(tmp_path):
@@ -186,8 +244,10 @@ def test_proposer_stays_in_search_space():
 
 
 def _node_view(tree):
-    return [(n.id, n.parent, n.slot, n.mode, json.dumps(n.config, sort_keys=True), n.data_seed, n.status, n.reward)
-            for n in sorted(tree.run_nodes(), key=lambda n: n.id)]
+    return [
+        (n.id, n.parent, n.slot, n.mode, json.dumps(n.config, sort_keys=True), n.data_seed, n.status, n.reward)
+        for n in sorted(tree.run_nodes(), key=lambda n: n.id)
+    ]
 
 
 def test_resume_after_interrupt_loses_and_repeats_nothing(tmp_path):
@@ -247,7 +307,9 @@ def test_failed_node_is_finished_not_rerun(tmp_path):
 
 def test_external_command_and_python_proposers(tmp_path):
     cmd = f"{sys.executable} -c \"import sys; open(sys.argv[1]).read(); print('thinking...'); print('Mutation: lr: 0.001 -> 0.002')\""
-    ex = Explorer(cfg(iterations=4, robustness={}, proposer={"type": "command", "command": cmd}), tmp_path / "c", engine="serial")
+    ex = Explorer(
+        cfg(iterations=4, robustness={}, proposer={"type": "command", "command": cmd}), tmp_path / "c", engine="serial"
+    )
     ex.run()
     muts = [n.mutations for n in ex.tree.run_nodes() if n.mode not in ("baseline",)]
     assert muts and all([(x["param"], x["new"]) for x in m] == [("lr", 0.002)] for m in muts)
@@ -270,8 +332,24 @@ def test_cli_explore(tmp_path, capsys):
 
     p = tmp_path / "ex.yaml"
     p.write_text(yaml.safe_dump(BASE))
-    assert main(["explore", str(p), "--slots", "2", "--iterations", "4", "--engine", "serial",
-                 "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "explore",
+                str(p),
+                "--slots",
+                "2",
+                "--iterations",
+                "4",
+                "--engine",
+                "serial",
+                "--out",
+                str(tmp_path / "o"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "| id | parent |" in capsys.readouterr().out
     assert (tmp_path / "o" / "tree.json").exists() and (tmp_path / "o" / "summary.md").exists()
     bad = tmp_path / "bad.yaml"

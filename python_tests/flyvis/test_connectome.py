@@ -1,4 +1,5 @@
 """FlyVis connectome compiler: counts against flyvis, structure, spec loading."""
+
 import json
 import zipfile
 
@@ -10,11 +11,14 @@ from eirnn_fast.flyvis import connectome as cm
 from eirnn_fast.flyvis import load_connectome, load_spec
 
 
-@pytest.mark.parametrize("extent,n_neurons,n_edges,n_inputs", [
-    (1, 443, 8174, 56),
-    (2, 1203, 28904, 152),
-    (8, 13741, 434112, 1736),
-])
+@pytest.mark.parametrize(
+    "extent,n_neurons,n_edges,n_inputs",
+    [
+        (1, 443, 8174, 56),
+        (2, 1203, 28904, 152),
+        (8, 13741, 434112, 1736),
+    ],
+)
 def test_counts(extent, n_neurons, n_edges, n_inputs):
     c = load_connectome(extent)
     assert (c.n_neurons, c.n_edges, c.n_inputs) == (n_neurons, n_edges, n_inputs)
@@ -91,8 +95,10 @@ def test_spec_from_wheel_and_json(tmp_path):
         load_connectome(1, spec_path=tmp_path / "missing.json")
 
 
-@pytest.mark.parametrize("extent,exc", [(0, ValueError), (-3, ValueError), (1000, ValueError),
-                                        (2.5, TypeError), ("8", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "extent,exc",
+    [(0, ValueError), (-3, ValueError), (1000, ValueError), (2.5, TypeError), ("8", TypeError), (True, TypeError)],
+)
 def test_bad_extent(extent, exc):
     with pytest.raises(exc, match="extent"):
         load_connectome(extent)

@@ -1,5 +1,5 @@
 """FlyVisGNN: per-node (fused) vs per-edge reference, variant B, shapes, init, rollout."""
-import numpy as np
+
 import pytest
 import torch
 
@@ -15,8 +15,9 @@ def graph():
 
 def _pair(graph, variant, **kw):
     fused = FlyVisGNN(graph, variant=variant, hidden_dim=16, w_init="randn", seed=1, dtype=torch.float64, **kw)
-    ref = FlyVisGNN(graph, variant=variant, hidden_dim=16, w_init="randn", seed=1, dtype=torch.float64,
-                    backend="reference", **kw)
+    ref = FlyVisGNN(
+        graph, variant=variant, hidden_dim=16, w_init="randn", seed=1, dtype=torch.float64, backend="reference", **kw
+    )
     ref.load_state_dict(fused.state_dict())
     with torch.no_grad():  # distinct embeddings so the test sees them
         fused.a.copy_(torch.randn_like(fused.a))
@@ -60,7 +61,7 @@ def test_init_modes_and_shapes(graph):
     E = graph.n_edges
     assert torch.count_nonzero(FlyVisGNN(graph, w_init="zeros").W) == 0
     w = FlyVisGNN(graph, w_init="randn_scaled", w_init_scale=2.0, seed=0).W.detach()
-    assert w.shape == (E,) and 0.5 * 2 / E ** 0.5 < w.std() < 1.5 * 2 / E ** 0.5
+    assert w.shape == (E,) and 0.5 * 2 / E**0.5 < w.std() < 1.5 * 2 / E**0.5
     m = FlyVisGNN(graph, embedding_dim=3, hidden_dim=8, n_layers=4)
     assert m.a.shape == (graph.n_neurons, 3) and torch.all(m.a == 1)
     assert len(m.g_phi.layers) == 4 and m.g_phi.layers[0].in_features == 4
@@ -88,8 +89,16 @@ def test_bad_arguments(graph):
 
 def test_variant_b_tanh_falls_back_to_reference(graph):
     m = FlyVisGNN(graph, variant="B", activation="tanh", hidden_dim=8, w_init="randn", seed=0, dtype=torch.float64)
-    r = FlyVisGNN(graph, variant="B", activation="tanh", hidden_dim=8, w_init="randn", seed=0, dtype=torch.float64,
-                  backend="reference")
+    r = FlyVisGNN(
+        graph,
+        variant="B",
+        activation="tanh",
+        hidden_dim=8,
+        w_init="randn",
+        seed=0,
+        dtype=torch.float64,
+        backend="reference",
+    )
     v = torch.randn(60, 2, dtype=torch.float64)
     torch.testing.assert_close(m(v, v), r(v, v))
 

@@ -1,4 +1,5 @@
 """Recovery metrics on constructed cases."""
+
 import numpy as np
 import pytest
 import torch
@@ -76,8 +77,10 @@ def test_linearize_model_on_a_handmade_linear_model():
     m = FlyVisGNN(graph, hidden_dim=2, n_layers=2, embedding_dim=1, dtype=torch.float64)
     with torch.no_grad():
         # f([v, a, msg, I]) = -2 v + 0.5 a + 3 msg + I  (a = 1): tau = 0.5, V_rest = 0.25
-        m.f_theta.layers[0].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0.5, 3.0, 1.0]], dtype=torch.float64) * 0 +
-                                         torch.tensor([[-2.0, 0.5, 3.0, 1.0], [0, 0, 0, 0]], dtype=torch.float64))
+        m.f_theta.layers[0].weight.copy_(
+            torch.tensor([[1.0, 0, 0, 0], [0, 0.5, 3.0, 1.0]], dtype=torch.float64) * 0
+            + torch.tensor([[-2.0, 0.5, 3.0, 1.0], [0, 0, 0, 0]], dtype=torch.float64)
+        )
         m.f_theta.layers[0].bias.zero_()
         m.f_theta.act = torch.nn.Identity()
         m.f_theta.layers[1].weight.copy_(torch.tensor([[1.0, 0.0]], dtype=torch.float64))
@@ -110,7 +113,7 @@ def test_test_pearson_and_analysis():
     wide = rng.standard_normal((40, 3)) @ rng.standard_normal((3, 90))  # fewer frames than neurons: X X^T
     assert M.activity_svd_rank(wide) == 3
     s = np.linalg.svd(long - long.mean(0), compute_uv=False)
-    want = int(np.searchsorted(np.cumsum(s ** 2) / (s ** 2).sum(), 0.9999) + 1)
+    want = int(np.searchsorted(np.cumsum(s**2) / (s**2).sum(), 0.9999) + 1)
     assert M.activity_svd_rank(long, variance=0.9999) == want  # same as a plain SVD
     mu, sd = M.activity_stats(torch.as_tensor(long, dtype=torch.float32))  # chunked two-pass stats
     np.testing.assert_allclose(mu, long.mean(0), rtol=1e-5, atol=1e-5)

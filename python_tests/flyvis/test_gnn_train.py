@@ -1,4 +1,5 @@
 """FlyVis GNN trainer: config names, regularisers, resume, end-to-end recovery on a toy ground truth."""
+
 import json
 
 import numpy as np
@@ -8,24 +9,53 @@ import torch
 from eirnn_fast.flyvis import metrics as M
 from eirnn_fast.flyvis.gnn import FlyVisGNN
 from eirnn_fast.flyvis.gnn_toy import make_toy_dataset, make_toy_ground_truth
-from eirnn_fast.flyvis.train import (FlyVisTrainConfig, annealed_coefficients, flyvis_evaluate_main,
-                                     flyvis_train_main, regularization_terms, train_flyvis_gnn)
+from eirnn_fast.flyvis.train import (
+    FlyVisTrainConfig,
+    annealed_coefficients,
+    flyvis_evaluate_main,
+    flyvis_train_main,
+    regularization_terms,
+    train_flyvis_gnn,
+)
 
 
 def test_config_accepts_old_and_new_names_and_sections():
-    cfg = FlyVisTrainConfig.from_dict({
-        "graph_model": {"signal_model_name": "PDE_N9_A", "lin_edge": {"hidden_dim": 64, "n_layers": 4},
-                        "lin_phi": {"hidden_dim": 32, "n_layers": 3}, "embedding_dim": 2, "lin_edge_positive": True},
-        "training": {"learning_rate_start": "1.2E-3", "learning_rate_W_start": 6e-4,
-                     "learning_rate_embedding_start": 1.55e-3, "learning_rate_update_start": 0,
-                     "coeff_edge_diff": 750, "coeff_edge_norm": 0.9, "coeff_edge_weight_L1": 0.29,
-                     "coeff_phi_weight_L1": 0.5, "coeff_phi_weight_L1_rate": 0.4, "coeff_phi_weight_L2": 0.001,
-                     "coeff_W_L1": 3.5e-5, "coeff_W_L1_rate": 0.5, "coeff_W_L2": 2.5e-6, "batch_size": 2,
-                     "data_augmentation_loop": 20, "grad_clip_W": 0.5, "recurrent_training": True, "time_step": 3,
-                     "noise_recurrent_level": 0.01, "recurrent_training_start_epoch": 1, "n_epochs": 2},
-        "simulation": {"noise_model_level": 0.05, "delta_t": 0.02},
-        "description": "seed 004 locked table",
-    })
+    cfg = FlyVisTrainConfig.from_dict(
+        {
+            "graph_model": {
+                "signal_model_name": "PDE_N9_A",
+                "lin_edge": {"hidden_dim": 64, "n_layers": 4},
+                "lin_phi": {"hidden_dim": 32, "n_layers": 3},
+                "embedding_dim": 2,
+                "lin_edge_positive": True,
+            },
+            "training": {
+                "learning_rate_start": "1.2E-3",
+                "learning_rate_W_start": 6e-4,
+                "learning_rate_embedding_start": 1.55e-3,
+                "learning_rate_update_start": 0,
+                "coeff_edge_diff": 750,
+                "coeff_edge_norm": 0.9,
+                "coeff_edge_weight_L1": 0.29,
+                "coeff_phi_weight_L1": 0.5,
+                "coeff_phi_weight_L1_rate": 0.4,
+                "coeff_phi_weight_L2": 0.001,
+                "coeff_W_L1": 3.5e-5,
+                "coeff_W_L1_rate": 0.5,
+                "coeff_W_L2": 2.5e-6,
+                "batch_size": 2,
+                "data_augmentation_loop": 20,
+                "grad_clip_W": 0.5,
+                "recurrent_training": True,
+                "time_step": 3,
+                "noise_recurrent_level": 0.01,
+                "recurrent_training_start_epoch": 1,
+                "n_epochs": 2,
+            },
+            "simulation": {"noise_model_level": 0.05, "delta_t": 0.02},
+            "description": "seed 004 locked table",
+        }
+    )
     assert cfg.variant == "A" and cfg.hidden_dim == 64 and cfg.n_layers == 4
     assert cfg.hidden_dim_update == 32 and cfg.lr == 1.2e-3 and cfg.lr_W == 6e-4
     assert cfg.coeff_g_phi_diff == 750.0 and cfg.coeff_f_theta_weight_L1 == 0.5
@@ -36,15 +66,18 @@ def test_config_accepts_old_and_new_names_and_sections():
     assert FlyVisTrainConfig.from_dict({"lr_emb": 2e-3}).lr_embedding == 2e-3  # seed 004's table name
 
 
-@pytest.mark.parametrize("d, key", [
-    ({"coeff_edge_dif": 1.0}, "coeff_edge_dif"),
-    ({"training": {"batch_size": 0}}, "batch_size"),
-    ({"learning_rate_start": -1.0}, "lr"),
-    ({"training": {"learning_rate_W_start": "fast"}}, "lr_W"),
-    ({"w_init_mode": "ones"}, "w_init"),
-    ({"lin_edge": {"width": 3}}, "lin_edge.width"),
-    ({"lr": 1e-3, "learning_rate_start": 2e-3}, "learning_rate_start"),
-])
+@pytest.mark.parametrize(
+    "d, key",
+    [
+        ({"coeff_edge_dif": 1.0}, "coeff_edge_dif"),
+        ({"training": {"batch_size": 0}}, "batch_size"),
+        ({"learning_rate_start": -1.0}, "lr"),
+        ({"training": {"learning_rate_W_start": "fast"}}, "lr_W"),
+        ({"w_init_mode": "ones"}, "w_init"),
+        ({"lin_edge": {"width": 3}}, "lin_edge.width"),
+        ({"lr": 1e-3, "learning_rate_start": 2e-3}, "learning_rate_start"),
+    ],
+)
 def test_bad_config_names_the_key(d, key):
     with pytest.raises(ValueError, match=f"config key '{key}'") as e:
         FlyVisTrainConfig.from_dict(d)
@@ -68,8 +101,16 @@ def test_regulariser_values_on_toy_mlps():
     m = _toy_model()
     W = m.W.detach()
     v = torch.linspace(-1, 1, 20, dtype=torch.float64)
-    base = dict(W_L1=0.0, W_L2=0.0, g_phi_weight_L1=0.0, g_phi_weight_L2=0.0, f_theta_weight_L1=0.0,
-                f_theta_weight_L2=0.0, g_phi_diff=0.0, g_phi_norm=0.0)
+    base = dict(
+        W_L1=0.0,
+        W_L2=0.0,
+        g_phi_weight_L1=0.0,
+        g_phi_weight_L2=0.0,
+        f_theta_weight_L1=0.0,
+        f_theta_weight_L2=0.0,
+        g_phi_diff=0.0,
+        g_phi_norm=0.0,
+    )
     tot, parts = regularization_terms(m, v, 1.0, {**base, "W_L1": 2.0})
     assert float(tot.detach()) == pytest.approx(2.0 * float(W.abs().sum()))
     # the reference quirk: W_L2 is skipped while W_L1 is active, unless W_L2_with_L1
@@ -93,7 +134,7 @@ def test_regulariser_values_on_toy_mlps():
     _, parts = regularization_terms(m, vpos, 1.0, {**base, "g_phi_diff": 1.0, "g_phi_norm": 1.0})
     assert float(parts["g_phi_diff"].detach()) == 0.0
     # g(v)^2 = (H * 0.25 * (v + 0.1))^2 with H = 4 -> (v + 0.1)^2 at v = 2 xnorm = 2: 4.41; target 2
-    assert float(parts["g_phi_norm"].detach()) == pytest.approx(20 ** 0.5 * (2.1 ** 2 - 2.0))
+    assert float(parts["g_phi_norm"].detach()) == pytest.approx(20**0.5 * (2.1**2 - 2.0))
     with torch.no_grad():
         m.g_phi.layers[0].weight[:, 0] = -1.0
         m.g_phi.layers[0].bias.fill_(2.0)
@@ -116,9 +157,21 @@ def test_annealing():
     assert annealed_coefficients(cfg, 0)["g_phi_diff"] == cfg.coeff_g_phi_diff  # never annealed
 
 
-SMALL = dict(hidden_dim=16, hidden_dim_update=16, batch_size=4, iterations_per_epoch=20, quiet=True, log_every=5,
-             coeff_g_phi_weight_L1=0.0, coeff_f_theta_weight_L1=0.0, coeff_f_theta_weight_L2=0.0, coeff_W_L1=0.0,
-             coeff_g_phi_diff=10.0, coeff_g_phi_norm=1.0, dtype="float64")
+SMALL = dict(
+    hidden_dim=16,
+    hidden_dim_update=16,
+    batch_size=4,
+    iterations_per_epoch=20,
+    quiet=True,
+    log_every=5,
+    coeff_g_phi_weight_L1=0.0,
+    coeff_f_theta_weight_L1=0.0,
+    coeff_f_theta_weight_L2=0.0,
+    coeff_W_L1=0.0,
+    coeff_g_phi_diff=10.0,
+    coeff_g_phi_norm=1.0,
+    dtype="float64",
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +181,16 @@ def tiny():
 
 def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
     _, _, data = tiny
-    cfg = FlyVisTrainConfig(**SMALL, n_epochs=2, checkpoint_every=10, recurrent_training=True, time_step=2,
-                            noise_recurrent_level=0.01, recurrent_training_start_epoch=1, eval_each_epoch=False)
+    cfg = FlyVisTrainConfig(
+        **SMALL,
+        n_epochs=2,
+        checkpoint_every=10,
+        recurrent_training=True,
+        time_step=2,
+        noise_recurrent_level=0.01,
+        recurrent_training_start_epoch=1,
+        eval_each_epoch=False,
+    )
     full, _ = train_flyvis_gnn(cfg, data, out_dir=tmp_path / "full")
     # interrupted: run 1 epoch + 10 iterations, then resume
     part = FlyVisTrainConfig(**{**cfg.to_dict(), "n_epochs": 1, "extra": {}})
@@ -145,7 +206,9 @@ def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
     assert {"loss", "loss_data", "regul_g_phi_norm", "s_per_iter"} <= set(lines[0])
     # a resume with other training settings is refused, not silently mixed
     with pytest.raises(ValueError, match="another config.*lr"):
-        train_flyvis_gnn(FlyVisTrainConfig(**{**cfg.to_dict(), "lr": 5e-3, "extra": {}}), data, out_dir=tmp_path / "part")
+        train_flyvis_gnn(
+            FlyVisTrainConfig(**{**cfg.to_dict(), "lr": 5e-3, "extra": {}}), data, out_dir=tmp_path / "part"
+        )
 
 
 def test_grad_clip_W_limits_the_W_step(tiny):
@@ -160,10 +223,25 @@ def test_grad_clip_W_limits_the_W_step(tiny):
     assert (clipped.W - start.W).abs().max() < 1e-2
 
 
-TOY_CFG = dict(hidden_dim=32, hidden_dim_update=32, batch_size=8, iterations_per_epoch=1500, n_epochs=1,
-               lr=3e-3, lr_W=3e-3, lr_embedding=3e-3, coeff_g_phi_weight_L1=0.0, coeff_f_theta_weight_L1=0.0,
-               coeff_f_theta_weight_L2=0.0, coeff_W_L1=0.0, coeff_g_phi_diff=10.0, coeff_g_phi_norm=1.0,
-               quiet=True, log_every=100, eval_each_epoch=False)
+TOY_CFG = dict(
+    hidden_dim=32,
+    hidden_dim_update=32,
+    batch_size=8,
+    iterations_per_epoch=1500,
+    n_epochs=1,
+    lr=3e-3,
+    lr_W=3e-3,
+    lr_embedding=3e-3,
+    coeff_g_phi_weight_L1=0.0,
+    coeff_f_theta_weight_L1=0.0,
+    coeff_f_theta_weight_L2=0.0,
+    coeff_W_L1=0.0,
+    coeff_g_phi_diff=10.0,
+    coeff_g_phi_norm=1.0,
+    quiet=True,
+    log_every=100,
+    eval_each_epoch=False,
+)
 
 
 def test_end_to_end_recovery_improves_every_metric(tmp_path):
@@ -172,25 +250,48 @@ def test_end_to_end_recovery_improves_every_metric(tmp_path):
     Process noise 0.5 per frame (the reference's strongest lever: it spreads each neuron's voltage
     so f_theta's line, hence tau and V_rest, is identified)."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    graph, params, data = make_toy_dataset(n_neurons=200, n_types=5, n_frames=2000, n_test_frames=400, seed=0,
-                                             noise_model_level=0.5)
+    graph, params, data = make_toy_dataset(
+        n_neurons=200, n_types=5, n_frames=2000, n_test_frames=400, seed=0, noise_model_level=0.5
+    )
     np.savez(tmp_path / "data.npz", **data)
     import yaml
 
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({**TOY_CFG, "data_path": "data.npz"}))
-    untrained, _ = train_flyvis_gnn(FlyVisTrainConfig(**{**TOY_CFG, "iterations_per_epoch": 1, "lr": 1e-12,
-                                                         "lr_W": 1e-12, "lr_embedding": 1e-12}), data)
+    untrained, _ = train_flyvis_gnn(
+        FlyVisTrainConfig(**{**TOY_CFG, "iterations_per_epoch": 1, "lr": 1e-12, "lr_W": 1e-12, "lr_embedding": 1e-12}),
+        data,
+    )
     before = M.evaluate(untrained, data)
     res = flyvis_train_main(tmp_path / "cfg.yaml", tmp_path / "run")
-    print("before", {k: before[k] for k in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_pearson")})
+    print(
+        "before", {k: before[k] for k in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_pearson")}
+    )
     print("after ", {k: res[k] for k in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_pearson")})
-    for key in ("connectivity_R2", "V_rest_R2", "cluster_accuracy", "test_pearson", "W_sum_corr_in", "W_sum_corr_out",
-                "sign_match"):
+    for key in (
+        "connectivity_R2",
+        "V_rest_R2",
+        "cluster_accuracy",
+        "test_pearson",
+        "W_sum_corr_in",
+        "W_sum_corr_out",
+        "sign_match",
+    ):
         assert res[key] > np.nan_to_num(before[key], nan=0.0) + 0.05, key
-    assert res["connectivity_R2"] > 0.8 and res["tau_R2"] > 0.5 and res["test_pearson"] > 0.8 and res["sign_match"] > 0.8
+    assert (
+        res["connectivity_R2"] > 0.8 and res["tau_R2"] > 0.5 and res["test_pearson"] > 0.8 and res["sign_match"] > 0.8
+    )
     assert res["tau_R2"] > np.nan_to_num(before["tau_R2"], nan=0.0) + 0.05
-    for f in ("result.json", "config.json", "checkpoint.pt", "history.jsonl", "metrics.jsonl", "recovery_W.png",
-              "recovery_tau.png", "recovery_V_rest.png", "embedding.png"):
+    for f in (
+        "result.json",
+        "config.json",
+        "checkpoint.pt",
+        "history.jsonl",
+        "metrics.jsonl",
+        "recovery_W.png",
+        "recovery_tau.png",
+        "recovery_V_rest.png",
+        "embedding.png",
+    ):
         assert (tmp_path / "run" / f).exists(), f
     again = flyvis_evaluate_main(tmp_path / "run")
     assert again["connectivity_R2"] == pytest.approx(res["connectivity_R2"])

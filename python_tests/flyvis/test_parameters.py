@@ -1,4 +1,5 @@
 """Ground-truth parameters: statistics, determinism, stability bound, user files."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,7 @@ def test_sample_shapes_and_ranges(con):
     assert p.tau_type.shape == (65,) and p.strength.shape == (605,)
     assert torch.equal(p.tau, p.tau_type[con.type_index])
     assert ((p.tau_type >= 0.0194) & (p.tau_type <= 0.3201)).all()
-    assert int(((p.tau_type <= 0.02)).sum()) == 51
+    assert int((p.tau_type <= 0.02).sum()) == 51
     assert ((p.V_rest_type >= 0) & (p.V_rest_type <= 0.8)).all()
     assert (p.strength >= 0).all()
     # W = sign x count x strength, sign from the connectome

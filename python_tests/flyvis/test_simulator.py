@@ -1,4 +1,5 @@
 """FlyVis simulator: dense float64 Euler oracle, aggregation backends, determinism, stability, datasets."""
+
 import json
 import os
 
@@ -6,8 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from eirnn_fast.flyvis import (GenerateConfig, columns_to_neurons, generate_dataset, load_connectome, load_dataset,
-                               make_stimuli, sample_parameters, simulate)
+from eirnn_fast.flyvis import (
+    GenerateConfig,
+    columns_to_neurons,
+    generate_dataset,
+    load_connectome,
+    load_dataset,
+    make_stimuli,
+    sample_parameters,
+    simulate,
+)
 from eirnn_fast.flyvis import simulator as sim
 
 
@@ -54,7 +63,7 @@ def test_targets_are_clean_derivative(net):
     c, p = net
     stim = torch.rand(30, c.n_columns, generator=torch.Generator().manual_seed(0))
     r = simulate(c, p, stim, seed=1, dtype=torch.float64, noise_model_level=0.1)
-    resid = r.x[1:] - r.x[:-1] - 0.02 * r.y[:-1]       # = noise of each frame
+    resid = r.x[1:] - r.x[:-1] - 0.02 * r.y[:-1]  # = noise of each frame
     assert abs(float(resid.std()) - 0.1) < 0.01
     r0 = simulate(c, p, stim, seed=1, dtype=torch.float64, noise_model_level=0.0)
     torch.testing.assert_close(r0.x[1:], r0.x[:-1] + 0.02 * r0.y[:-1])
@@ -111,7 +120,7 @@ def test_deterministic_per_seed(net):
 def test_stable_over_many_frames():
     c = load_connectome(2)
     p = sample_parameters(c, 2)
-    st = make_stimuli(2, 40, 50, seed=2)                   # 2,000 frames of all four kinds
+    st = make_stimuli(2, 40, 50, seed=2)  # 2,000 frames of all four kinds
     r = simulate(c, p, torch.from_numpy(st.concat(range(40))), seed=0)
     assert torch.isfinite(r.x).all()
     assert float(r.x.abs().max()) < 100.0
@@ -159,9 +168,10 @@ def test_bad_inputs(net):
 
 
 def test_generate_dataset(tmp_path):
-    cfg = GenerateConfig(extent=1, n_frames=120, n_test_frames=40, sequence_length=20, n_streams=2,
-                         chunk_frames=25, progress=False)
-    meta = generate_dataset(cfg, 3, tmp_path)
+    cfg = GenerateConfig(
+        extent=1, n_frames=120, n_test_frames=40, sequence_length=20, n_streams=2, chunk_frames=25, progress=False
+    )
+    generate_dataset(cfg, 3, tmp_path)
     assert (tmp_path / "activity.png").stat().st_size > 0 and (tmp_path / "stimulus_frame.png").exists()
     m = json.loads((tmp_path / "metadata.json").read_text())
     assert m["connectome"]["n_neurons"] == 443 and m["seed"] == 3
@@ -184,8 +194,26 @@ def test_generate_dataset(tmp_path):
 def test_cli_generate(tmp_path):
     from eirnn_fast.cli import main
 
-    rc = main(["flyvis", "generate", "--out-dir", str(tmp_path), "--extent", "1", "--n-frames", "60",
-               "--n-test-frames", "20", "--n-streams", "2", "--chunk-frames", "30", "--quiet", "--no-plots"])
+    rc = main(
+        [
+            "flyvis",
+            "generate",
+            "--out-dir",
+            str(tmp_path),
+            "--extent",
+            "1",
+            "--n-frames",
+            "60",
+            "--n-test-frames",
+            "20",
+            "--n-streams",
+            "2",
+            "--chunk-frames",
+            "30",
+            "--quiet",
+            "--no-plots",
+        ]
+    )
     assert rc == 0 and (tmp_path / "metadata.json").exists()
     # a bad option is one line on stderr and status 2, like every eirnn-fast command
     assert main(["flyvis", "generate", "--out-dir", str(tmp_path), "--backend", "gpu"]) == 2

@@ -1,4 +1,5 @@
 """L_neuron, regularisers, gradient balancing on toy losses with known gradients, E/I pairing."""
+
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ def _reference_l_neuron(m, t):
     l_corr = (1 - np.clip(r, -1, 1)).mean()
     l_scale = (pm.mean() - pt.mean()) ** 2 / pt.var(ddof=1)
     mv, tv = pm.var(0, ddof=1).mean(), pt.var(0, ddof=1).mean()
-    return l_corr + 0.1 * l_scale + 0.05 * (mv - tv) ** 2 / (tv ** 2 + 1e-6)
+    return l_corr + 0.1 * l_scale + 0.05 * (mv - tv) ** 2 / (tv**2 + 1e-6)
 
 
 def test_l_neuron_matches_formula_and_metric():
@@ -72,13 +73,13 @@ def test_regularisers():
 # ----------------------------------------------------------------------------- balancing
 def _toy(n=4):
     p = torch.nn.Parameter(torch.arange(1.0, n + 1, dtype=torch.float64))
-    return p, {"neuron": 3.0 * p.sum(), "trial": (p ** 2).sum()}
+    return p, {"neuron": 3.0 * p.sum(), "trial": (p**2).sum()}
 
 
 def test_param_norm_normalises_each_gradient():
     p, losses = _toy()
     bal = GradientBalancer(mode="param_norm", weights={"neuron": 1.0, "trial": 0.5})
-    extra = 0.25 * (p ** 2).sum()
+    extra = 0.25 * (p**2).sum()
     stats = bal.backward(losses, extra=extra, params=[p])
     x = p.detach()
     expect = torch.ones(4, dtype=torch.float64) / 2.0 + 0.5 * x / x.norm() + 0.5 * x
@@ -99,7 +100,7 @@ def test_loss_ema_divides_by_running_loss_value():
     p, losses = _toy()
     bal.backward(losses, params=[p])
     x = p.detach()
-    l_n, l_t = 3 * x.sum(), (x ** 2).sum()
+    l_n, l_t = 3 * x.sum(), (x**2).sum()
     torch.testing.assert_close(p.grad, 3.0 / l_n + 0.5 * 2 * x / l_t)  # first step: EMA = value
     p.grad = None
     losses = {"neuron": 3.0 * p.sum() * 2.0}
@@ -113,7 +114,7 @@ def test_activity_ema_normalises_where_it_enters_the_rates():
     bal = GradientBalancer(mode="activity_ema", weights={"neuron": 1.0, "trial": 0.5}, activity_ema_decay=0.9)
     rates = w * torch.ones(4, dtype=torch.float64)  # d rates / d w = 1 per element
     a_n, a_t = bal.tap("neuron", rates), bal.tap("trial", rates)
-    losses = {"neuron": 5.0 * a_n.sum(), "trial": (a_t ** 2).sum()}
+    losses = {"neuron": 5.0 * a_n.sum(), "trial": (a_t**2).sum()}
     bal.backward(losses)
     # step 1: bias-corrected EMA of ||g||^2 = ||g||^2, so each gradient becomes w_k * g / ||g||
     g_n = torch.full((4,), 5.0, dtype=torch.float64)
@@ -125,7 +126,7 @@ def test_activity_ema_normalises_where_it_enters_the_rates():
     rates = w * torch.ones(4, dtype=torch.float64)
     bal.backward({"neuron": 10.0 * bal.tap("neuron", rates).sum()})
     sq1, sq2 = 4 * 25.0, 4 * 100.0
-    hat = (0.9 * 0.1 * sq1 + 0.1 * sq2) / (1 - 0.9 ** 2)
+    hat = (0.9 * 0.1 * sq1 + 0.1 * sq2) / (1 - 0.9**2)
     torch.testing.assert_close(w.grad, torch.tensor(4 * 10.0 / math.sqrt(hat), dtype=torch.float64))
 
 

@@ -1,13 +1,13 @@
 """trial_matching_loss: faithful mode vs a direct transcription of the predecessor's formula,
 default mode vs the op, condition groups, Poisson, gradients, bad input."""
+
 import numpy as np
 import pytest
 import torch
+from testutils import requires_compiled
 
 from eirnn_fast.losses import trial_matching_loss
 from eirnn_fast.ops import sinkhorn
-
-from testutils import requires_compiled
 
 pytestmark = requires_compiled
 
@@ -123,17 +123,20 @@ def test_groups_pair_and_debias():
     assert torch.isfinite(loss) and loss.item() > 0
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(feature="psth"), ValueError, "feature"),
-    (dict(feature="pop_mean_by_type"), ValueError, "neuron_type"),
-    (dict(zscore="global"), ValueError, "zscore"),
-    (dict(cost="poisson", zscore="per_side"), ValueError, "zscore=None"),
-    (dict(cost="cosine"), ValueError, "cost"),
-    (dict(faithful=True, cost="sqeuclidean"), ValueError, "faithful"),
-    (dict(groups=torch.tensor([0, 1])), ValueError, "groups"),
-    (dict(mask=torch.ones(3, 3)), ValueError, "mask"),
-    (dict(eps=-1.0), ValueError, "eps"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(feature="psth"), ValueError, "feature"),
+        (dict(feature="pop_mean_by_type"), ValueError, "neuron_type"),
+        (dict(zscore="global"), ValueError, "zscore"),
+        (dict(cost="poisson", zscore="per_side"), ValueError, "zscore=None"),
+        (dict(cost="cosine"), ValueError, "cost"),
+        (dict(faithful=True, cost="sqeuclidean"), ValueError, "faithful"),
+        (dict(groups=torch.tensor([0, 1])), ValueError, "groups"),
+        (dict(mask=torch.ones(3, 3)), ValueError, "mask"),
+        (dict(eps=-1.0), ValueError, "eps"),
+    ],
+)
 def test_bad_input(kwargs, exc, match):
     model = rates(6, 4, 3, seed=11)
     target = rates(6, 4, 3, seed=12)

@@ -1,4 +1,5 @@
 """PSTH correlation, noise ceiling and rate statistics on constructed cases."""
+
 import numpy as np
 import pytest
 import torch

@@ -6,6 +6,7 @@ constructor options, and runs the forward as the explicit per-step loop the pred
 shares no code with ``eirnn_fast.models`` so that it is an independent check of names, shapes,
 parameterisations, embeddings and the one-step output lag.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,10 @@ from eirnn_fast.models import ei_unit_counts, recorded_unit_index
 
 # a real trained checkpoint of the predecessor (MIT; python_tests/fixtures/PROVENANCE.md), shipped
 # with the tests so the strict-load check always runs
-CHECKPOINT = os.environ.get("EIRNN_FAST_PREDECESSOR_CKPT", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "conditioned_loss_08_15_model_best.pt"))
+CHECKPOINT = os.environ.get(
+    "EIRNN_FAST_PREDECESSOR_CKPT",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "conditioned_loss_08_15_model_best.pt"),
+)
 
 N_EXC, N_INH, N_IN = 5, 3, 4
 ALWAYS_ON = ("time_lag", "deep", "typed", "recurrent", "attention", "polynomial")
@@ -41,7 +44,7 @@ def _oracle_embed(cfg: dict, sd: dict, u: torch.Tensor) -> torch.Tensor:
         return u
     n = u.shape[-1]
     dim = dim or n
-    p = {k[len("input_embed."):]: v for k, v in sd.items() if k.startswith("input_embed.")}
+    p = {k[len("input_embed.") :]: v for k, v in sd.items() if k.startswith("input_embed.")}
     if kind == "learnable":
         return torch.relu(u @ p["linear.weight"].T + p["linear.bias"])
     if kind == "random":
@@ -343,7 +346,9 @@ def test_one_step_lag_and_returned_states():
     rates, _, states = model(x, return_states=True, noise=False)
     scale, base = model.rate_scale.detach(), model.rate_baseline.detach()
     # rates_0 is read from x_{-1} = h0, rates_{t+1} from states_t
-    torch.testing.assert_close(rates[:, 0], torch.clamp(F.softplus(model.h0.detach()) * scale + base, min=0).expand(2, -1))
+    torch.testing.assert_close(
+        rates[:, 0], torch.clamp(F.softplus(model.h0.detach()) * scale + base, min=0).expand(2, -1)
+    )
     torch.testing.assert_close(rates[:, 1:], torch.clamp(F.softplus(states[:, :-1]) * scale + base, min=0))
 
 
@@ -492,7 +497,9 @@ def _predecessor_init(n_exc, n_inh, n_in, seed, bypass=False, low_rank=None, emb
 
 
 @pytest.mark.parametrize(
-    "opts", [{}, {"bypass_dale": True}, {"low_rank": 3}, {"input_embed_dim": 6}], ids=["dale", "bypass", "lowrank", "embed"]
+    "opts",
+    [{}, {"bypass_dale": True}, {"low_rank": 3}, {"input_embed_dim": 6}],
+    ids=["dale", "bypass", "lowrank", "embed"],
 )
 def test_initialisation_reproduces_predecessor_with_same_seeds(opts):
     want = _predecessor_init(

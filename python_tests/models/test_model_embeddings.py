@@ -1,4 +1,5 @@
 """Input embeddings: documented widths, time locality and the exact maps."""
+
 import pytest
 import torch
 
@@ -37,7 +38,16 @@ def test_output_width(kind, kwargs, width):
 
 
 def test_all_types_listed():
-    assert set(EMBED_TYPES) == {"learnable", "random", "time_lag", "polynomial", "deep", "typed", "recurrent", "attention"}
+    assert set(EMBED_TYPES) == {
+        "learnable",
+        "random",
+        "time_lag",
+        "polynomial",
+        "deep",
+        "typed",
+        "recurrent",
+        "attention",
+    }
 
 
 def test_time_lag_values():

@@ -1,4 +1,5 @@
 """Constraint parameterisations of the E-I RNN (eirnn_fast.models.parametrize)."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,14 +1,14 @@
 """edge_message_passing / edge_mlp_message_passing: fused kernels against dense and index_add_
 references (values and gradients), edge shapes, bad input, determinism across runs and threads."""
+
 import warnings
 
 import pytest
 import torch
+from testutils import devices, requires_compiled
 
 from eirnn_fast.ops import EdgeGraph, edge_message_passing, edge_mlp_message_passing
 from eirnn_fast.reference import edge_message_passing_reference, edge_mlp_messages_reference
-
-from testutils import devices, requires_compiled
 
 pytestmark = requires_compiled
 
@@ -279,9 +279,9 @@ def make_mlp(g, F, H, L, dtype=torch.float64, seed=0, bias=True, out_2d=False, f
     shape_b = (F, g.num_src, H) if frames_dim else (g.num_src, H)
     w = r(g.num_edges)
     a, b = r(*shape_a, scale=0.7), r(*shape_b, scale=0.7)
-    hws = [r(H, H, scale=H ** -0.5) for _ in range(L)]
+    hws = [r(H, H, scale=H**-0.5) for _ in range(L)]
     hbs = [r(H, scale=0.1) for _ in range(L)]
-    ow = r(1, H, scale=H ** -0.5) if out_2d else r(H, scale=H ** -0.5)
+    ow = r(1, H, scale=H**-0.5) if out_2d else r(H, scale=H**-0.5)
     ob = r(1, scale=0.1) if bias else None
     return [w, a, b, hws, hbs, ow, ob]
 
@@ -410,15 +410,22 @@ def test_flyvis_a_per_node_factorisation_is_exact():
     """Model A: per-node g_phi followed by the op equals the per-edge MLP + index_add_ reference."""
     g = random_graph(50, 50, 600, seed=11)
     torch.manual_seed(0)
-    g_phi = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16),
-                                torch.nn.ReLU(), torch.nn.Linear(16, 1)).double()
+    g_phi = torch.nn.Sequential(
+        torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)
+    ).double()
     v = torch.randn(50, 2, dtype=torch.float64)  # two frames
     emb = torch.randn(50, 2, dtype=torch.float64)
     w = torch.randn(600, dtype=torch.float64)
-    h = torch.stack([g_phi(torch.cat([v[:, f:f + 1], emb], 1))[:, 0] ** 2 for f in range(2)], 1)
+    h = torch.stack([g_phi(torch.cat([v[:, f : f + 1], emb], 1))[:, 0] ** 2 for f in range(2)], 1)
     fused = edge_message_passing(g, w, h, backend="fused")
     src, dst = g.src.long(), g.dst.long()
-    per_edge = torch.stack([
-        torch.zeros(50, dtype=torch.float64).index_add_(
-            0, dst, w * g_phi(torch.cat([v[src, f:f + 1], emb[src]], 1))[:, 0] ** 2) for f in range(2)], 1)
+    per_edge = torch.stack(
+        [
+            torch.zeros(50, dtype=torch.float64).index_add_(
+                0, dst, w * g_phi(torch.cat([v[src, f : f + 1], emb[src]], 1))[:, 0] ** 2
+            )
+            for f in range(2)
+        ],
+        1,
+    )
     assert rel_err(fused, per_edge) < 1e-12

@@ -1,14 +1,12 @@
 """ei_rnn_scan: fused kernels against the float64 reference, gradients, edge shapes, bad input."""
-import warnings
 
 import pytest
 import torch
+from testutils import devices, requires_compiled, requires_cuda
 
 import eirnn_fast
 from eirnn_fast.ops import ei_rnn_scan
 from eirnn_fast.reference import ei_rnn_scan_reference
-
-from testutils import devices, requires_compiled, requires_cuda
 
 pytestmark = requires_compiled
 
@@ -16,13 +14,18 @@ pytestmark = requires_compiled
 def make_inputs(B, T, N, dtype, device="cpu", seed=0, x0_batched=True, alpha_shape="n"):
     gen = torch.Generator().manual_seed(seed)
     drive = 0.5 * torch.randn(B, T, N, generator=gen, dtype=torch.float64)
-    x0 = torch.randn(B, N, generator=gen, dtype=torch.float64) if x0_batched else torch.randn(
-        N, generator=gen, dtype=torch.float64)
+    x0 = (
+        torch.randn(B, N, generator=gen, dtype=torch.float64)
+        if x0_batched
+        else torch.randn(N, generator=gen, dtype=torch.float64)
+    )
     # spectral radius ~0.9 with mixed signs, as after Dale's law
     w = torch.randn(N, N, generator=gen, dtype=torch.float64) * (0.9 / max(N, 1) ** 0.5)
-    alpha = {"n": 0.1 + 0.8 * torch.rand(N, generator=gen, dtype=torch.float64),
-             "scalar": torch.tensor(0.37, dtype=torch.float64),
-             "one": torch.tensor([0.42], dtype=torch.float64)}[alpha_shape]
+    alpha = {
+        "n": 0.1 + 0.8 * torch.rand(N, generator=gen, dtype=torch.float64),
+        "scalar": torch.tensor(0.37, dtype=torch.float64),
+        "one": torch.tensor([0.42], dtype=torch.float64),
+    }[alpha_shape]
     return [t.to(device=device, dtype=dtype).requires_grad_() for t in (drive, x0, w, alpha)]
 
 

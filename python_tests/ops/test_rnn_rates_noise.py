@@ -1,12 +1,12 @@
 """ei_rnn_rates and state_noise_: the fused passes around the scan against their references."""
+
 import pytest
 import torch
+from testutils import requires_compiled
 
 from eirnn_fast import _ext
 from eirnn_fast.ops import ei_rnn_rates, state_noise_
 from eirnn_fast.reference import ei_rnn_rates_reference, state_noise_reference
-
-from testutils import requires_compiled
 
 pytestmark = requires_compiled
 
@@ -56,8 +56,10 @@ def test_rates_float32_match_float64_reference():
 
 
 def test_rates_gradcheck_and_clamp_edge():
-    inputs = [t.detach()[:, :6, :5].contiguous().requires_grad_() if t.dim() == 3 else t
-              for t in rate_inputs(2, 6, 5, torch.float64, seed=1)]
+    inputs = [
+        t.detach()[:, :6, :5].contiguous().requires_grad_() if t.dim() == 3 else t
+        for t in rate_inputs(2, 6, 5, torch.float64, seed=1)
+    ]
     inputs[1] = inputs[1].detach()[:, :5].contiguous().requires_grad_()
     assert torch.autograd.gradcheck(lambda *a: ei_rnn_rates(*a, backend="fused"), inputs)
     # negative baseline: part of the grid is clamped to 0 and gets no gradient
@@ -123,7 +125,7 @@ def test_noise_draws_are_standard_normal(dtype):
 
     x = draws(300_001, seed=123, dtype=dtype).double()
     assert abs(x.mean().item()) < 0.01 and abs(x.std().item() - 1.0) < 0.01
-    assert abs((x ** 4).mean().item() - 3.0) < 0.05  # Gaussian kurtosis, not a uniform's 1.8
+    assert abs((x**4).mean().item() - 3.0) < 0.05  # Gaussian kurtosis, not a uniform's 1.8
     assert stats.kstest(x.numpy(), "norm").pvalue > 1e-3
     y = draws(300_001, seed=124, dtype=dtype).double()
     assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1].item()) < 0.01  # seeds give independent streams

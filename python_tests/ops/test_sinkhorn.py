@@ -1,13 +1,11 @@
 """sinkhorn: fused kernel vs the float64 reference and POT, gradients, edge cases, bad input, memory."""
-import math
 
 import pytest
 import torch
+from testutils import devices, requires_compiled
 
 from eirnn_fast.ops import relative_eps, sinkhorn, sinkhorn_info, sinkhorn_plan
 from eirnn_fast.reference import cost_matrix_reference, sinkhorn_reference
-
-from testutils import devices, requires_compiled
 
 pytestmark = requires_compiled
 COSTS = ["sqeuclidean", "poisson", "euclidean"]
@@ -122,8 +120,7 @@ def test_values_and_gradients_match_pot_envelope(cost):
         M = cost_matrix_reference(xk[None], yk[None], cost)[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # POT warns that tol=1e-15 was not reached
-            res = ot.solve(M, reg=eps, reg_type="KL", method="sinkhorn_log", max_iter=20000, tol=1e-15,
-                           grad="envelope")
+            res = ot.solve(M, reg=eps, reg_type="KL", method="sinkhorn_log", max_iter=20000, tol=1e-15, grad="envelope")
         px, py = torch.autograd.grad(res.value, [xk, yk])
         assert abs(v[k].item() - res.value.item()) / abs(res.value.item()) < 1e-7
         assert (gx[k] - px).abs().max().item() < 1e-6 * max(1.0, px.abs().max().item())
@@ -140,7 +137,7 @@ def test_tol_zero_runs_max_iter_and_batched_equals_loop():
     v, info = sinkhorn_info(xs, ys, eps=0.1, max_iter=3000, tol=1e-9)
     assert len(set(info.iterations.tolist())) > 1
     for k in range(6):
-        vk, ik = sinkhorn_info(xs[k:k + 1], ys[k:k + 1], eps=0.1, max_iter=3000, tol=1e-9)
+        vk, ik = sinkhorn_info(xs[k : k + 1], ys[k : k + 1], eps=0.1, max_iter=3000, tol=1e-9)
         assert vk.item() == v[k].item() and ik.iterations.item() == info.iterations[k].item()
 
 
@@ -166,8 +163,9 @@ def test_zero_weights(cost):
     assert (gx[a == 0] == 0).all() and (gy[b == 0] == 0).all()
     # same as dropping the zero-weight points
     keep_a, keep_b = a[0] > 0, b[0] > 0
-    v0 = sinkhorn(x[:1, keep_a], y[:1, keep_b], eps=0.05, cost=cost, a=a[:1, keep_a], b=b[:1, keep_b],
-                  max_iter=3000, tol=1e-12)
+    v0 = sinkhorn(
+        x[:1, keep_a], y[:1, keep_b], eps=0.05, cost=cost, a=a[:1, keep_a], b=b[:1, keep_b], max_iter=3000, tol=1e-12
+    )
     assert abs(v0.item() - v[0].item()) < 1e-10
     vr = sinkhorn(x, y, eps=0.05, cost=cost, a=a, b=b, max_iter=3000, tol=1e-12, backend="reference")
     assert rel(v, vr) < 1e-10
@@ -207,7 +205,7 @@ def test_eps_tensor_and_relative_eps():
     assert e.shape == (3,) and (e > 0).all() and not e.requires_grad
     v = sinkhorn(x, y, eps=e, max_iter=3000, tol=1e-12)
     for k in range(3):
-        vk = sinkhorn(x[k:k + 1], y[k:k + 1], eps=float(e[k]), max_iter=3000, tol=1e-12)
+        vk = sinkhorn(x[k : k + 1], y[k : k + 1], eps=float(e[k]), max_iter=3000, tol=1e-12)
         assert abs(vk.item() - v[k].item()) < 1e-12
 
 
@@ -227,7 +225,7 @@ def test_debias(cost):
     s_self = sinkhorn(x, x, eps=0.1, cost=cost, debias=True, max_iter=5000, tol=1e-12)
     assert s_self.abs().max().item() < 1e-9
     s = sinkhorn(x, y, eps=0.1, cost=cost, debias=True, max_iter=5000, tol=1e-12)
-    gx, = torch.autograd.grad(s.sum(), [x])
+    (gx,) = torch.autograd.grad(s.sum(), [x])
     assert (s > 0).all() and torch.isfinite(gx).all()
     sr = sinkhorn(x, y, eps=0.1, cost=cost, debias=True, max_iter=5000, tol=1e-12, backend="reference")
     assert rel(s, sr) < 1e-9
@@ -261,30 +259,33 @@ def test_no_grad_wrt_weights_raises():
         sinkhorn(x, y, eps=0.1, a=torch.ones(1, 3, dtype=torch.float64, requires_grad=True))
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(y=torch.rand(2, 4, 3, dtype=torch.float64)), ValueError, "batch size"),
-    (dict(y=torch.rand(1, 4, 2, dtype=torch.float64)), ValueError, "feature size"),
-    (dict(y=torch.rand(1, 4, 3)), TypeError, "dtype"),
-    (dict(x=torch.rand(1, 3, 3, dtype=torch.float16)), TypeError, "x must be float32 or float64"),
-    (dict(x=torch.rand(3, 3, dtype=torch.float64)), ValueError, r"x must be \[B, n, d\]"),
-    (dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),
-    (dict(eps=0.0), ValueError, "eps"),
-    (dict(eps=-1.0), ValueError, "eps"),
-    (dict(eps=float("nan")), ValueError, "eps"),
-    (dict(eps="big"), TypeError, "eps"),
-    (dict(eps=torch.ones(5, dtype=torch.float64)), ValueError, "eps"),
-    (dict(cost="cosine"), ValueError, "cost"),
-    (dict(cost="poisson", x=-torch.rand(1, 3, 3, dtype=torch.float64)), ValueError, "x holds negative"),
-    (dict(cost="poisson", y=-torch.rand(1, 4, 3, dtype=torch.float64)), ValueError, "y holds negative"),
-    (dict(a=torch.ones(1, 4, dtype=torch.float64)), ValueError, "a must be"),
-    (dict(b=-torch.ones(1, 4, dtype=torch.float64)), ValueError, "b must hold"),
-    (dict(b=torch.zeros(1, 4, dtype=torch.float64)), ValueError, "positive total"),
-    (dict(max_iter=-1), ValueError, "max_iter"),
-    (dict(max_iter=1.5), ValueError, "max_iter"),
-    (dict(tol=-1.0), ValueError, "tol"),
-    (dict(eps_scaling=1.5), ValueError, "eps_scaling"),
-    (dict(backend="gpu"), ValueError, "backend"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(y=torch.rand(2, 4, 3, dtype=torch.float64)), ValueError, "batch size"),
+        (dict(y=torch.rand(1, 4, 2, dtype=torch.float64)), ValueError, "feature size"),
+        (dict(y=torch.rand(1, 4, 3)), TypeError, "dtype"),
+        (dict(x=torch.rand(1, 3, 3, dtype=torch.float16)), TypeError, "x must be float32 or float64"),
+        (dict(x=torch.rand(3, 3, dtype=torch.float64)), ValueError, r"x must be \[B, n, d\]"),
+        (dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),
+        (dict(eps=0.0), ValueError, "eps"),
+        (dict(eps=-1.0), ValueError, "eps"),
+        (dict(eps=float("nan")), ValueError, "eps"),
+        (dict(eps="big"), TypeError, "eps"),
+        (dict(eps=torch.ones(5, dtype=torch.float64)), ValueError, "eps"),
+        (dict(cost="cosine"), ValueError, "cost"),
+        (dict(cost="poisson", x=-torch.rand(1, 3, 3, dtype=torch.float64)), ValueError, "x holds negative"),
+        (dict(cost="poisson", y=-torch.rand(1, 4, 3, dtype=torch.float64)), ValueError, "y holds negative"),
+        (dict(a=torch.ones(1, 4, dtype=torch.float64)), ValueError, "a must be"),
+        (dict(b=-torch.ones(1, 4, dtype=torch.float64)), ValueError, "b must hold"),
+        (dict(b=torch.zeros(1, 4, dtype=torch.float64)), ValueError, "positive total"),
+        (dict(max_iter=-1), ValueError, "max_iter"),
+        (dict(max_iter=1.5), ValueError, "max_iter"),
+        (dict(tol=-1.0), ValueError, "tol"),
+        (dict(eps_scaling=1.5), ValueError, "eps_scaling"),
+        (dict(backend="gpu"), ValueError, "backend"),
+    ],
+)
 def test_bad_input(kwargs, exc, match):
     args = dict(x=torch.rand(1, 3, 3, dtype=torch.float64), y=torch.rand(1, 4, 3, dtype=torch.float64), eps=0.1)
     args.update(kwargs)

@@ -1,4 +1,5 @@
 """End-to-end SC fits on tiny data: artefacts, resume after interruption, curriculum, evaluation."""
+
 import json
 
 import numpy as np
@@ -21,8 +22,18 @@ def tiny_file(tmp_path_factory):
 
 
 def _cfg(tiny_file, out, **kw):
-    base = dict(data=tiny_file, out=str(out), epochs=4, batch_size=16, quiet=True, plots=False, patience=0,
-                val_fraction=0.2, test_fraction=0.2, seed=3)
+    base = dict(
+        data=tiny_file,
+        out=str(out),
+        epochs=4,
+        batch_size=16,
+        quiet=True,
+        plots=False,
+        patience=0,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        seed=3,
+    )
     base.update(kw)
     return FitConfig(**base)
 
@@ -30,8 +41,15 @@ def _cfg(tiny_file, out, **kw):
 def test_fit_writes_all_artefacts(tiny_file, tmp_path):
     cfg = _cfg(tiny_file, tmp_path / "run", plots=True)
     r = fit(cfg)
-    for name in ("config.json", "split.json", "metrics.jsonl", "checkpoint.pt", "result.json",
-                 "training_curves.png", "psth_test.png"):
+    for name in (
+        "config.json",
+        "split.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "result.json",
+        "training_curves.png",
+        "psth_test.png",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1, 2, 3]
@@ -48,8 +66,20 @@ def test_fit_writes_all_artefacts(tiny_file, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 4
 
 
-@pytest.mark.parametrize("extra", [dict(), dict(ltrial_weight=0.5, warmup_epochs=1, ramp_epochs=2, balance="param_norm",
-                                                scheduler="cosine", lr_warmup_epochs=2)])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(),
+        dict(
+            ltrial_weight=0.5,
+            warmup_epochs=1,
+            ramp_epochs=2,
+            balance="param_norm",
+            scheduler="cosine",
+            lr_warmup_epochs=2,
+        ),
+    ],
+)
 def test_resume_after_interruption_gives_the_same_result(tiny_file, tmp_path, extra):
     straight = fit(_cfg(tiny_file, tmp_path / "a", **extra))
     with pytest.raises(_Interrupted):
