@@ -286,7 +286,19 @@ def _add_flyvis_commands(sub) -> None:
     p_gen.add_argument("--dt", type=float, default=0.02)
     p_gen.add_argument("--noise-model-level", type=float, default=0.05)
     p_gen.add_argument("--chunk-frames", type=int, default=1000)
-    p_gen.add_argument("--params", default=None, help="npz with tau, V_rest, W (see load_parameters)")
+    p_gen.add_argument(
+        "--params",
+        default="flyvis:flow/0000/000",
+        help="ground truth: flyvis:flow/0000/000 (the trained network the seeds simulate, shipped), "
+        "'sampled' (synthetic with its statistics, drawn from --seed) or an npz with tau, V_rest, W "
+        "(default: %(default)s)",
+    )
+    p_gen.add_argument(
+        "--tau-clamp",
+        choices=["none", "dt"],
+        default="none",
+        help="'none': integrate the raw tau (flyvis-gnn's ODE); 'dt': max(tau, dt) as flyvis (default: %(default)s)",
+    )
     p_gen.add_argument("--backend", choices=["auto", "fused", "reference"], default="auto")
     p_gen.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on busy CPUs)")
     p_gen.add_argument("--no-plots", action="store_true")
@@ -308,7 +320,8 @@ def _add_flyvis_commands(sub) -> None:
             dt=args.dt,
             noise_model_level=args.noise_model_level,
             chunk_frames=args.chunk_frames,
-            params_path=args.params,
+            params=args.params,
+            tau_clamp=args.tau_clamp,
             backend=args.backend,
             plots=not args.no_plots,
             progress=not args.quiet and sys.stderr.isatty(),

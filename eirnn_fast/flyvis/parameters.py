@@ -1,11 +1,16 @@
 """Ground-truth parameters of the FlyVis model: per-type tau and V_rest, per type-pair synapse strengths.
 
-The pretrained flyvis parameters are not redistributable here (they are downloaded from Google Drive
-by flyvis and carry no licence), so :func:`sample_parameters` draws synthetic ones with the published
-network's statistics (flyvis model ``flow/0000/000`` at extent 8: 51 of 65 types with tau in
-0.0194-0.0200 s, the rest up to 0.32 s; V_rest mean 0.51, std 0.16 in [0, 0.8]; W = sign x count x
-strength with median |W| 0.030, |W| up to ~4, 3.9 % exact zeros, spectral radius 1.72).
-:func:`load_parameters` reads user-supplied values (e.g. extracted from a flyvis checkpoint).
+Three sources, chosen by one spec string (:func:`resolve_parameters`, ``eirnn-fast flyvis generate --params``):
+
+* ``"flyvis:flow/0000/000"`` (the default ground truth): the trained flyvis network that
+  ``saalfeldlab/flyvis-gnn`` simulates its data from (member 000 of the "flow" ensemble of Lappalainen
+  et al., Nature 2024), shipped in ``data/flow_0000_000/`` with its licences and provenance and mapped
+  onto this package's connectome by key (:func:`load_pretrained`);
+* ``"sampled"``: :func:`sample_parameters` draws synthetic ones with that network's statistics (51 of 65
+  types with tau in 0.0194-0.0200 s, the rest up to 0.32 s; V_rest mean 0.51, std 0.16 in [0, 0.8];
+  W = sign x count x strength with median |W| 0.030, spectral radius 1.7), e.g. for several ground truths
+  (seed 003's four models are other ensemble members, which are not public);
+* a path: :func:`load_parameters` reads user-supplied values from an npz.
 """
 
 from __future__ import annotations
@@ -313,3 +318,77 @@ def load_parameters(path: Union[str, Path], connectome: Connectome) -> FlyVisPar
         strength=None if strength is None else f32(strength),
         info={"source": str(path)},
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# the trained flyvis network shipped with the package
+
+#: pretrained networks shipped in ``eirnn_fast/flyvis/data/`` (name -> folder with ``best_chkpt``)
+PRETRAINED = {"flow/0000/000": "flow_0000_000"}
+DEFAULT_PARAMS = "flyvis:flow/0000/000"
+_CHECKPOINT_EXTENT = 15  # the extent flyvis trained (and ordered the checkpoint's parameters) at
+
+
+def pretrained_path(name: str = "flow/0000/000") -> Path:
+    """Path of a shipped pretrained checkpoint (``best_chkpt``); ``ValueError`` for unknown names."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained flyvis network {name!r}; shipped: {sorted(PRETRAINED)}")
+    return Path(__file__).resolve().parent / "data" / PRETRAINED[name] / "best_chkpt"
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrained_type_values(name: str):
+    """(tau [65], V_rest [65], strength [605]) in this package's type and pair order.
+
+    flyvis groups a parameter by the keys of its ``groupby`` in order of first appearance in its node
+    or edge table (compiled at extent 15): types in the spec's order, type pairs in the order the spec's
+    edge sets first produce edges. The checkpoint's 604 pairs are therefore our 605 JSON pairs minus
+    the one without edges at extent 15 (Lawf1 -> Lawf1), in JSON order; its 2,355 per-offset synapse
+    counts (log) must equal the compiled connectome's, which checks the ordering on every load."""
+    state = torch.load(pretrained_path(name), map_location="cpu", weights_only=True)["network"]
+    ref = load_connectome(_CHECKPOINT_EXTENT)
+    tau = state["nodes_time_const"].double().numpy()
+    v_rest = state["nodes_bias"].double().numpy()
+    if tau.size != ref.n_types or v_rest.size != ref.n_types:
+        raise ValueError(f"{name}: {tau.size} time constants for {ref.n_types} cell types")
+    ep = ref.edge_pair.numpy()
+    _, first = np.unique(ep, return_index=True)
+    pairs = ep[np.sort(first)]  # pairs in order of first appearance
+    ck_sign, ck_strength = state["edges_sign"].numpy(), state["edges_syn_strength"].double().numpy()
+    if pairs.size != ck_strength.size or not np.array_equal(ref.pair_sign.numpy()[pairs], ck_sign):
+        raise ValueError(f"{name}: the checkpoint's {ck_strength.size} type pairs do not match the connectome's")
+    du = (ref.u[ref.dst] - ref.u[ref.src]).numpy()
+    dv = (ref.v[ref.dst] - ref.v[ref.src]).numpy()
+    keys = np.rec.fromarrays([ep, du, dv])
+    _, first_off = np.unique(keys, return_index=True)
+    counts = ref.syn_count.double().numpy()[np.sort(first_off)]
+    ck_counts = np.exp(state["edges_syn_count"].double().numpy())
+    if counts.size != ck_counts.size or not np.allclose(counts, ck_counts, rtol=1e-5):
+        raise ValueError(f"{name}: the checkpoint's synapse counts do not match the connectome's")
+    strength = np.zeros(ref.n_pairs)
+    strength[pairs] = ck_strength
+    return tau, v_rest, strength
+
+
+def load_pretrained(connectome: Connectome, name: str = "flow/0000/000") -> FlyVisParameters:
+    """The trained flyvis network ``name`` mapped onto ``connectome`` (any extent): tau and V_rest per
+    cell type, W = sign x syn_count x syn_strength per edge (flyvis's ``PPNeuronIGRSynapses``). tau is
+    the raw trained value (51 of 65 types below dt = 0.02 s), as flyvis-gnn integrates it."""
+    if not isinstance(connectome, Connectome):
+        raise TypeError("load_pretrained expects a Connectome (see load_connectome)")
+    tau, v_rest, strength = _pretrained_type_values(name)
+    return _from_type_values(connectome, tau, v_rest, strength, {"source": f"flyvis:{name}"})
+
+
+def resolve_parameters(spec: Optional[str], connectome: Connectome, seed: int = 0) -> FlyVisParameters:
+    """Ground truth from a spec string: ``"flyvis:NAME"`` (a shipped trained network, see
+    :data:`PRETRAINED`), ``"sampled"`` (:func:`sample_parameters` with ``seed``) or an npz path
+    (:func:`load_parameters`). ``None`` means :data:`DEFAULT_PARAMS`."""
+    spec = DEFAULT_PARAMS if spec is None else spec
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"params must be 'flyvis:NAME', 'sampled' or an npz path, got {spec!r}")
+    if spec.startswith("flyvis:"):
+        return load_pretrained(connectome, spec[len("flyvis:") :])
+    if spec == "sampled":
+        return sample_parameters(connectome, seed)
+    return load_parameters(spec, connectome)

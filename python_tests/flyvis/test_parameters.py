@@ -81,3 +81,113 @@ def test_load_parameters_errors(tmp_path, con):
         load_parameters(junk, con)
     with pytest.raises(FileNotFoundError):
         load_parameters(tmp_path / "missing.npz", con)
+
+
+# -- the shipped trained network (flyvis flow/0000/000) ----------------------------------------------
+def _checkpoint():
+    from eirnn_fast.flyvis.parameters import pretrained_path
+
+    return torch.load(pretrained_path(), map_location="cpu", weights_only=True)["network"]
+
+
+def test_pretrained_is_shipped_with_its_notices():
+    from eirnn_fast.flyvis.parameters import pretrained_path
+
+    folder = pretrained_path().parent
+    for name in ("best_chkpt", "_meta.yaml", "LICENSE_flyvis.txt", "LICENCE_flyvis-gnn.md", "PROVENANCE.md"):
+        assert (folder / name).stat().st_size > 0, name
+    import hashlib
+
+    digest = hashlib.sha256(pretrained_path().read_bytes()).hexdigest()
+    assert digest == "d8a57a022aa18ca338599be713af9db29b89cde4b00098ffe42b78f0d583e46a"
+    with pytest.raises(ValueError, match="unknown pretrained"):
+        pretrained_path("flow/0000/999")
+
+
+@pytest.mark.parametrize("extent", [1, 2, 8])
+def test_pretrained_maps_by_key_onto_any_extent(extent):
+    """Every edge's W is sign x count x the checkpoint strength of its (source type, target type) pair,
+    found by name through the checkpoint's own ordering (first appearance at extent 15); tau and V_rest
+    by type name. Checked against an independent by-name lookup."""
+    from eirnn_fast.flyvis.parameters import load_pretrained
+
+    c = load_connectome(extent)
+    p = load_pretrained(c)
+    ck = _checkpoint()
+    ref = load_connectome(15)
+    ep = ref.edge_pair.numpy()
+    order = ep[np.sort(np.unique(ep, return_index=True)[1])]
+    by_name = {
+        (ref.cell_type[int(ref.pair_src_type[q])], ref.cell_type[int(ref.pair_dst_type[q])]): float(s)
+        for q, s in zip(order, ck["edges_syn_strength"])
+    }
+    names = c.cell_type
+    st, dt_ = c.pair_src_type[c.edge_pair].numpy(), c.pair_dst_type[c.edge_pair].numpy()
+    strength = np.array([by_name[(names[a], names[b])] for a, b in zip(st, dt_)])
+    np.testing.assert_allclose(p.W.numpy(), (c.sign.numpy() * c.syn_count.numpy() * strength), rtol=1e-6)
+    # types: flyvis's node table is type-major in the spec's order, so the checkpoint's order is ours
+    np.testing.assert_allclose(p.tau.numpy(), ck["nodes_time_const"].numpy()[c.type_index.numpy()])
+    np.testing.assert_allclose(p.V_rest.numpy(), ck["nodes_bias"].numpy()[c.type_index.numpy()])
+    assert float(p.tau.min()) < 0.02  # raw, unclamped time constants
+    assert p.info["source"] == "flyvis:flow/0000/000"
+
+
+def test_pretrained_ordering_is_checked_by_the_synapse_counts():
+    """The 2,355 per-offset log counts of the checkpoint equal the compiled connectome's in the mapped
+    order, and a wrong (sorted) pair order breaks the sign agreement the loader checks."""
+    ck = _checkpoint()
+    ref = load_connectome(15)
+    ep = ref.edge_pair.numpy()
+    first = np.sort(np.unique(ep, return_index=True)[1])
+    assert np.array_equal(ref.pair_sign.numpy()[ep[first]], ck["edges_sign"].numpy())
+    du = (ref.u[ref.dst] - ref.u[ref.src]).numpy()
+    dv = (ref.v[ref.dst] - ref.v[ref.src]).numpy()
+    first_off = np.sort(np.unique(np.rec.fromarrays([ep, du, dv]), return_index=True)[1])
+    np.testing.assert_allclose(ref.syn_count.numpy()[first_off], np.exp(ck["edges_syn_count"].numpy()), rtol=1e-5)
+    srt = np.unique(ep)  # numeric (JSON) order without the first-appearance rule: here the same set
+    assert srt.size == ck["edges_sign"].numel() == 604
+    names = np.array(ref.cell_type)
+    alpha = np.lexsort((names[ref.pair_dst_type.numpy()[srt]], names[ref.pair_src_type.numpy()[srt]]))
+    assert not np.array_equal(ref.pair_sign.numpy()[srt[alpha]], ck["edges_sign"].numpy())
+
+
+def test_pretrained_statistics_match_provenance():
+    from eirnn_fast.flyvis.parameters import load_pretrained
+
+    c = load_connectome(1)
+    p = load_pretrained(c)
+    assert int((p.W == 0).sum()) == 317  # PROVENANCE: 317 of the 8,174 extent-1 edges have strength 0
+    assert abs(spectral_radius(c, p.W) - 1.17) < 0.01
+
+
+def test_resolve_parameters_specs(tmp_path):
+    from eirnn_fast.flyvis.parameters import resolve_parameters
+
+    c = load_connectome(1)
+    assert resolve_parameters(None, c).info["source"] == "flyvis:flow/0000/000"
+    s = resolve_parameters("sampled", c, seed=3)
+    assert torch.equal(s.W, sample_parameters(c, 3).W)
+    s.save(tmp_path / "p.npz")
+    assert torch.equal(resolve_parameters(str(tmp_path / "p.npz"), c).W, s.W)
+    with pytest.raises(ValueError, match="unknown pretrained"):
+        resolve_parameters("flyvis:nope", c)
+    with pytest.raises(FileNotFoundError):
+        resolve_parameters(str(tmp_path / "missing.npz"), c)
+    with pytest.raises(TypeError, match="params must be"):
+        resolve_parameters(3, c)
+
+
+def test_pretrained_equals_the_flyvis_package_at_extent_1():
+    """The real flyvis 1.2.0 package, run as an oracle (fixture, see its PROVENANCE), puts the same
+    neurons and edges in the same order and the same parameters on them."""
+    from pathlib import Path
+
+    from eirnn_fast.flyvis.parameters import load_pretrained
+
+    o = np.load(Path(__file__).resolve().parents[1] / "fixtures" / "flyvis_1.2.0_flow_0000_000_extent1.npz")
+    c = load_connectome(1)
+    p = load_pretrained(c)
+    assert np.array_equal(o["src"], c.src.numpy()) and np.array_equal(o["dst"], c.dst.numpy())
+    np.testing.assert_allclose(p.W.numpy(), o["W"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(p.tau.numpy(), o["tau"])
+    np.testing.assert_array_equal(p.V_rest.numpy(), o["V_rest"])
