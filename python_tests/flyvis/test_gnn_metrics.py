@@ -154,3 +154,62 @@ def test_kmeans_survives_non_finite_features():
     labels = kmeans(X, 4, seed=0)
     assert labels.shape == (40,)
     assert 0.0 <= cluster_accuracy(labels, np.arange(40) % 4) <= 1.0
+
+
+def test_true_rollout_is_the_simulator_without_noise():
+    """The test target: the ground-truth ODE rolled out noise-free from a given state equals the
+    simulator (noise 0, same start, same stimulus), with the raw tau and with flyvis's clamp."""
+    from eirnn_fast.flyvis import load_connectome, simulate
+    from eirnn_fast.flyvis.parameters import load_pretrained
+
+    c = load_connectome(1)
+    p = load_pretrained(c)
+    rng = np.random.default_rng(3)
+    I = np.zeros((60, c.n_neurons))
+    I[:, c.input_indices.numpy()] = rng.uniform(0, 1, (60, c.n_inputs))
+    v0 = rng.normal(0.5, 0.5, c.n_neurons)
+    for clamp in ("none", "dt"):
+        sim = simulate(
+            c,
+            p,
+            torch.as_tensor(I),
+            noise_model_level=0.0,
+            initial_state=torch.as_tensor(v0),
+            dtype=torch.float64,
+            backend="reference",
+            tau_clamp=clamp,
+        )
+        roll = M.true_rollout(c.src.numpy(), c.dst.numpy(), p.W, p.tau, p.V_rest, v0, I, 0.02, tau_clamp=clamp)
+        np.testing.assert_allclose(roll, sim.x.numpy(), rtol=1e-9, atol=1e-9)
+    a = M.true_rollout(c.src.numpy(), c.dst.numpy(), p.W, p.tau, p.V_rest, v0, I, 0.02)
+    b = M.true_rollout(c.src.numpy(), c.dst.numpy(), p.W, p.tau, p.V_rest, v0, I, 0.02, tau_clamp="dt")
+    assert np.abs(a - b).max() > 1e-3  # 51 of 65 types have tau < dt: the clamp matters
+
+
+def test_test_pearson_scores_against_the_noise_free_truth_not_the_noisy_record():
+    """The ground-truth model itself, rolled out from the first test frame: against the noise-free truth
+    it scores 1; against a record with process noise 0.5 it scores far less (the old metric's cap)."""
+    from eirnn_fast.flyvis import load_connectome, simulate
+    from eirnn_fast.flyvis.parameters import load_pretrained
+
+    c = load_connectome(1)
+    p = load_pretrained(c)
+    rng = np.random.default_rng(4)
+    I = np.zeros((300, c.n_neurons))
+    I[:, c.input_indices.numpy()] = np.repeat(rng.uniform(0, 1, (30, c.n_inputs)), 10, axis=0)
+    noisy = simulate(c, p, torch.as_tensor(I), noise_model_level=0.5, seed=1, dtype=torch.float64).x.numpy()
+
+    class Truth(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+        def forward(self, v, I_t):
+            msg = torch.zeros_like(v).index_add(0, c.dst, p.W.double() * torch.relu(v[c.src]))
+            return (-v + p.V_rest.double() + msg + I_t) / p.tau.double()
+
+        rollout = FlyVisGNN.rollout
+
+    truth = M.true_rollout(c.src.numpy(), c.dst.numpy(), p.W, p.tau, p.V_rest, noisy[0], I, 0.02)
+    assert M.test_pearson(Truth(), noisy, I, 0.02, truth=truth) == pytest.approx(1.0, abs=1e-9)
+    assert M.test_pearson(Truth(), noisy, I, 0.02) < 0.6
