@@ -211,6 +211,23 @@ class FlyVisGNN(nn.Module):
         feats = torch.cat([v.unsqueeze(-1), v.unsqueeze(-1), ae, ae], dim=-1)
         return self._square(self.g_phi(feats).squeeze(-1))
 
+    def g_phi_edge(self, v_i: torch.Tensor, v_j: torch.Tensor, a_i: torch.Tensor, a_j: torch.Tensor) -> torch.Tensor:
+        """Variant-B edge function on explicit pairs: ``g_phi([v_i, v_j, a_i, a_j])`` (squared when
+        positive). v_i, v_j ``[N, K]``, a_i, a_j ``[N, emb]`` -> ``[N, K]``."""
+        if self.variant != "B":
+            raise ValueError("g_phi_edge is defined for variant 'B' (g_phi on target and source quantities)")
+        K = v_i.shape[1]
+        feats = torch.cat(
+            [
+                v_i.unsqueeze(-1),
+                v_j.unsqueeze(-1),
+                a_i.unsqueeze(1).expand(-1, K, -1),
+                a_j.unsqueeze(1).expand(-1, K, -1),
+            ],
+            dim=-1,
+        )
+        return self._square(self.g_phi(feats).squeeze(-1))
+
     def f_theta_node(
         self, v: torch.Tensor, msg: torch.Tensor, I: torch.Tensor, a: Optional[torch.Tensor] = None
     ) -> torch.Tensor:

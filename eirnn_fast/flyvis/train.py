@@ -84,6 +84,12 @@ _MLP_SECTIONS = {"lin_edge": "", "g_phi": "", "lin_phi": "_update", "lin_update"
 _SECTIONS = ("graph_model", "training", "model", "train")
 # sections stored verbatim in `extra` (data generation, plotting, exploration harness)
 _FREE_SECTIONS = ("simulation", "plotting", "claude", "dataset_config")
+_CHOICES = {
+    "annealing": ("neuralgraph", "flyvis_gnn"),
+    "f_theta_weight_L1_norm": ("l2", "l1"),
+    "g_phi_diff_step": ("multiplicative", "additive"),
+    "g_phi_reg_frame": ("last", "first"),
+}
 _VARIANTS = {"A": "A", "B": "B", "flyvis_A": "A", "flyvis_B": "B", "PDE_N9_A": "A", "PDE_N9_B": "B"}
 
 
@@ -120,17 +126,26 @@ class FlyVisTrainConfig:
     # regularisers
     coeff_W_L1: float = 3.5e-5
     coeff_W_L2: float = 0.0
-    W_L2_with_L1: bool = False
+    W_L2_with_L1: bool = True  # NeuralGraph applies W_L2 beside W_L1; False: flyvis-gnn's quirk (skipped)
     coeff_g_phi_diff: float = 750.0
     coeff_g_phi_norm: float = 0.9
     coeff_g_phi_weight_L1: float = 0.29
     coeff_g_phi_weight_L2: float = 0.0
     coeff_f_theta_weight_L1: float = 0.5
     coeff_f_theta_weight_L2: float = 0.001
+    # annealing of the L1 terms (see annealed_coefficients): "neuralgraph" (the seeds' code: one rate per
+    # term, coeff * (1 - exp(-rate * epoch)), rate 0 = off) or "flyvis_gnn" (regul_annealing_rate on all
+    # six L1/L2 terms, rate 0 = no annealing)
+    annealing: str = "neuralgraph"
+    coeff_W_L1_rate: Optional[float] = 0.5
+    coeff_g_phi_weight_L1_rate: Optional[float] = 0.5
+    coeff_f_theta_weight_L1_rate: Optional[float] = 0.4
     regul_annealing_rate: float = 0.0
-    coeff_W_L1_rate: Optional[float] = None
-    coeff_g_phi_weight_L1_rate: Optional[float] = None
-    coeff_f_theta_weight_L1_rate: Optional[float] = None
+    # regulariser forms (module docstring); defaults are NeuralGraph's, the alternatives flyvis-gnn's
+    f_theta_weight_L1_norm: str = "l2"  # NeuralGraph takes norm(2) under the "L1" coefficient; "l1": flyvis-gnn
+    g_phi_diff_step: str = "multiplicative"  # g(1.05 v) (NeuralGraph); "additive": g(v + 0.05 xnorm) (flyvis-gnn)
+    g_phi_reg_frame: str = "last"  # frame of the batch the voltage terms use: "last" (NeuralGraph) or "first"
+    g_phi_reg_detach: bool = False  # True: the g_phi terms do not train the embedding (flyvis-gnn)
     # recurrent training
     recurrent_training: bool = False
     time_step: int = 1
@@ -199,6 +214,15 @@ class FlyVisTrainConfig:
                     bad(f.name, "must be >= 0")
         if self.dt <= 0:
             bad("dt", "must be > 0")
+        for key, allowed in _CHOICES.items():
+            if getattr(self, key) not in allowed:
+                bad(key, f"must be one of {allowed}")
+        if self.annealing == "neuralgraph" and self.regul_annealing_rate > 0:
+            bad(
+                "regul_annealing_rate",
+                "is flyvis-gnn's shared rate: set annealing: flyvis_gnn, or use the per-term "
+                "rates coeff_W_L1_rate, coeff_g_phi_weight_L1_rate, coeff_f_theta_weight_L1_rate",
+            )
         for key in ("lr", "lr_W", "lr_embedding"):
             if getattr(self, key) <= 0:
                 bad(key, "must be > 0")
@@ -254,7 +278,9 @@ class FlyVisTrainConfig:
                 and not isinstance(flat[f.name], bool)
             ):
                 flat[f.name] = float(flat[f.name])
-        return cls(**flat, extra=extra)
+        cfg = cls(**flat, extra=extra)
+        cfg._explicit = frozenset(flat)  # the keys the caller set (resume: the others follow the run)
+        return cfg
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "FlyVisTrainConfig":
@@ -303,6 +329,7 @@ def training_data_from_generated(out_dir: Union[str, Path], stream: Optional[int
         "n_neurons": con.n_neurons,
         "cell_type_index": con.type_index.numpy(),
         "dt": float(meta["config"]["dt"]),
+        "tau_clamp": meta["config"].get("tau_clamp", "none"),
         **truth,
     }
     return data
@@ -378,48 +405,80 @@ def make_optimizer(model: FlyVisGNN, config: FlyVisTrainConfig) -> torch.optim.A
 
 # -- loss --------------------------------------------------------------------------------------
 def annealed_coefficients(config: FlyVisTrainConfig, epoch: int) -> Dict[str, float]:
-    """Regulariser coefficients at ``epoch`` (annealing in the module docstring)."""
+    """Regulariser coefficients at ``epoch`` (an integer: set once per epoch, as both references do).
 
-    def anneal(c, rate):
-        rate = config.regul_annealing_rate if rate is None else rate
-        return c * (1.0 - math.exp(-rate * epoch)) if rate > 0 else c
+    ``annealing="neuralgraph"`` (default, the code the seeds ran): ``W_L1``, ``g_phi_weight_L1`` and
+    ``f_theta_weight_L1`` are ``coeff * (1 - exp(-rate * epoch))`` with their own rates (0.5, 0.5 and
+    seed 004's 0.4), so all three are 0 in epoch 0 and 0.39x / 0.39x / 0.33x in epoch 1; a rate of 0
+    switches a term off for good; the L2 terms, W_L2, g_phi_diff and g_phi_norm are never annealed.
+    ``annealing="flyvis_gnn"``: ``regul_annealing_rate`` (when > 0) anneals all six L1/L2 terms with the
+    same formula; 0 means no annealing (full strength from the first iteration)."""
+    e = float(epoch)
 
-    return {
-        "W_L1": anneal(config.coeff_W_L1, config.coeff_W_L1_rate),
-        "W_L2": anneal(config.coeff_W_L2, None),
-        "g_phi_weight_L1": anneal(config.coeff_g_phi_weight_L1, config.coeff_g_phi_weight_L1_rate),
-        "g_phi_weight_L2": anneal(config.coeff_g_phi_weight_L2, None),
-        "f_theta_weight_L1": anneal(config.coeff_f_theta_weight_L1, config.coeff_f_theta_weight_L1_rate),
-        "f_theta_weight_L2": anneal(config.coeff_f_theta_weight_L2, None),
-        "g_phi_diff": config.coeff_g_phi_diff,
-        "g_phi_norm": config.coeff_g_phi_norm,
-    }
+    def ng(c, rate):
+        return c * (1.0 - math.exp(-(0.0 if rate is None else rate) * e))
+
+    def fg(c):
+        r = config.regul_annealing_rate
+        return c * (1.0 - math.exp(-r * e)) if r > 0 else c
+
+    if config.annealing == "neuralgraph":
+        out = {
+            "W_L1": ng(config.coeff_W_L1, config.coeff_W_L1_rate),
+            "W_L2": config.coeff_W_L2,
+            "g_phi_weight_L1": ng(config.coeff_g_phi_weight_L1, config.coeff_g_phi_weight_L1_rate),
+            "g_phi_weight_L2": config.coeff_g_phi_weight_L2,
+            "f_theta_weight_L1": ng(config.coeff_f_theta_weight_L1, config.coeff_f_theta_weight_L1_rate),
+            "f_theta_weight_L2": config.coeff_f_theta_weight_L2,
+        }
+    else:
+        out = {
+            k: fg(getattr(config, "coeff_" + k))
+            for k in ("W_L1", "W_L2", "g_phi_weight_L1", "g_phi_weight_L2", "f_theta_weight_L1", "f_theta_weight_L2")
+        }
+    out.update(g_phi_diff=config.coeff_g_phi_diff, g_phi_norm=config.coeff_g_phi_norm)
+    return out
 
 
 def regularization_terms(
-    model: FlyVisGNN, v: torch.Tensor, xnorm: float, coeffs: Dict[str, float], W_L2_with_L1: bool = False
+    model: FlyVisGNN,
+    v: torch.Tensor,
+    xnorm: float,
+    coeffs: Dict[str, float],
+    W_L2_with_L1: bool = True,
+    *,
+    f_theta_L1_norm: str = "l2",
+    diff_step: str = "multiplicative",
+    detach_embedding: bool = False,
+    generator: Optional[torch.Generator] = None,
 ):
-    """Regularisers (module docstring) on voltages ``v [N]`` (first frame). Returns ``(total, parts)``
-    with ``parts`` a dict of the weighted terms (tensors)."""
+    """Regularisers (module docstring) on the voltages ``v [N]`` of one frame. Returns ``(total, parts)``
+    with ``parts`` a dict of the weighted terms (tensors). ``generator`` draws variant B's permutation
+    of source embeddings."""
     parts: Dict[str, torch.Tensor] = {}
     if coeffs["W_L1"] > 0:
         parts["W_L1"] = coeffs["W_L1"] * model.W.norm(1)
     if coeffs["W_L2"] > 0 and (coeffs["W_L1"] <= 0 or W_L2_with_L1):
         parts["W_L2"] = coeffs["W_L2"] * model.W.norm(2)
-    for name, mlp in (("g_phi", model.g_phi), ("f_theta", model.f_theta)):
+    for name, mlp, l1 in (("g_phi", model.g_phi, 1), ("f_theta", model.f_theta, 1 if f_theta_L1_norm == "l1" else 2)):
         c1, c2 = coeffs[f"{name}_weight_L1"], coeffs[f"{name}_weight_L2"]
         if c1 + c2 > 0:
-            parts[f"{name}_weight"] = sum(c1 * p.norm(1) + c2 * p.norm(2) for p in mlp.parameters())
+            parts[f"{name}_weight"] = sum(c1 * p.norm(l1) + c2 * p.norm(2) for p in mlp.parameters())
     if coeffs["g_phi_diff"] > 0 or coeffs["g_phi_norm"] > 0:
-        a = model.a.detach()
+        a = model.a.detach() if detach_embedding else model.a
         v = v.detach().reshape(-1, 1)
+        if model.variant == "A":  # inputs [v_j, a_j], each neuron as a source
+            g = lambda vj: model.g_phi_node(vj, a)  # noqa: E731
+            g_norm = lambda: model.g_phi_node(torch.full_like(v, 2.0 * xnorm), a)  # noqa: E731
+        else:  # [v_i, v_j, a_i, a_perm]: each neuron paired with a random source embedding, only v_j varied
+            perm = torch.randperm(a.shape[0], generator=generator).to(a.device)
+            g = lambda vj: model.g_phi_edge(v, vj, a, a[perm])  # noqa: E731
+            g_norm = lambda: model.g_phi_edge(torch.full_like(v, 2.0 * xnorm), v, a, a[perm])  # noqa: E731
         if coeffs["g_phi_diff"] > 0:
-            g0 = model.g_phi_self(v, a)
-            g1 = model.g_phi_self(v + 0.05 * xnorm, a)
-            parts["g_phi_diff"] = coeffs["g_phi_diff"] * torch.relu(g0 - g1).norm(2)
-        if coeffs["g_phi_norm"] > 0:
-            gn = model.g_phi_self(torch.full_like(v, 2.0 * xnorm), a)
-            parts["g_phi_norm"] = coeffs["g_phi_norm"] * (gn - 2.0 * xnorm).norm(2)
+            v1 = v * 1.05 if diff_step == "multiplicative" else v + 0.05 * xnorm
+            parts["g_phi_diff"] = coeffs["g_phi_diff"] * torch.relu(g(v) - g(v1)).norm(2)
+        if coeffs["g_phi_norm"] > 0:  # the references set input column 0 to 2 xnorm (v_j in A, v_i in B)
+            parts["g_phi_norm"] = coeffs["g_phi_norm"] * (g_norm() - 2.0 * xnorm).norm(2)
     total = sum(parts.values()) if parts else model.W.new_zeros(())
     return total, parts
 
@@ -447,6 +506,44 @@ def _iterations_per_epoch(config: FlyVisTrainConfig, n_frames: int) -> int:
 
 # config fields that may change between an interrupted run and its resume (bookkeeping only)
 _RESUME_FREE_KEYS = frozenset({"quiet", "log_every", "checkpoint_every", "n_epochs", "eval_each_epoch", "data_path"})
+# what a checkpoint written before a field existed meant by it (the field's old behaviour)
+_LEGACY_DEFAULTS = {
+    "annealing": "flyvis_gnn",
+    "f_theta_weight_L1_norm": "l1",
+    "g_phi_diff_step": "additive",
+    "g_phi_reg_frame": "first",
+    "g_phi_reg_detach": True,
+}
+
+
+def reconcile_resume_config(config: FlyVisTrainConfig, stored: Dict[str, Any], where: str) -> list:
+    """Make ``config`` continue the run whose config is ``stored`` (a checkpoint's or config.json's dict).
+
+    Keys the stored config lacks take their old meaning (:data:`_LEGACY_DEFAULTS`). A key the caller set
+    explicitly (``config._explicit``; every key for configs built directly) that differs raises
+    ``ValueError`` naming the keys; a key left at its default takes the run's stored value, so a run
+    started before a default changed resumes as it started. Returns the adopted keys."""
+    old = json.loads(json.dumps({**_LEGACY_DEFAULTS, **stored}, default=str))
+    new = json.loads(json.dumps(config.to_dict(), default=str))
+    explicit = getattr(config, "_explicit", None)
+    names = {f.name for f in dataclasses.fields(config)}
+    differ, adopted = [], []
+    for k in sorted(names - _RESUME_FREE_KEYS - {"extra"}):
+        if k in old and old[k] != new.get(k):
+            if explicit is None or k in explicit:
+                differ.append(k)
+            else:
+                adopted.append(k)
+    if differ:
+        detail = ", ".join(f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in differ[:6])
+        raise ValueError(
+            f"{where} was written with another config ({detail}): use another run folder or delete the "
+            "checkpoint to start over"
+        )
+    for k in adopted:
+        setattr(config, k, stored.get(k, _LEGACY_DEFAULTS.get(k)))
+    config.validate()
+    return adopted
 
 
 def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config) -> None:
@@ -486,6 +583,14 @@ def train_flyvis_gnn(
 
     data = load_training_data(data)
     graph = graph if graph is not None else graph_from_data(data)
+    out = Path(out_dir) if out_dir is not None else None
+    state = None
+    if out is not None and resume and (out / "checkpoint.pt").exists():
+        ck = out / "checkpoint.pt"
+        state = torch.load(ck, map_location=config.device, weights_only=False)
+        adopted = reconcile_resume_config(config, state.get("config", {}), str(ck))
+        if adopted and not config.quiet:
+            print(f"resuming {out} with the run's own {', '.join(adopted)} (not set in the config)", file=sys.stderr)
     torch.manual_seed(config.seed)
     model = build_model(config, graph)
     opt = make_optimizer(model, config)
@@ -506,21 +611,9 @@ def train_flyvis_gnn(
         )
     n_iter = _iterations_per_epoch(config, T)
 
-    out = Path(out_dir) if out_dir is not None else None
     start_epoch, start_iter = 0, 0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        ck = out / "checkpoint.pt"
-        state = torch.load(ck, map_location=config.device, weights_only=False) if resume and ck.exists() else None
-        if state is not None:
-            old = json.loads(json.dumps(state.get("config", {}), default=str))
-            new = json.loads(json.dumps(config.to_dict(), default=str))
-            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in _RESUME_FREE_KEYS)
-            if differ:
-                raise ValueError(
-                    f"{ck} was written with another config ({', '.join(differ[:6])} differ): "
-                    "use another run folder or delete the checkpoint to start over"
-                )
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
         if state is not None:
             model.load_state_dict(state["model"])
@@ -550,7 +643,22 @@ def train_flyvis_gnn(
             t_last, n_last = time.perf_counter(), 0
             for it in bar:
                 loss_d = data_loss(model, xt, yt, It, ks[it], dt, steps, config.noise_recurrent_level)
-                reg, parts = regularization_terms(model, xt[int(ks[it, 0])], xnorm, coeffs, config.W_L2_with_L1)
+                k_reg = int(ks[it, -1] if config.g_phi_reg_frame == "last" else ks[it, 0])
+                # variant B's source-embedding permutation: a pure function of (seed, epoch, iteration), so resumable
+                perm_gen = None
+                if model.variant == "B":
+                    perm_gen = torch.Generator().manual_seed((config.seed * 1_000_003 + epoch) * 100_000_007 + it)
+                reg, parts = regularization_terms(
+                    model,
+                    xt[k_reg],
+                    xnorm,
+                    coeffs,
+                    config.W_L2_with_L1,
+                    f_theta_L1_norm=config.f_theta_weight_L1_norm,
+                    diff_step=config.g_phi_diff_step,
+                    detach_embedding=config.g_phi_reg_detach,
+                    generator=perm_gen,
+                )
                 loss = loss_d + reg
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -609,7 +717,7 @@ def train_flyvis_gnn(
 def load_run(run_dir: Union[str, Path]):
     """Rebuild ``(config, model, data)`` from a run folder (config.json + checkpoint.pt)."""
     run = Path(run_dir)
-    cfg = FlyVisTrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    cfg = FlyVisTrainConfig.from_dict({**_LEGACY_DEFAULTS, **json.loads((run / "config.json").read_text())})
     if not cfg.data_path:
         raise ValueError(f"{run}/config.json has no data_path")
     data = load_training_data(cfg.data_path)

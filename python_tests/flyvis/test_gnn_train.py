@@ -98,6 +98,8 @@ def _toy_model():
 
 
 def test_regulariser_values_on_toy_mlps():
+    """Each regulariser against a hand computation of NeuralGraph's formula (the seeds' code) and of
+    flyvis-gnn's where they differ."""
     m = _toy_model()
     W = m.W.detach()
     v = torch.linspace(-1, 1, 20, dtype=torch.float64)
@@ -113,16 +115,25 @@ def test_regulariser_values_on_toy_mlps():
     )
     tot, parts = regularization_terms(m, v, 1.0, {**base, "W_L1": 2.0})
     assert float(tot.detach()) == pytest.approx(2.0 * float(W.abs().sum()))
-    # the reference quirk: W_L2 is skipped while W_L1 is active, unless W_L2_with_L1
+    # NeuralGraph applies W_L2 (a norm, not squared) beside W_L1; flyvis-gnn skips it while W_L1 is on
     _, parts = regularization_terms(m, v, 1.0, {**base, "W_L1": 2.0, "W_L2": 3.0})
+    assert float(parts["W_L2"].detach()) == pytest.approx(3.0 * float((W * W).sum().sqrt()))
+    _, parts = regularization_terms(m, v, 1.0, {**base, "W_L1": 2.0, "W_L2": 3.0}, W_L2_with_L1=False)
     assert "W_L2" not in parts
-    _, parts = regularization_terms(m, v, 1.0, {**base, "W_L1": 2.0, "W_L2": 3.0}, W_L2_with_L1=True)
-    assert float(parts["W_L2"].detach()) == pytest.approx(3.0 * float(W.norm()))
-    _, parts = regularization_terms(m, v, 1.0, {**base, "g_phi_weight_L1": 0.5, "f_theta_weight_L2": 0.25})
-    want_g = sum(0.5 * float(p.detach().abs().sum()) for p in m.g_phi.parameters())
-    want_f = sum(0.25 * float(p.detach().norm()) for p in m.f_theta.parameters())
+    _, parts = regularization_terms(m, v, 1.0, {**base, "g_phi_weight_L1": 0.5, "g_phi_weight_L2": 0.125})
+    want_g = sum(
+        0.5 * float(p.detach().abs().sum()) + 0.125 * float((p.detach() ** 2).sum().sqrt())
+        for p in m.g_phi.parameters()
+    )
     assert float(parts["g_phi_weight"].detach()) == pytest.approx(want_g)
-    assert float(parts["f_theta_weight"].detach()) == pytest.approx(want_f)
+    # f_theta's "L1" coefficient multiplies norm(2) in NeuralGraph, norm(1) in flyvis-gnn
+    fl = {**base, "f_theta_weight_L1": 0.5, "f_theta_weight_L2": 0.25}
+    l2 = sum(float((p.detach() ** 2).sum().sqrt()) for p in m.f_theta.parameters())
+    l1 = sum(float(p.detach().abs().sum()) for p in m.f_theta.parameters())
+    _, parts = regularization_terms(m, v, 1.0, fl)
+    assert float(parts["f_theta_weight"].detach()) == pytest.approx(0.75 * l2)
+    _, parts = regularization_terms(m, v, 1.0, fl, f_theta_L1_norm="l1")
+    assert float(parts["f_theta_weight"].detach()) == pytest.approx(0.5 * l1 + 0.25 * l2)
     # g_phi monotone increasing in v -> zero diff penalty; decreasing -> positive
     with torch.no_grad():
         m.g_phi.layers[0].weight.zero_()
@@ -138,23 +149,100 @@ def test_regulariser_values_on_toy_mlps():
     with torch.no_grad():
         m.g_phi.layers[0].weight[:, 0] = -1.0
         m.g_phi.layers[0].bias.fill_(2.0)
-    _, parts = regularization_terms(m, vpos, 1.0, {**base, "g_phi_diff": 1.0})
     g0 = (2.0 - vpos) ** 2
-    g1 = (2.0 - vpos - 0.05) ** 2
+    _, parts = regularization_terms(m, vpos, 1.0, {**base, "g_phi_diff": 1.0})  # NeuralGraph: g(1.05 v)
+    assert float(parts["g_phi_diff"].detach()) == pytest.approx(float(torch.relu(g0 - (2.0 - 1.05 * vpos) ** 2).norm()))
+    _, parts = regularization_terms(m, vpos, 0.5, {**base, "g_phi_diff": 1.0}, diff_step="additive")  # flyvis-gnn
+    g1 = (2.0 - vpos - 0.05 * 0.5) ** 2
     assert float(parts["g_phi_diff"].detach()) == pytest.approx(float(torch.relu(g0 - g1).norm()))
-    # the g_phi regularisers do not move the embedding
+    # NeuralGraph's g_phi terms also train the embedding; flyvis-gnn detaches it
     tot, _ = regularization_terms(m, vpos, 1.0, {**base, "g_phi_diff": 1.0, "g_phi_norm": 1.0})
     tot.backward()
+    with torch.no_grad():
+        m.g_phi.layers[0].weight[:, 1:] = 0.3  # let the embedding enter g_phi
+    m.zero_grad()
+    regularization_terms(m, vpos, 1.0, {**base, "g_phi_diff": 1.0, "g_phi_norm": 1.0})[0].backward()
+    assert torch.count_nonzero(m.a.grad) > 0
+    m.zero_grad()
+    regularization_terms(m, vpos, 1.0, {**base, "g_phi_diff": 1.0, "g_phi_norm": 1.0}, detach_embedding=True)[
+        0
+    ].backward()
     assert m.a.grad is None or torch.count_nonzero(m.a.grad) == 0
 
 
-def test_annealing():
-    cfg = FlyVisTrainConfig(coeff_W_L1=1.0, coeff_g_phi_weight_L1=1.0, regul_annealing_rate=0.5, coeff_W_L1_rate=1.0)
-    assert annealed_coefficients(cfg, 0)["W_L1"] == 0.0
-    assert annealed_coefficients(cfg, 1)["W_L1"] == pytest.approx(1 - np.exp(-1.0))
-    assert annealed_coefficients(cfg, 1)["g_phi_weight_L1"] == pytest.approx(1 - np.exp(-0.5))
-    assert annealed_coefficients(FlyVisTrainConfig(coeff_W_L1=1.0), 0)["W_L1"] == 1.0
-    assert annealed_coefficients(cfg, 0)["g_phi_diff"] == cfg.coeff_g_phi_diff  # never annealed
+def test_variant_b_regularisers_pair_each_neuron_with_a_permuted_source():
+    """Variant B (NeuralGraph's PDE_N9_B): inputs [v_n, v_n, a_n, a_perm(n)], only v_j perturbed; the
+    scale pin sets input column 0 (v_i) to 2 xnorm."""
+    g, _ = make_toy_ground_truth(n_neurons=12, n_types=2, mean_in_degree=3, seed=1)
+    m = FlyVisGNN(g, variant="B", hidden_dim=6, n_layers=3, w_init="randn", seed=2, dtype=torch.float64)
+    with torch.no_grad():
+        m.a.copy_(torch.randn(12, 2, dtype=torch.float64))
+    v = torch.randn(12, dtype=torch.float64)
+    base = dict(
+        W_L1=0.0,
+        W_L2=0.0,
+        g_phi_weight_L1=0.0,
+        g_phi_weight_L2=0.0,
+        f_theta_weight_L1=0.0,
+        f_theta_weight_L2=0.0,
+        g_phi_diff=7.0,
+        g_phi_norm=0.5,
+    )
+    _, parts = regularization_terms(m, v, 0.8, base, generator=torch.Generator().manual_seed(5))
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(5))
+    a, ap = m.a.detach(), m.a.detach()[perm]
+
+    def g2(cols):
+        return m.g_phi(torch.stack(cols, 1)).squeeze(-1).detach() ** 2
+
+    vv = v[:, None]
+    x0 = [v, v, a[:, 0], a[:, 1], ap[:, 0], ap[:, 1]]
+    x1 = [v, 1.05 * v, a[:, 0], a[:, 1], ap[:, 0], ap[:, 1]]
+    xn = [torch.full_like(v, 1.6), v, a[:, 0], a[:, 1], ap[:, 0], ap[:, 1]]
+    assert vv.shape == (12, 1)
+    want_diff = 7.0 * float(torch.relu(g2(x0) - g2(x1)).norm())
+    want_norm = 0.5 * float((g2(xn) - 1.6).norm())
+    assert float(parts["g_phi_diff"].detach()) == pytest.approx(want_diff, rel=1e-12)
+    assert float(parts["g_phi_norm"].detach()) == pytest.approx(want_norm, rel=1e-12)
+
+
+def test_annealing_neuralgraph_per_term_rates():
+    """The seeds' code (NeuralGraph): coeff * (1 - exp(-rate * epoch)) per term, no rate > 0 guard;
+    seed 004's locked rates: W_L1 0.5, phi (f_theta) L1 0.4, edge (g_phi) L1 NeuralGraph's default 0.5."""
+    cfg = FlyVisTrainConfig()
+    assert (cfg.annealing, cfg.coeff_W_L1_rate, cfg.coeff_f_theta_weight_L1_rate, cfg.coeff_g_phi_weight_L1_rate) == (
+        "neuralgraph",
+        0.5,
+        0.4,
+        0.5,
+    )
+    c0, c1, c3 = (annealed_coefficients(cfg, e) for e in (0, 1, 3))
+    for k in ("W_L1", "g_phi_weight_L1", "f_theta_weight_L1"):
+        assert c0[k] == 0.0  # every L1 penalty is off throughout epoch 0
+    assert c1["W_L1"] == pytest.approx(3.5e-5 * (1 - np.exp(-0.5)))
+    assert c1["f_theta_weight_L1"] == pytest.approx(0.5 * (1 - np.exp(-0.4)))
+    assert c3["g_phi_weight_L1"] == pytest.approx(0.29 * (1 - np.exp(-1.5)))
+    for k, v in (("W_L2", 0.0), ("f_theta_weight_L2", 0.001), ("g_phi_diff", 750.0), ("g_phi_norm", 0.9)):
+        assert c0[k] == c3[k] == v  # never annealed
+    off = FlyVisTrainConfig(coeff_W_L1_rate=0.0)
+    assert annealed_coefficients(off, 5)["W_L1"] == 0.0  # rate 0: off for good, as in NeuralGraph
+
+
+def test_annealing_flyvis_gnn_shared_rate():
+    fg = FlyVisTrainConfig(annealing="flyvis_gnn", coeff_W_L1=1.0, coeff_W_L2=2.0)
+    assert annealed_coefficients(fg, 0)["W_L1"] == 1.0 and annealed_coefficients(fg, 0)["W_L2"] == 2.0  # rate 0: full
+    fg5 = FlyVisTrainConfig(annealing="flyvis_gnn", coeff_W_L1=1.0, coeff_W_L2=2.0, regul_annealing_rate=0.5)
+    c0, c1 = annealed_coefficients(fg5, 0), annealed_coefficients(fg5, 1)
+    assert all(
+        c0[k] == 0.0
+        for k in ("W_L1", "W_L2", "g_phi_weight_L1", "g_phi_weight_L2", "f_theta_weight_L1", "f_theta_weight_L2")
+    )
+    assert c1["W_L2"] == pytest.approx(2.0 * (1 - np.exp(-0.5)))
+    assert c0["g_phi_diff"] == fg5.coeff_g_phi_diff  # never annealed
+    with pytest.raises(ValueError, match="config key 'regul_annealing_rate'.*annealing: flyvis_gnn"):
+        FlyVisTrainConfig(regul_annealing_rate=0.5)
+    with pytest.raises(ValueError, match="config key 'g_phi_diff_step'"):
+        FlyVisTrainConfig(g_phi_diff_step="cubic")
 
 
 SMALL = dict(
@@ -305,3 +393,44 @@ def test_variant_b_trains_and_missing_data_path_is_named(tiny, tmp_path):
     (tmp_path / "c.yaml").write_text("n_epochs: 1\n")
     with pytest.raises(ValueError, match="config key 'data_path'"):
         flyvis_train_main(tmp_path / "c.yaml", tmp_path / "run")
+
+
+def test_a_run_started_before_the_defaults_changed_still_resumes(tiny, tmp_path):
+    """A checkpoint whose config lacks the new fields (annealing, regulariser forms) and holds the old
+    defaults (W_L2_with_L1 false, no per-term rates) resumes under a config that sets none of them: the
+    run keeps its own values (the missing keys their old meaning) and says so; an explicit change refuses."""
+    _, _, data = tiny
+    small = {k: v for k, v in SMALL.items() if k != "quiet"}
+    cfg = FlyVisTrainConfig(
+        **small,
+        quiet=True,
+        eval_each_epoch=False,
+        annealing="flyvis_gnn",
+        W_L2_with_L1=False,
+        coeff_W_L1_rate=None,
+        coeff_f_theta_weight_L1_rate=None,
+        coeff_g_phi_weight_L1_rate=None,
+        f_theta_weight_L1_norm="l1",
+        g_phi_diff_step="additive",
+        g_phi_reg_frame="first",
+        g_phi_reg_detach=True,
+        n_epochs=1,
+    )
+    train_flyvis_gnn(cfg, data, out_dir=tmp_path / "old")
+    ck_path = tmp_path / "old" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=False)
+    for k in ("annealing", "f_theta_weight_L1_norm", "g_phi_diff_step", "g_phi_reg_frame", "g_phi_reg_detach"):
+        del ck["config"][k]  # as written by the code before these fields existed
+    torch.save(ck, ck_path)
+    user = FlyVisTrainConfig.from_dict({**small, "quiet": False, "eval_each_epoch": False, "n_epochs": 2})
+    assert user.annealing == "neuralgraph" and user.W_L2_with_L1  # today's defaults
+    _, info = train_flyvis_gnn(user, data, out_dir=tmp_path / "old")
+    assert info["iterations_run"] == 20  # the second epoch only: resumed, not restarted
+    assert user.annealing == "flyvis_gnn" and user.W_L2_with_L1 is False and user.g_phi_reg_detach is True
+    assert user.coeff_W_L1_rate is None
+    with pytest.raises(ValueError, match="another config.*g_phi_diff_step: 'additive' -> 'multiplicative'"):
+        train_flyvis_gnn(
+            FlyVisTrainConfig.from_dict({**small, "n_epochs": 3, "g_phi_diff_step": "multiplicative"}),
+            data,
+            out_dir=tmp_path / "old",
+        )
