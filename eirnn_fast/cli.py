@@ -360,15 +360,40 @@ def _add_flyvis_commands(sub) -> None:
 
     p_feval = fly_sub.add_parser("evaluate", help="recovery metrics and plots of a FlyVis GNN run")
     p_feval.add_argument("run", help="run folder written by `eirnn-fast flyvis train`")
+    p_feval.add_argument(
+        "--analysis",
+        action="store_true",
+        help="also seed 003's analysis tools (per-type R2, sign flips, W-sum correlations, recovery "
+        "mechanism, activity ranks) into analysis.json",
+    )
 
     def _cmd_flyvis_evaluate(args: argparse.Namespace) -> int:
         from eirnn_fast.flyvis.train import flyvis_evaluate_main
 
-        result = flyvis_evaluate_main(args.run)
+        result = flyvis_evaluate_main(args.run, analysis=args.analysis)
         print(json.dumps(result.get("metrics", result), indent=1, default=str))
         return 0
 
     p_feval.set_defaults(func=_cmd_flyvis_evaluate)
+
+    p_lad = fly_sub.add_parser(
+        "ladder", help="the recovery ladder: generate -> train -> evaluate per rung and seed, resumable"
+    )
+    p_lad.add_argument("ladder", help="ladder YAML (see experiments/flyvis_recovery/ladder.yaml)")
+    p_lad.add_argument("--out", default="runs/flyvis_ladder", help="folder of the cases (done cases are kept)")
+    p_lad.add_argument("--results", default=None, help="also write the summary table to this markdown file")
+
+    def _cmd_ladder(args: argparse.Namespace) -> int:
+        from eirnn_fast.flyvis.ladder import run_ladder, summarise
+
+        cases = run_ladder(args.ladder, args.out)
+        table = summarise(cases)
+        if args.results:
+            Path(args.results).write_text(table)
+        print(table)
+        return 0
+
+    p_lad.set_defaults(func=_cmd_ladder)
 
 
 def _add_explore_parser(sub) -> None:

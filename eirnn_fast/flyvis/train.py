@@ -86,6 +86,7 @@ _SECTIONS = ("graph_model", "training", "model", "train")
 _FREE_SECTIONS = ("simulation", "plotting", "claude", "dataset_config")
 _CHOICES = {
     "annealing": ("neuralgraph", "flyvis_gnn"),
+    "epoch_loop": ("neuralgraph", "flyvis_gnn"),
     "f_theta_weight_L1_norm": ("l2", "l1"),
     "g_phi_diff_step": ("multiplicative", "additive"),
     "g_phi_reg_frame": ("last", "first"),
@@ -110,11 +111,14 @@ class FlyVisTrainConfig:
     embedding_dim: int = 2
     activation: str = "relu"
     g_phi_positive: bool = True
-    w_init: str = "randn_scaled"
+    w_init: str = "zeros"  # NeuralGraph's W init; flyvis-gnn's noise-0.05 config uses randn_scaled
     w_init_scale: float = 1.0
     backend: str = "auto"
     # optimisation
     n_epochs: int = 1
+    # "neuralgraph": epochs 0..n_epochs, as the seeds' trainer loops (range(n_epochs + 1)): n_epochs 1 trains
+    # two epochs, the second with the annealed L1 terms on; "flyvis_gnn": epochs 0..n_epochs - 1
+    epoch_loop: str = "neuralgraph"
     batch_size: int = 2
     data_augmentation_loop: int = 20
     iterations_per_epoch: int = 0  # > 0 overrides the reference formula
@@ -330,6 +334,7 @@ def training_data_from_generated(out_dir: Union[str, Path], stream: Optional[int
         "cell_type_index": con.type_index.numpy(),
         "dt": float(meta["config"]["dt"]),
         "tau_clamp": meta["config"].get("tau_clamp", "none"),
+        "cell_type_names": list(con.cell_type),
         **truth,
     }
     return data
@@ -498,6 +503,11 @@ def data_loss(model: FlyVisGNN, xt, yt, It, k: np.ndarray, dt: float, steps: int
 
 
 # -- training ----------------------------------------------------------------------------------
+def epochs_to_run(config: FlyVisTrainConfig) -> int:
+    """Number of epochs the trainer runs (``epoch_loop``): n_epochs + 1 as NeuralGraph, n_epochs as flyvis-gnn."""
+    return config.n_epochs + (1 if config.epoch_loop == "neuralgraph" else 0)
+
+
 def _iterations_per_epoch(config: FlyVisTrainConfig, n_frames: int) -> int:
     if config.iterations_per_epoch > 0:
         return config.iterations_per_epoch
@@ -509,6 +519,7 @@ _RESUME_FREE_KEYS = frozenset({"quiet", "log_every", "checkpoint_every", "n_epoc
 # what a checkpoint written before a field existed meant by it (the field's old behaviour)
 _LEGACY_DEFAULTS = {
     "annealing": "flyvis_gnn",
+    "epoch_loop": "flyvis_gnn",
     "f_theta_weight_L1_norm": "l1",
     "g_phi_diff_step": "additive",
     "g_phi_reg_frame": "first",
@@ -628,7 +639,7 @@ def train_flyvis_gnn(
     t_start = time.perf_counter()
     n_done = 0
     try:
-        for epoch in range(start_epoch, config.n_epochs):
+        for epoch in range(start_epoch, epochs_to_run(config)):
             coeffs = annealed_coefficients(config, epoch)
             recurrent = config.recurrent_training and epoch >= config.recurrent_training_start_epoch
             steps = config.time_step if recurrent else 0
@@ -727,17 +738,28 @@ def load_run(run_dir: Union[str, Path]):
     return cfg, model, data
 
 
-def flyvis_evaluate_main(run_dir: Union[str, Path]) -> Dict[str, Any]:
-    """Evaluate a trained run: all metrics + plots into ``run_dir`` and ``result.json``."""
+def flyvis_evaluate_main(run_dir: Union[str, Path], analysis: bool = False) -> Dict[str, Any]:
+    """Evaluate a trained run: all metrics + plots into ``run_dir`` and ``result.json`` (written
+    atomically). ``analysis``: also seed 003's analysis tools (:func:`metrics.recovery_analysis`) into
+    ``analysis.json`` and the ``analysis`` key of the result."""
     from eirnn_fast.flyvis import gnn_plots
     from eirnn_fast.flyvis import metrics as M
 
     run = Path(run_dir)
+    if not (run / "config.json").exists() or not (run / "checkpoint.pt").exists():
+        raise ValueError(
+            f"{run} is not a run folder of `eirnn-fast flyvis train` (needs config.json and checkpoint.pt)"
+        )
     cfg, model, data = load_run(run)
     res = M.evaluate(model, data, n_test_frames=cfg.n_test_frames or None, return_arrays=True)
     arrays = res.pop("arrays")
     res["plots"] = gnn_plots.plot_recovery(run, arrays, data, res.get("connectivity_outlier_threshold", 5.0))
     res["metric_definitions"] = "see eirnn_fast/flyvis/metrics.py module docstring"
+    if analysis and data.get("W") is not None:
+        res["analysis"] = M.recovery_analysis(
+            arrays, data, model.src.cpu().numpy(), model.dst.cpu().numpy(), model.n_neurons, data.get("cell_type_names")
+        )
+        _write_json(run / "analysis.json", res["analysis"])
     prev = run / "result.json"
     if prev.exists():
         old = json.loads(prev.read_text())
@@ -745,8 +767,14 @@ def flyvis_evaluate_main(run_dir: Union[str, Path]) -> Dict[str, Any]:
             **{k: v for k, v in old.items() if k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")},
             **res,
         }
-    prev.write_text(json.dumps(res, indent=2, default=float))
+    _write_json(prev, res)
     return res
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    os.replace(tmp, path)
 
 
 def flyvis_train_main(config_path: Union[str, Path], out_dir: Union[str, Path]) -> Dict[str, Any]:

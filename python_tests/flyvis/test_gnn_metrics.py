@@ -213,3 +213,65 @@ def test_test_pearson_scores_against_the_noise_free_truth_not_the_noisy_record()
     truth = M.true_rollout(c.src.numpy(), c.dst.numpy(), p.W, p.tau, p.V_rest, noisy[0], I, 0.02)
     assert M.test_pearson(Truth(), noisy, I, 0.02, truth=truth) == pytest.approx(1.0, abs=1e-9)
     assert M.test_pearson(Truth(), noisy, I, 0.02) < 0.6
+
+
+def test_sign_flips_and_mechanism_by_hand():
+    W = np.array([1.0, 2.0, -1.0, -3.0, 0.0, 0.5])
+    L = np.array([-1.0, 2.0, 1.0, 1.0, 5.0, 0.0])  # +->- once of 3 positives; -->+ twice of 2 negatives
+    f = M.sign_flips(L, W)
+    assert f["pos_to_neg"] == pytest.approx(1 / 3) and f["neg_to_pos"] == 1.0 and (f["n_pos"], f["n_neg"]) == (3, 2)
+    # seed 003's four models
+    assert M.recovery_mechanism(0.68, 0.94) == "DIRECT"
+    assert M.recovery_mechanism(-0.19, 0.31) == "PARTIAL"
+    assert M.recovery_mechanism(-0.46, -0.84) == "COMPENSATION"
+    assert M.recovery_mechanism(float("nan"), 0.5) == "UNDEFINED"
+    rng = np.random.default_rng(0)
+    Wt = rng.standard_normal(400)
+    src, dst = rng.integers(0, 40, 400), rng.integers(0, 40, 400)
+    for Wl, want in ((2 * Wt, "DIRECT"), (-Wt, "COMPENSATION"), (rng.standard_normal(400), "PARTIAL")):
+        c = M.per_neuron_W_sum_correlation(Wl, Wt, src, dst, 40)
+        assert M.recovery_mechanism(c["in"], c["out"]) == want
+    # non-finite W* count as 0 in the sums (no overflow to NaN)
+    Wl = Wt.copy()
+    Wl[0] = np.inf
+    c = M.per_neuron_W_sum_correlation(Wl, Wt, src, dst, 40)
+    assert np.isfinite(c["in"]) and np.isfinite(c["out"])
+
+
+def test_per_type_recovery_by_hand():
+    ti = np.array([0, 0, 1, 1, 1])
+    dst = np.array([0, 1, 2, 3, 4, 4])
+    Wt = np.array([1.0, 2.0, 1.0, 2.0, 3.0, 4.0])
+    Ws = np.array([2.0, 4.0, 1.0, 2.0, 3.0, 0.0])  # type 0 exact up to scale; type 1 one wrong edge
+    tau_t = np.array([0.02, 0.02, 0.1, 0.1, 0.1])
+    tau_l = np.array([0.01, 0.03, 0.1, 0.2, 0.0])
+    r = M.per_type_recovery(
+        Ws, Wt, dst, tau_l, tau_t, tau_l * 0 + 0.5, np.array([0.1, 0.1, 0.5, 0.5, 0.5]), ti, ["A", "B"]
+    )
+    a, b = r["types"]["A"], r["types"]["B"]
+    assert a["connectivity_R2"] == pytest.approx(1.0)  # affine invariant
+    assert a["connectivity_R2_det"] == pytest.approx(1 - ((Ws[:2] - Wt[:2]) ** 2).sum() / 0.5)
+    t, p = Wt[2:], Ws[2:]
+    assert b["connectivity_R2_det"] == pytest.approx(1 - ((p - t) ** 2).sum() / ((t - t.mean()) ** 2).sum())
+    assert a["tau_learned"] == pytest.approx(0.02) and a["tau_rmse"] == pytest.approx(0.01)
+    assert b["tau_rmse"] == pytest.approx(np.sqrt((0.0 + 0.01 + 0.01) / 3))
+    assert (a["n_neurons"], b["n_edges_in"]) == (2, 4)
+    assert np.isnan(r["tau_R2_by_type"]) or 0 <= r["tau_R2_by_type"] <= 1
+
+
+def test_activity_svd_rank_reference_matches_a_plain_svd():
+    """flyvis-gnn's definition: raw (uncentred) voltages, energy within the top k <= 100."""
+    rng = np.random.default_rng(2)
+    low = rng.standard_normal((3000, 3)) @ rng.standard_normal((3, 200)) + 5.0  # the offset is a 4th direction
+    r = M.activity_svd_rank_reference(low)
+    s = np.linalg.svd(low, compute_uv=False)[:100]
+    cum = np.cumsum(s**2) / (s**2).sum()
+    assert (r["rank_90"], r["rank_99"]) == (int(np.searchsorted(cum, 0.9) + 1), int(np.searchsorted(cum, 0.99) + 1))
+    assert r["k"] == 100 and M.activity_svd_rank(low) == 3  # the centred 99 % rank ignores the offset
+    # the randomised path (more than 1e6 values) and neuron subsampling (> 1024 neurons) agree with exact
+    big = rng.standard_normal((1200, 6)) @ rng.standard_normal((6, 2100))
+    rb = M.activity_svd_rank_reference(big)
+    sub = big[:, ::3]
+    s = np.linalg.svd(sub, compute_uv=False)[:100]
+    cum = np.cumsum(s**2) / (s**2).sum()
+    assert rb["rank_99"] == int(np.searchsorted(cum, 0.99) + 1) <= 6

@@ -246,6 +246,7 @@ def test_annealing_flyvis_gnn_shared_rate():
 
 
 SMALL = dict(
+    epoch_loop="flyvis_gnn",  # n_epochs epochs (the resume tests count them)
     hidden_dim=16,
     hidden_dim_update=16,
     batch_size=4,
@@ -381,8 +382,14 @@ def test_end_to_end_recovery_improves_every_metric(tmp_path):
         "embedding.png",
     ):
         assert (tmp_path / "run" / f).exists(), f
-    again = flyvis_evaluate_main(tmp_path / "run")
+    again = flyvis_evaluate_main(tmp_path / "run", analysis=True)
     assert again["connectivity_R2"] == pytest.approx(res["connectivity_R2"])
+    an = json.loads((tmp_path / "run" / "analysis.json").read_text())
+    assert an["recovery_mechanism"] == "DIRECT" and an["sign_flips"]["pos_to_neg"] < 0.2
+    assert an["absW_sum_corr_in"] > 0.5 and len(an["per_type"]["types"]) == len(set(data["cell_type_index"].tolist()))
+    assert 1 <= an["activity_svd_rank_reference"]["rank_99"] <= 100
+    with pytest.raises(ValueError, match="is not a run folder"):
+        flyvis_evaluate_main(tmp_path)
     assert json.loads((tmp_path / "run" / "result.json").read_text())["s_per_iteration"] > 0
 
 
@@ -434,3 +441,19 @@ def test_a_run_started_before_the_defaults_changed_still_resumes(tiny, tmp_path)
             data,
             out_dir=tmp_path / "old",
         )
+
+
+def test_default_epoch_loop_is_neuralgraphs_with_the_l1_terms_on_in_the_second_epoch(tiny, tmp_path):
+    """The seeds' trainer loops range(n_epochs + 1): n_epochs 1 trains epochs 0 and 1; the annealed L1
+    terms are 0 in epoch 0 (absent from the log) and on in epoch 1."""
+    _, _, data = tiny
+    small = {k: v for k, v in SMALL.items() if k not in ("epoch_loop", "coeff_W_L1", "coeff_f_theta_weight_L1")}
+    cfg = FlyVisTrainConfig(**small, eval_each_epoch=False)
+    assert cfg.epoch_loop == "neuralgraph" and cfg.n_epochs == 1 and cfg.w_init == "zeros"
+    _, info = train_flyvis_gnn(cfg, data, out_dir=tmp_path / "r")
+    assert info["iterations_run"] == 2 * cfg.iterations_per_epoch
+    lines = [json.loads(l) for l in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
+    e0 = [l for l in lines if l["epoch"] == 0]
+    e1 = [l for l in lines if l["epoch"] == 1]
+    assert e0 and e1 and all("regul_W_L1" not in l for l in e0) and all(l["regul_W_L1"] > 0 for l in e1)
+    assert all("regul_f_theta_weight" in l for l in e1)
