@@ -108,7 +108,9 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
         generate_dataset(GenerateConfig(**gen), seed, data_dir)
         gen_s = time.perf_counter() - t0
     # mid-epoch checkpoints (bookkeeping only: a resume-free key) so a stopped ladder loses little
-    cfg = FlyVisTrainConfig.from_dict({"checkpoint_every": 2000, **rung.config, "data_path": str(data_dir), "quiet": quiet})
+    cfg = FlyVisTrainConfig.from_dict(
+        {"checkpoint_every": 2000, **rung.config, "data_path": str(data_dir), "quiet": quiet}
+    )
     data = load_training_data(str(data_dir))
     t1 = time.perf_counter()
     model, info = train_flyvis_gnn(cfg, data, out_dir=case_dir / "run")
