@@ -481,7 +481,16 @@ def cv_across_seeds(values: Sequence[float]) -> float:
     return float(100.0 * v.std() / abs(v.mean()))
 
 
-def evaluate(
+def evaluate(model, data: Dict, **kwargs) -> Dict:
+    """All metrics and analysis for a trained model against ground truth in ``data`` (keys ``x, I``
+    training data; optional ``W, tau, V_rest, cell_type_index, x_test, I_test, dt, tau_clamp``); keyword
+    arguments as :func:`_evaluate`. Floating-point overflow from a diverged model (W* of 1e300, a
+    learned V_rest of 1e7) gives NaN metrics explained in ``notes``, not RuntimeWarnings."""
+    with np.errstate(all="ignore"):
+        return _evaluate(model, data, **kwargs)
+
+
+def _evaluate(
     model,
     data: Dict,
     *,

@@ -275,3 +275,20 @@ def test_activity_svd_rank_reference_matches_a_plain_svd():
     s = np.linalg.svd(sub, compute_uv=False)[:100]
     cum = np.cumsum(s**2) / (s**2).sum()
     assert rb["rank_99"] == int(np.searchsorted(cum, 0.99) + 1) <= 6
+
+
+def test_evaluate_a_diverged_model_without_runtime_warnings():
+    """Huge learned weights (a diverged run) give NaN or finite metrics with notes, never warnings."""
+    import warnings
+
+    graph, params, data = make_toy_dataset(n_neurons=30, n_types=3, n_frames=200, n_test_frames=60, seed=7)
+    m = FlyVisGNN(graph, hidden_dim=8, n_layers=2, w_init="randn", seed=0)
+    with torch.no_grad():
+        m.W.mul_(1e30)
+        for p in m.f_theta.parameters():
+            p.zero_()  # slope_f = 0 everywhere: W* = +-inf, tau constant
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = M.evaluate(m, data)
+    assert np.isnan(res["tau_R2"]) and any("tau_R2 is NaN" in n for n in res["notes"])
+    assert any("non-finite" in n for n in res["notes"])
