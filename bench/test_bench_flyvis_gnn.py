@@ -46,7 +46,7 @@ def _data(T=64, seed=0):
 
 def _step_fn(model, cfg, data, device):
     opt = make_optimizer(model, cfg)
-    coeffs = annealed_coefficients(cfg, 0)
+    coeffs = annealed_coefficients(cfg, 1)  # epoch 1: every regulariser on (epoch 0 anneals the L1 terms to 0)
     xt, yt, It = (data[k].to(device) for k in ("x", "y", "I"))
     xnorm = float(1.5 * xt.std())
     k = np.array([3, 17])
