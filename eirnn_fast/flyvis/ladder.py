@@ -180,8 +180,12 @@ def summarise(cases: List[Dict[str, Any]]) -> str:
         + f", wall <= {FLOOR_WALL_S / 60:.0f} min):",
         "",
     ]
-    lines.append("| rung | seed | " + " | ".join(METRICS) + " | wall (min) | floors |")
-    lines.append("|" + "---|" * (len(METRICS) + 4))
+    lines.append(
+        "| rung | seed | "
+        + " | ".join(METRICS)
+        + " | wall (min) | voltage range (std) | SVD rank 90/99 (flyvis-gnn) | floors |"
+    )
+    lines.append("|" + "---|" * (len(METRICS) + 6))
     for name, cs in by.items():
         for c in cs:
             m = c["metrics"]
@@ -190,7 +194,12 @@ def summarise(cases: List[Dict[str, Any]]) -> str:
                 ok = all(m.get(k, float("nan")) >= v for k, v in FLOORS.items()) and c["wall_s"] <= FLOOR_WALL_S
                 floor = "met" if ok else "missed"
             vals = " | ".join(f"{m.get(k, float('nan')):.3f}" for k in METRICS)
-            lines.append(f"| {name} | {c['seed']} | {vals} | {c['wall_s'] / 60:.1f} | {floor} |")
+            lo, hi = c["x_range"]
+            rk = c["activity_svd_rank_reference"]
+            lines.append(
+                f"| {name} | {c['seed']} | {vals} | {c['wall_s'] / 60:.1f} | {lo:.2f}..{hi:.2f} ({c['x_std']:.2f}) "
+                f"| {rk['rank_90']}/{rk['rank_99']} | {floor} |"
+            )
     return "\n".join(lines) + "\n"
 
 
