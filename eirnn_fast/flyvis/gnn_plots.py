@@ -23,7 +23,7 @@ def _scatter(ax, true, learned, title, unit="", outlier_threshold=None):
         )
         ok = keep
     t, y = true[ok], learned[ok]
-    if ok.sum() > 1 and np.std(t) > 0:
+    if ok.sum() > 1 and np.std(t) > 0 and np.std(y) > 0:
         r = np.corrcoef(t, y)[0, 1]
         title += f"  R2={r * r:.3f}"
         a, b = np.polyfit(t, y, 1)

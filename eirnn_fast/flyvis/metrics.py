@@ -178,6 +178,11 @@ def V_rest_R2(V_rest_learned, V_rest_true) -> float:
 
 def kmeans(features, n_clusters: int, seed: int = 42, n_init: int = 10, n_iter: int = 100) -> np.ndarray:
     """Seeded k-means (k-means++ init, best of ``n_init`` by inertia) -> labels ``[N]``."""
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite features: labels still come back
+        return _kmeans(features, n_clusters, seed, n_init, n_iter)
+
+
+def _kmeans(features, n_clusters: int, seed: int, n_init: int, n_iter: int) -> np.ndarray:
     X = _np(features)
     rng = np.random.default_rng(seed)
     n = X.shape[0]
