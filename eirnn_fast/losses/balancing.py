@@ -12,7 +12,7 @@ are here, selected by ``mode``:
   ``EMA_k`` is an exponential moving average (decay ``loss_ema_decay`` = 0.99) of the detached loss
   value: a slow re-weighting of the losses, not of their gradients. ``loss_ema_init=None`` (ours)
   starts it at the first value; a number starts it there and the first value is already averaged in
-  (the predecessor: 1.0, updated before the division, ``experiment_phase2.py`` l. 150 and 230-238).
+  (the predecessor: 1.0, updated before the division, ``experiment_phase2.py`` l. 153 and 222-230).
   ``backward(..., update_loss_ema=False)`` divides by the EMA without updating it (the trainer's
   per-epoch updates).
 * ``"activity_ema"`` (Sourmpis/Bellec ``loss_splitter``, EnCodec ``Balancer``): each balanced loss

@@ -160,7 +160,7 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
     from eirnn_fast.data import load_session
     from eirnn_fast.metrics import noise_ceiling
     from eirnn_fast.train.config import FitConfig
-    from eirnn_fast.train.fit import build_model, evaluate_rates, load_fit_data, predict
+    from eirnn_fast.train.fit import build_model, evaluate_rates, load_fit_data, make_split, predict
 
     path = Path(path)
     ckpt_path = path / "checkpoint.pt" if path.is_dir() else path
@@ -168,7 +168,7 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
         raise ValueError(f"{path}: no checkpoint.pt (not a run directory or checkpoint)")
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        cfg = FitConfig.from_dict(ckpt["config"])
+        cfg = FitConfig.from_saved(ckpt["config"])
         best = ckpt["best"]
     except ValueError:
         raise
@@ -182,9 +182,7 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
             else None
         )
         if split is None:
-            from eirnn_fast.data import train_val_test_split
-
-            split = train_val_test_split(session, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by, cfg.seed)
+            split = make_split(cfg, session)
         trials, which = split["test"], "test split of the run"
     else:
         session = load_session(data, cfg.clip_percentile)
