@@ -37,9 +37,9 @@ ADDED_FIELDS: Dict[str, Any] = {
     "cosine_min_factor": 0.0,
 }
 
-#: Fields that change how a run is executed or shown, not what it computes: a checkpoint whose
-#: config differs only in these still resumes.
-RUNTIME_FIELDS = ("threads", "quiet", "plots")
+#: Fields that change how a run is executed, shown or where it lives, not what it computes: a
+#: checkpoint whose config differs only in these still resumes.
+RUNTIME_FIELDS = ("threads", "quiet", "plots", "out")
 
 
 @dataclass

@@ -89,9 +89,7 @@ def build_model(cfg: FitConfig, session):
         bypass_dale=cfg.bypass_dale,
         **kwargs,
     )
-    if cfg.w_in_init == "seed002":
-        with torch.no_grad():
-            model.W_in.mul_(2.5).add_(-0.5)  # U(0, 1) -> U(-0.5, 2.0)
+    init_w_in(model, cfg.w_in_init)
     if cfg.unit_pairing == "position":
         n_rec = len(session.neuron_type)
         if n_rec > model.n_total:
@@ -100,6 +98,19 @@ def build_model(cfg: FitConfig, session):
     else:
         unit_index = recorded_unit_index(session.neuron_type, model.n_exc, model.n_inh)
     return model, unit_index
+
+
+def init_w_in(model, kind: str = "uniform") -> None:
+    """``W_in`` of a freshly built EIRNN (drawn U(0, 1)): left as is (``"uniform"``, the
+    predecessor's) or mapped affinely onto U(-0.5, 2.0) (``"seed002"``, seed 002's Priority 1): the
+    numbers its ``nn.init.uniform_(W_in, -0.5, 2.0)`` draws from the same RNG state."""
+    from eirnn_fast.train.config import W_IN_INITS
+
+    if kind not in W_IN_INITS:
+        raise ValueError(f"w_in_init must be one of {W_IN_INITS}, got {kind!r}")
+    if kind == "seed002":
+        with torch.no_grad():
+            model.W_in.mul_(2.5).add_(-0.5)
 
 
 def make_split(cfg: FitConfig, session) -> Dict[str, list]:
