@@ -14,7 +14,12 @@ def test_shipped_suites_load_with_the_seeds_names():
     assert len(phase2) == 17 and "baseline" in phase2 and "learnable_alpha_neuron" in phase2
     assert phase2["low_rank_50"]["fit"]["low_rank"] == 50 and phase2["low_rank_50"]["fit"]["ltrial_weight"] == 0.5
     _, phase2c = load_suite("phase2c")
-    assert len(phase2c) == 14 and "learnable_tau_pop_fixed_v2" in phase2c and "embed_28_learnable" in phase2c
+    assert len(phase2c) == 18 and "learnable_tau_pop_fixed_v2" in phase2c and "embed_28_learnable" in phase2c
+    # the seed-001 configs that were missing
+    assert phase2c["embed_28_random"]["fit"]["input_embed_type"] == "random"
+    assert phase2c["embed_56_random"]["fit"]["input_embed_dim"] == 56
+    assert phase2c["embed_polynomial"]["fit"]["input_embed_type"] == "polynomial"
+    assert phase2c["alpha_neuron_low_lr"]["fit"]["alpha_lr_scale"] == 0.1
     for name in ("phase2", "phase2c", "priorities"):  # each base names its protocol
         assert {e["fit"]["protocol"] for e in load_suite(name)[1].values()} == {"ours"}
 
