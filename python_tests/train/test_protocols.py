@@ -199,6 +199,7 @@ def test_test_first_split_is_the_predecessor_split_of_the_rest(tiny_file):
     cfg = FitConfig.preset("predecessor", data=tiny_file, seed=42)  # test_fraction 0.15
     split = make_split(cfg, session)
     assert split["test"] == train_val_test_split(session, 0.0, 0.15, "reward", 42)["test"] and split["test"]
+    assert split["test"] == make_split(FitConfig(data=tiny_file, seed=42), session)["test"]  # ours tests on the same
     assert sorted(split["train"] + split["val"] + split["test"]) == list(range(len(session)))
     rest = np.array(sorted(split["train"] + split["val"]))
     for label in np.unique(labels):  # 20 % of each stratum of the remaining trials
@@ -256,7 +257,8 @@ def test_w_in_init_seed002_and_position_pairing(tiny_file):
     seed_everything(5)
     m2, i2 = build_model(FitConfig(data=tiny_file, w_in_init="seed002", unit_pairing="position"), session)
     torch.testing.assert_close(m2.W_in, m1.W_in * 2.5 - 0.5)  # the same draws, on U(-0.5, 2.0)
-    assert float(m2.W_in.min()) < 0 and float(m2.W_in.min()) >= -0.5 and float(m2.W_in.max()) <= 2.0
+    w_in = m2.W_in.detach()
+    assert -0.5 <= float(w_in.min()) < 0 and float(w_in.max()) <= 2.0
     torch.testing.assert_close(m2.W_out, m1.W_out)  # nothing else changes
     assert i2.tolist() == list(range(8)) and i1.tolist() != i2.tolist()
     assert (i1[torch.as_tensor(session.neuron_type) == 2] >= m1.n_exc).all()
