@@ -29,6 +29,8 @@ _OPTIONAL_TYPES = {
     "input_embed_dim": int,
     "threads": int,
     "stratify_by": str,
+    "activity_target_rate": float,
+    "loss_ema_init": float,
 }
 _HELP = {
     "data": "session .mat file (v5 or v7.3); default: the embedded Newton 08_13 session",
@@ -45,6 +47,17 @@ _HELP = {
     "eval_noise": "keep the model's noise on during evaluation",
     "ltrial_kwargs": "JSON object for trial_matching_loss",
     "clip_percentile": "outlier clipping percentile ('none' = raw rates)",
+    "protocol": "ours | predecessor: the preset the other options start from (flags given here override it)",
+    "split_scheme": "joint (train/val/test at once) | test_first (test held out, then the predecessor's split)",
+    "unit_pairing": "type (each recorded neuron by a unit of its E/I type) | position (unit i, the predecessor's)",
+    "w_in_init": "uniform (U(0, 1)) | seed002 (U(-0.5, 2.0))",
+    "lneuron_mask": "valid (mean over valid trials) | multiply (mean of rates * mask, the predecessor's)",
+    "reg_form": "sum | mean (of the squared weights; the predecessor's: mean)",
+    "activity_form": "relative | predecessor (lambda (mean - 10)^2 on recorded units + max-rate hinge)",
+    "activity_target_rate": "L_activity target in sp/s ('none' = the training data's mean rate)",
+    "loss_ema_init": "loss_ema start value ('none' = the first loss value; the predecessor: 1.0)",
+    "loss_ema_update": "step | epoch",
+    "plateau_metric": "val_corr | val_l_neuron",
 }
 
 
@@ -78,18 +91,8 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = _HELP.get(f.name, "") + f" (default: {default})"
-        if isinstance(default, bool):
-            if default:
-                p.add_argument(
-                    "--no-" + f.name.replace("_", "-"),
-                    dest=f.name,
-                    action="store_const",
-                    const=False,
-                    default=None,
-                    help=help_text,
-                )
-            else:
-                p.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
+        if isinstance(default, bool):  # --x and --no-x: a protocol preset may have set either
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif isinstance(default, dict):
             p.add_argument(flag, dest=f.name, type=json.loads, default=None, help=help_text)
         elif default is None:
@@ -135,11 +138,21 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     r = fit(cfg, resume=not args.no_resume)
     wall = time.perf_counter() - t0
     s, m = r["session"], r["model"]
+    changed = ", ".join(f"{k}={v}" for k, v in r["protocol_overrides"].items())
+    print(f"protocol: {cfg.protocol}" + (f" (changed from its preset: {changed})" if changed else ""))
     print(
         f"session: {s['session_name'] or s['source']} ({s['n_trials']} trials x {s['n_time_bins']} bins x "
         f"{s['n_neurons']} neurons: {s['n_exc']} E + {s['n_inh']} I); model {m['n_exc']} E + {m['n_inh']} I units"
     )
-    print(f"split: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test trials (seed {cfg.seed})")
+    if m["unit_pairing"] == "position":
+        print(
+            f"units paired by position (recorded neuron i -> unit i, the predecessor's): "
+            f"{m['recorded_fitted_by_other_type']} recorded neuron(s) fitted by a unit of the other E/I type"
+        )
+    print(
+        f"split: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test trials "
+        f"(seed {cfg.seed}; {r['split_description']})"
+    )
     print(
         f"epochs run: {r['epochs_run']} (best validation epoch {r['best_epoch']}, "
         f"val PSTH r {r['best_val_psth_corr']:.4f}){', stopped early' if r['stopped_early'] else ''}; "
@@ -220,7 +233,11 @@ def _add_experiment_parser(sub) -> None:
         action="store_true",
         help="60 epochs per run on every trial, no per-run plots (phase2 in ~2.5 min on 2 cores)",
     )
-    p.add_argument("--out", help="results folder (default: runs/SUITE)")
+    p.add_argument("--out", help="results folder (default: runs/SUITE[_quick][_PROTOCOL])")
+    p.add_argument(
+        "--protocol",
+        help="ours | predecessor: run every config under this protocol instead of the one its _base.toml names",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -229,7 +246,12 @@ def _add_experiment_parser(sub) -> None:
         from eirnn_fast.suites import PRIORITY_TESTS, check_priorities, resolve_suite, run_suite
 
         folder = resolve_suite(args.suite)
-        out = Path(args.out or f"runs/{folder.name}{'_quick' if args.quick else ''}")
+        if args.protocol is not None:
+            from eirnn_fast.train.protocols import protocol_fields
+
+            protocol_fields(args.protocol)  # a bad name: one line, status 2, before any folder is made
+        tag = f"{'_quick' if args.quick else ''}{'_' + args.protocol if args.protocol else ''}"
+        out = Path(args.out or f"runs/{folder.name}{tag}")
         t0 = time.perf_counter()
         summary = run_suite(
             str(folder),
@@ -242,6 +264,7 @@ def _add_experiment_parser(sub) -> None:
             quick=args.quick,
             address=args.address,
             progress=not args.quiet,
+            protocol=args.protocol,
         )
         print((out / "summary.md").read_text())
         if PRIORITY_TESTS <= set(p.stem for p in folder.glob("*.toml")):  # the shipped suite or a copy of it
@@ -260,6 +283,11 @@ def _add_experiment_parser(sub) -> None:
                     )
                     + "  "
                     + json.dumps(v.get("criteria", {k: v[k] for k in v if k != "pass"}))
+                    + (
+                        "  per model seed: " + ", ".join(f"{k}: {r:.2f}" for k, r in v["per_model_seed"].items())
+                        if "per_model_seed" in v
+                        else ""
+                    )
                 )
         for f in summary.get("failures", []):
             print(f"FAILED {f['name']} seed {f['seed']}: {f['error']}", file=sys.stderr)

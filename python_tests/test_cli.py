@@ -50,6 +50,25 @@ def test_fit_then_evaluate(tiny_file, tmp_path, capsys):
     assert (out / "evaluation.json").is_file()
 
 
+def test_fit_under_the_predecessor_protocol(tiny_file, tmp_path, capsys):
+    out = tmp_path / "pred"
+    argv = ["fit", "--protocol", "predecessor", "--data", tiny_file, "--epochs", "2", "--out", str(out), "--quiet"]
+    assert main(argv + ["--no-eval-noise", "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert "protocol: predecessor (changed from its preset: eval_noise=False, epochs=2)" in text
+    assert "test trials held out first (15 %, stratified by reward)" in text and "80/20 train/val" in text
+    assert "units paired by position" in text
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["protocol"], saved["batch_size"], saved["reg_form"], saved["eval_noise"]) == (
+        "predecessor",
+        0,
+        "mean",
+        False,
+    )
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["steps"] for x in lines] == [1, 1]
+
+
 def test_diagnose(tiny_file, tmp_path, capsys):
     js = tmp_path / "d.json"
     assert main(["diagnose", "--data", tiny_file, "--json", str(js), "--n-trials", "3"]) == 0
@@ -67,6 +86,10 @@ def test_diagnose(tiny_file, tmp_path, capsys):
         (["fit", "--config", "{tmp}/bad.toml"], "cannot parse config"),
         (["fit", "--epochs", "many"], "invalid int value"),
         (["fit", "--scheduler", "step", "--data", "{tmp}/absent.mat"], "scheduler must be one of"),
+        (["fit", "--protocol", "theirs", "--data", "{tmp}/absent.mat"], "protocol must be one of"),
+        (["fit", "--protocol", "predecessor", "--reg-form", "cube"], "reg_form must be one of"),
+        (["fit", "--loss-ema-init", "0"], "loss_ema_init must be None or > 0"),
+        (["experiment", "phase2", "--protocol", "theirs", "--quick"], "protocol must be one of"),
         (["diagnose", "--data", "{tmp}/garbage.mat"], "not a MAT file"),
         (["evaluate", "{tmp}"], "no checkpoint.pt"),
     ],

@@ -14,7 +14,37 @@ def test_shipped_suites_load_with_the_seeds_names():
     assert len(phase2) == 17 and "baseline" in phase2 and "learnable_alpha_neuron" in phase2
     assert phase2["low_rank_50"]["fit"]["low_rank"] == 50 and phase2["low_rank_50"]["fit"]["ltrial_weight"] == 0.5
     _, phase2c = load_suite("phase2c")
-    assert len(phase2c) == 14 and "learnable_tau_pop_fixed_v2" in phase2c and "embed_28_learnable" in phase2c
+    assert len(phase2c) == 18 and "learnable_tau_pop_fixed_v2" in phase2c and "embed_28_learnable" in phase2c
+    # the seed-001 configs that were missing
+    assert phase2c["embed_28_random"]["fit"]["input_embed_type"] == "random"
+    assert phase2c["embed_56_random"]["fit"]["input_embed_dim"] == 56
+    assert phase2c["embed_polynomial"]["fit"]["input_embed_type"] == "polynomial"
+    assert phase2c["alpha_neuron_low_lr"]["fit"]["alpha_lr_scale"] == 0.1
+    for name in ("phase2", "phase2c", "priorities"):  # each base names its protocol
+        assert {e["fit"]["protocol"] for e in load_suite(name)[1].values()} == {"ours"}
+
+
+@pytest.mark.parametrize("suite", ["phase2", "phase2c"])
+def test_under_the_predecessor_protocol_only_the_experiment_keys_differ_from_its_preset(suite):
+    from eirnn_fast.train import FitConfig
+
+    _, experiments = load_suite(suite, protocol="predecessor")
+    for name, exp in experiments.items():
+        cfg = FitConfig.from_dict(exp["fit"])
+        assert cfg.protocol == "predecessor" and cfg.batch_size == 0 and cfg.unit_pairing == "position"
+        assert set(cfg.protocol_overrides()) <= set(exp["override"]), name
+    # under ours the suite keeps the seeds' lambdas in the seeds' forms
+    _, ours = load_suite(suite)
+    cfg = FitConfig.from_dict(ours["noise_0.05" if suite == "phase2c" else "baseline"]["fit"])
+    assert (cfg.protocol, cfg.batch_size, cfg.reg_form, cfg.activity_form, cfg.ramp_epochs) == (
+        "ours",
+        64,
+        "mean",
+        "predecessor",
+        0,
+    )
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        load_suite(suite, protocol="theirs")
 
 
 def _mini_suite(tmp_path):
@@ -41,6 +71,22 @@ def test_mini_suite_writes_summary_and_resumes(tmp_path):
     run_suite(str(folder), str(out), workers=1, progress=False)  # finished runs are skipped
     assert result.stat().st_mtime_ns == stamp
     assert json.loads((out / "summary.json").read_text())["rows"][0]["n_seeds"] == 1
+
+
+def test_mini_suite_under_another_protocol_reruns_and_records_it(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "_base.toml").write_text('[fit]\nprotocol = "ours"\nmax_trials = 60\nepochs = 2\nplots = false\n')
+    (folder / "baseline.toml").write_text("[fit]\n")
+    out = tmp_path / "out"
+    run_suite(str(folder), str(out), workers=1, progress=False)
+    result = out / "baseline" / "seed_42" / "result.json"
+    stamp = result.stat().st_mtime_ns
+    summary = run_suite(str(folder), str(out), workers=1, progress=False, protocol="predecessor")
+    assert result.stat().st_mtime_ns != stamp  # the result of the other protocol was not reused
+    assert json.loads(result.read_text())["protocol"] == "predecessor" and summary["protocol"] == "predecessor"
+    assert "Protocol: predecessor" in (out / "summary.md").read_text()
+    assert json.loads((out / "suite.json").read_text())["protocol"] == "predecessor"
 
 
 def test_bad_suite_configs_raise(tmp_path):
@@ -95,7 +141,13 @@ def test_priorities_checks_apply_seed_002_criteria(tmp_path):
     assert not c3["criteria"]["validation L_neuron decreasing or stable"] and c3["pass"] is False
     c4 = checks["test4_bypass_dale"]
     assert c4["pass"] is True and c4["needed"] is True  # test 3 failed: the sanity run is needed
-    assert "input_modulation_ratio" in checks["test1_diagnose"]
+    t1 = checks["test1_diagnose"]
+    ratios = t1["per_model_seed"]
+    assert sorted(ratios) == [0, 1, 2, 3, 4] and len(set(ratios.values())) == 5  # five different models
+    assert t1["input_modulation_ratio"] == sorted(ratios.values())[2] and t1["w_in_init"] == "uniform"
+    assert t1["pass"] == (sorted(ratios.values())[2] > 0.5) and t1["seeds_above_50%"] == sum(
+        r > 0.5 for r in ratios.values()
+    )
     assert json.loads((tmp_path / "priorities_checks.json").read_text())["test3_full"]["pass"] is False
 
 

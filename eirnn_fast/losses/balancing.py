@@ -9,8 +9,12 @@ are here, selected by ``mode``:
   ``g = sum_k w_k grad L_k / (||grad L_k|| + eps) + grad extra``; one backward per balanced loss
   (plus one for ``extra``). The predecessor's weights were 1 (L_neuron) and 0.5 (L_trial).
 * ``"loss_ema"`` (Phase 2 of the seeds, ``EIRNNLoss``): ``sum_k w_k L_k / EMA_k + extra`` where
-  ``EMA_k`` is an exponential moving average (decay ``loss_ema_decay`` = 0.99, started at the first
-  value) of the detached loss value: a slow re-weighting of the losses, not of their gradients.
+  ``EMA_k`` is an exponential moving average (decay ``loss_ema_decay`` = 0.99) of the detached loss
+  value: a slow re-weighting of the losses, not of their gradients. ``loss_ema_init=None`` (ours)
+  starts it at the first value; a number starts it there and the first value is already averaged in
+  (the predecessor: 1.0, updated before the division, ``experiment_phase2.py`` l. 153 and 222-230).
+  ``backward(..., update_loss_ema=False)`` divides by the EMA without updating it (the trainer's
+  per-epoch updates).
 * ``"activity_ema"`` (Sourmpis/Bellec ``loss_splitter``, EnCodec ``Balancer``): each balanced loss
   is computed on its own *tap* of the activity tensor (``balancer.tap(name, rates)``), an identity
   in the forward pass whose backward divides the incoming gradient by ``sqrt`` of the bias-corrected
@@ -56,10 +60,14 @@ class GradientBalancer(nn.Module):
         loss_ema_decay: float = 0.99,
         activity_ema_decay: float = 0.999,
         eps: float = 1e-8,
+        loss_ema_init: Optional[float] = None,
     ):
         super().__init__()
         if mode not in BALANCE_MODES:
             raise ValueError(f"mode must be one of {BALANCE_MODES}, got {mode!r}")
+        if loss_ema_init is not None and not float(loss_ema_init) > 0:
+            raise ValueError(f"loss_ema_init must be None or > 0, got {loss_ema_init!r}")
+        self.loss_ema_init = None if loss_ema_init is None else float(loss_ema_init)
         self.mode = mode
         self.names = tuple(names)
         self.loss_ema_decay = float(loss_ema_decay)
@@ -102,15 +110,21 @@ class GradientBalancer(nn.Module):
         return self.weights[name] / (hat**0.5 + self.eps)
 
     # ------------------------------------------------------------------ loss_ema
-    def _loss_ema(self, name: str, value: torch.Tensor) -> float:
+    def _loss_ema(self, name: str, value: torch.Tensor, update: bool = True) -> float:
         ema = getattr(self, f"loss_ema_{name}")
         count = getattr(self, f"loss_count_{name}")
-        v = float(value.detach())
-        if int(count) == 0:
-            ema.fill_(v)
-        else:
+        if int(count) == 0 and self.loss_ema_init is not None:
+            ema.fill_(self.loss_ema_init)
+            count.add_(1)  # the initial value counts as the first average; this value is the next
+            update = True
+        elif int(count) == 0:
+            ema.fill_(float(value.detach()))
+            count.add_(1)
+            return float(ema)
+        if update:
+            v = float(value.detach())
             ema.mul_(self.loss_ema_decay).add_((1.0 - self.loss_ema_decay) * v)
-        count.add_(1)
+            count.add_(1)
         return float(ema)
 
     # ------------------------------------------------------------------ backward
@@ -119,11 +133,13 @@ class GradientBalancer(nn.Module):
         losses: Mapping[str, torch.Tensor],
         extra: Optional[torch.Tensor] = None,
         params: Optional[Iterable[torch.Tensor]] = None,
+        update_loss_ema: bool = True,
     ) -> Dict[str, float]:
         """Accumulate the balanced gradient into ``.grad`` of ``params`` (all leaf tensors reached,
         for modes other than ``param_norm``). ``losses``: the balanced losses by name (computed on
         :meth:`tap` views for ``activity_ema``); ``extra``: unbalanced terms (regularisers, already
-        weighted). Returns per-loss statistics (gradient norms, EMAs) for logging."""
+        weighted); ``update_loss_ema``: fold this step's values into the ``loss_ema`` averages (the
+        first step always does). Returns per-loss statistics (gradient norms, EMAs) for logging."""
         active = {n: l for n, l in losses.items() if l is not None and self.weights.get(n, 0.0) != 0.0}
         for n in losses:
             if n not in self.names:
@@ -157,7 +173,7 @@ class GradientBalancer(nn.Module):
         total = None
         for n, loss in active.items():
             if self.mode == "loss_ema":
-                ema = self._loss_ema(n, loss)
+                ema = self._loss_ema(n, loss, update_loss_ema)
                 stats[f"loss_ema_{n}"] = ema
                 term = loss * (self.weights[n] / (ema + self.eps))
             elif self.mode == "activity_ema":

@@ -10,9 +10,10 @@
     L_neuron = L_corr + 0.1 L_scale + 0.05 L_var
 
 Variances are unbiased (torch's default, as the predecessor). Pearson norms are clamped at 1e-6, so
-a flat model PSTH gives r = 0 (loss 1) instead of NaN. The predecessor averaged ``rates * mask`` over
-all trials; here the mean is over valid trials only (identical for the all-ones masks of the
-exported sessions, correct for masked ones).
+a flat model PSTH gives r = 0 (loss 1) instead of NaN. Masks (``mask_mode``): ``"valid"`` (ours)
+averages each bin over its valid trials only; ``"multiply"`` is the predecessor's, the mean over
+*all* trials of ``rates * mask`` (masked bins count as zeros). The two agree for the all-ones masks
+of the exported sessions.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ import torch.nn.functional as F
 
 from eirnn_fast.models.eirnn import select_units
 
+MASK_MODES = ("valid", "multiply")
 
-def masked_psth(rates: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``[T, N]`` mean over valid trials of ``rates [K, T, N]`` (bins without valid trials: 0)."""
+
+def masked_psth(rates: torch.Tensor, mask: Optional[torch.Tensor] = None, mask_mode: str = "valid") -> torch.Tensor:
+    """``[T, N]`` trial mean of ``rates [K, T, N]``: over the valid trials of each bin (``"valid"``;
+    bins without valid trials: 0) or over all trials of ``rates * mask`` (``"multiply"``, the
+    predecessor's ``compute_L_neuron``)."""
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
     if mask is None:
         return rates.mean(dim=0)
     m = mask.to(rates.dtype).unsqueeze(-1)  # [K, T, 1]
+    if mask_mode == "multiply":
+        return (rates * m).mean(dim=0)
     return (rates * m).sum(dim=0) / m.sum(dim=0).clamp(min=1.0)
 
 
@@ -57,11 +66,13 @@ def l_neuron(
     scale_weight: float = 0.1,
     var_weight: float = 0.05,
     return_parts: bool = False,
+    mask_mode: str = "valid",
 ):
     """PSTH loss (module docstring). ``model_rates`` ``[K, T, N_units]``: with ``unit_index`` (from
     :func:`eirnn_fast.models.recorded_unit_index`) the recorded neurons' units are selected, else it
     must already be ``[K, T, N]`` like ``target_rates``. With ``return_parts`` returns
-    ``(loss, {"corr", "scale", "var", "psth_corr"})`` (detached parts)."""
+    ``(loss, {"corr", "scale", "var", "psth_corr"})`` (detached parts). ``mask_mode``: see
+    :func:`masked_psth`."""
     if unit_index is not None:
         model_rates = select_units(model_rates, unit_index)
     if model_rates.shape != target_rates.shape:
@@ -70,8 +81,8 @@ def l_neuron(
             "(pass unit_index to select the recorded neurons' units)"
         )
     target_rates = target_rates.to(model_rates.dtype)
-    pm = smooth_time(masked_psth(model_rates, mask), smooth_ms, bin_ms)  # [T, N]
-    pt = smooth_time(masked_psth(target_rates, mask), smooth_ms, bin_ms)
+    pm = smooth_time(masked_psth(model_rates, mask, mask_mode), smooth_ms, bin_ms)  # [T, N]
+    pt = smooth_time(masked_psth(target_rates, mask, mask_mode), smooth_ms, bin_ms)
     cm = pm - pm.mean(dim=0, keepdim=True)
     ct = pt - pt.mean(dim=0, keepdim=True)
     # norms clamped at 1e-6 (as the predecessor), on the squared norm so a flat PSTH has a finite gradient

@@ -11,16 +11,51 @@ from typing import Any, Dict, Optional
 from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
 
 SCHEDULERS = ("plateau", "cosine", "none")
+SPLIT_SCHEMES = ("joint", "test_first")
+PLATEAU_METRICS = ("val_corr", "val_l_neuron")
+LOSS_EMA_UPDATES = ("step", "epoch")
+UNIT_PAIRINGS = ("type", "position")
+W_IN_INITS = ("uniform", "seed002")
+
+#: Fields added after the first checkpoint format ("eirnn_fast.fit/1") with the value that
+#: reproduces what runs did before the field existed: a saved config lacking one of them takes
+#: this value (:meth:`FitConfig.from_saved`), so old checkpoints resume and evaluate unchanged.
+ADDED_FIELDS: Dict[str, Any] = {
+    "protocol": "ours",
+    "split_scheme": "joint",
+    "unit_pairing": "type",
+    "w_in_init": "uniform",
+    "lneuron_mask": "valid",
+    "reg_form": "sum",
+    "activity_form": "relative",
+    "activity_target_rate": None,
+    "loss_ema_init": None,
+    "loss_ema_update": "step",
+    "plateau_metric": "val_corr",
+    "plateau_min_lr": 0.0,
+    "lr_warmup_from_zero": False,
+    "cosine_min_factor": 0.0,
+}
+
+#: Fields that change how a run is executed, shown or where it lives, not what it computes: a
+#: checkpoint whose config differs only in these still resumes.
+RUNTIME_FIELDS = ("threads", "quiet", "plots", "out")
 
 
 @dataclass
 class FitConfig:
+    # --- protocol: the preset the other fields were started from (see eirnn_fast.train.protocols);
+    # any field set next to it overrides the preset, and the run records which ones did
+    protocol: str = "ours"
     # --- data
     data: Optional[str] = None  # .mat path; None = the embedded 08_13 session
     clip_percentile: Optional[float] = DEFAULT_CLIP_PERCENTILE
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     stratify_by: Optional[str] = "reward"
+    # joint: one stratified pass into test / val / train; test_first: hold out the stratified test
+    # split, then split the rest by the predecessor's train_val_split (val_fraction of each stratum)
+    split_scheme: str = "joint"
     max_trials: Optional[int] = None  # use only the first n trials of the file (quick runs, tests)
     # --- model (eirnn_fast.EIRNN arguments)
     enforce_ratio: bool = True
@@ -36,15 +71,23 @@ class FitConfig:
     learnable_h0: bool = False
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # any other EIRNN keyword (alpha_e_init, ...)
     backend: str = "auto"
+    unit_pairing: str = "type"  # type: each recorded neuron fitted by a unit of its E/I type; position: unit i
+    w_in_init: str = "uniform"  # uniform: U(0, 1) (EIRNN, the predecessor); seed002: U(-0.5, 2.0)
     # --- losses
     lneuron_weight: float = 1.0
     ltrial_weight: float = 0.0  # > 0 imports eirnn_fast.losses.trial_matching_loss
     ltrial_kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to trial_matching_loss
     ltrial_group_by: Optional[str] = None  # match trials within condition groups of this label (e.g. "location")
-    reg_weight: float = 1e-4
-    activity_weight: float = 0.01
+    lneuron_mask: str = "valid"  # valid: PSTH over valid trials per bin; multiply: mean of rates * mask
+    reg_weight: float = 1e-4  # weight of L_reg in the form reg_form
+    reg_form: str = "sum"  # sum: sum of squares of W_rec and W_in; mean: their means (the predecessor's)
+    activity_weight: float = 0.01  # weight of L_activity in the form activity_form (0 = off)
+    activity_form: str = "relative"  # relative: ((mean - target) / target)^2, all units; predecessor: see losses
+    activity_target_rate: Optional[float] = None  # sp/s; None = the training trials' mean rate
     smooth_ms: float = 0.0  # L_neuron smoothing (the metric reports its own smooth_ms as 0)
     balance: str = "none"  # none | param_norm | loss_ema | activity_ema
+    loss_ema_init: Optional[float] = None  # loss_ema: None = start at the first value; a number = start there
+    loss_ema_update: str = "step"  # loss_ema: update every step, or once per epoch (at its first step)
     # --- optimisation
     epochs: int = 250
     batch_size: int = 64  # trials per step; 0 = full batch (see README: 64 fits better on 08_13)
@@ -54,7 +97,11 @@ class FitConfig:
     scheduler: str = "plateau"
     plateau_patience: int = 20
     plateau_factor: float = 0.5
+    plateau_metric: str = "val_corr"  # val_corr (maximised) or val_l_neuron (minimised)
+    plateau_min_lr: float = 0.0
     lr_warmup_epochs: int = 10  # cosine only
+    lr_warmup_from_zero: bool = False  # cosine warmup factor epoch / warm (from 0) instead of (epoch + 1) / warm
+    cosine_min_factor: float = 0.0  # cosine: floor of the lr factor after the warmup
     warmup_epochs: int = 0  # curriculum: L_neuron only for these epochs, then L_trial ramps up
     ramp_epochs: int = 100
     patience: int = 50  # early stopping on the validation PSTH correlation
@@ -67,14 +114,37 @@ class FitConfig:
     quiet: bool = False
 
     def validate(self) -> "FitConfig":
-        from eirnn_fast.losses.balancing import BALANCE_MODES
+        from eirnn_fast.losses import ACTIVITY_FORMS, BALANCE_MODES, MASK_MODES, REG_FORMS
+        from eirnn_fast.train.protocols import PROTOCOLS
 
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        if self.balance not in BALANCE_MODES:
-            raise ValueError(f"balance must be one of {BALANCE_MODES}, got {self.balance!r}")
+        choices = (
+            ("protocol", PROTOCOLS),
+            ("scheduler", SCHEDULERS),
+            ("balance", BALANCE_MODES),
+            ("split_scheme", SPLIT_SCHEMES),
+            ("unit_pairing", UNIT_PAIRINGS),
+            ("w_in_init", W_IN_INITS),
+            ("lneuron_mask", MASK_MODES),
+            ("reg_form", REG_FORMS),
+            ("activity_form", ACTIVITY_FORMS),
+            ("loss_ema_update", LOSS_EMA_UPDATES),
+            ("plateau_metric", PLATEAU_METRICS),
+        )
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.epochs < 1 or self.batch_size < 0:
             raise ValueError(f"need epochs >= 1 and batch_size >= 0, got {self.epochs}, {self.batch_size}")
+        if not self.alpha_lr_scale >= 0:
+            raise ValueError(f"alpha_lr_scale must be >= 0 (0 freezes alpha), got {self.alpha_lr_scale}")
+        if self.loss_ema_init is not None and not self.loss_ema_init > 0:
+            raise ValueError(f"loss_ema_init must be None or > 0, got {self.loss_ema_init}")
+        if self.activity_target_rate is not None and not self.activity_target_rate > 0:
+            raise ValueError(f"activity_target_rate must be None or > 0 sp/s, got {self.activity_target_rate}")
+        if self.plateau_min_lr < 0:
+            raise ValueError(f"plateau_min_lr must be >= 0, got {self.plateau_min_lr}")
+        if not 0.0 <= self.cosine_min_factor <= 1.0:
+            raise ValueError(f"cosine_min_factor must be in [0, 1], got {self.cosine_min_factor}")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
@@ -82,16 +152,52 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "FitConfig":
+        """The preset of ``values["protocol"]`` (default ``"ours"``) with ``values`` laid over it."""
+        from eirnn_fast.train.protocols import protocol_fields
+
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
-        return cls(**values).validate()
+        preset = protocol_fields(values.get("protocol", "ours"))
+        return cls(**{**preset, **values}).validate()
+
+    @classmethod
+    def preset(cls, protocol: str, **overrides) -> "FitConfig":
+        """``FitConfig.preset("predecessor", epochs=100)``: a protocol's settings, some overridden."""
+        return cls.from_dict({**overrides, "protocol": protocol})
+
+    @classmethod
+    def from_saved(cls, values: Dict[str, Any]) -> "FitConfig":
+        """A config saved with a run (``config.json``, a checkpoint's ``config``): complete, so no
+        preset is applied; fields it lacks take their :data:`ADDED_FIELDS` value."""
+        return cls.from_dict(complete_saved_config(values))
 
     @classmethod
     def from_file(cls, path) -> "FitConfig":
         """Read a TOML or JSON config (a flat table of :class:`FitConfig` fields, optionally under ``[fit]``)."""
         return cls.from_dict(read_config_file(path))
+
+    def protocol_overrides(self) -> Dict[str, Any]:
+        """The fields a protocol sets whose value here differs from its preset (``{}`` = pure)."""
+        from eirnn_fast.train.protocols import protocol_fields
+
+        preset = protocol_fields(self.protocol)
+        return {k: getattr(self, k) for k, v in preset.items() if getattr(self, k) != v}
+
+
+def complete_saved_config(values: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved config with every field added since it was written set to its :data:`ADDED_FIELDS`
+    value and, for resume checks, nothing else changed."""
+    return {**ADDED_FIELDS, **values}
+
+
+def same_run(saved: Dict[str, Any], current: Dict[str, Any]) -> Dict[str, Any]:
+    """``{}`` when a saved config and the current one describe the same computation, else
+    ``{field: (saved, current)}`` of the differences (:data:`RUNTIME_FIELDS` ignored)."""
+    saved = complete_saved_config(saved)
+    keys = (set(saved) | set(current)) - set(RUNTIME_FIELDS)
+    return {k: (saved.get(k), current.get(k)) for k in sorted(keys) if saved.get(k) != current.get(k)}
 
 
 def parse_toml(text: str) -> Dict[str, Any]:

@@ -12,11 +12,20 @@ import torch
 from eirnn_fast.data.session import INPUT_CHANNELS
 
 
-def diagnose(session, seed: int = 0, n_trials: int = 10, outlier_threshold: float = 200.0, **model_kwargs) -> dict:
+def diagnose(
+    session,
+    seed: int = 0,
+    n_trials: int = 10,
+    outlier_threshold: float = 200.0,
+    w_in_init: str = "uniform",
+    **model_kwargs,
+) -> dict:
     """Data statistics and outliers, the untrained model's response to the actual / zero / 10x
     inputs of the first ``n_trials`` trials, the input modulation ratio, temporal std model vs data,
-    weight statistics and spectral radius, per-channel input statistics. JSON-ready dict."""
+    weight statistics and spectral radius, per-channel input statistics. JSON-ready dict.
+    ``w_in_init``: as ``FitConfig.w_in_init`` (``"seed002"``: U(-0.5, 2.0))."""
     from eirnn_fast.models import create_model_from_data, recorded_unit_index
+    from eirnn_fast.train.fit import init_w_in
 
     data = session.get_all_trials()
     targets, inputs = data["targets"].double(), data["inputs"]
@@ -43,6 +52,7 @@ def diagnose(session, seed: int = 0, n_trials: int = 10, outlier_threshold: floa
     try:
         kwargs = {"noise_draw": "batched", **model_kwargs}
         model = create_model_from_data(info["n_exc"], info["n_inh"], session.get_input_dim(), **kwargs)
+        init_w_in(model, w_in_init)
         idx = recorded_unit_index(session.neuron_type, model.n_exc, model.n_inh)
         with torch.no_grad():
             x = inputs[:n_trials]
@@ -56,6 +66,8 @@ def diagnose(session, seed: int = 0, n_trials: int = 10, outlier_threshold: floa
     m_std = actual.index_select(-1, idx).std(1).mean() if actual.shape[1] > 1 else torch.tensor(0.0)
     t_std = targets[:n_trials].std(1).mean() if targets.shape[1] > 1 else torch.tensor(0.0)
     report["model"] = {
+        "seed": seed,
+        "w_in_init": w_in_init,
         "n_exc": model.n_exc,
         "n_inh": model.n_inh,
         "unit_index": idx.tolist(),
@@ -160,7 +172,7 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
     from eirnn_fast.data import load_session
     from eirnn_fast.metrics import noise_ceiling
     from eirnn_fast.train.config import FitConfig
-    from eirnn_fast.train.fit import build_model, evaluate_rates, load_fit_data, predict
+    from eirnn_fast.train.fit import build_model, evaluate_rates, load_fit_data, make_split, predict
 
     path = Path(path)
     ckpt_path = path / "checkpoint.pt" if path.is_dir() else path
@@ -168,7 +180,7 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
         raise ValueError(f"{path}: no checkpoint.pt (not a run directory or checkpoint)")
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        cfg = FitConfig.from_dict(ckpt["config"])
+        cfg = FitConfig.from_saved(ckpt["config"])
         best = ckpt["best"]
     except ValueError:
         raise
@@ -182,9 +194,7 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
             else None
         )
         if split is None:
-            from eirnn_fast.data import train_val_test_split
-
-            split = train_val_test_split(session, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by, cfg.seed)
+            split = make_split(cfg, session)
         trials, which = split["test"], "test split of the run"
     else:
         session = load_session(data, cfg.clip_percentile)

@@ -59,7 +59,11 @@ def load_fit_data(cfg: FitConfig):
 
 def build_model(cfg: FitConfig, session):
     """``(model, unit_index)`` for a session: EIRNN sized by ``create_model_from_data`` and the
-    explicit recorded-neuron -> unit index (each neuron fitted by a unit of its own type)."""
+    explicit recorded-neuron -> unit index: each neuron fitted by a unit of its own E/I type
+    (``unit_pairing="type"``) or recorded neuron i by unit i (``"position"``, the predecessor's, which
+    fits most interneurons with E units). ``w_in_init="seed002"`` maps the U(0, 1) draw of ``W_in``
+    affinely onto U(-0.5, 2.0): the numbers seed 002's ``uniform_(W_in, -0.5, 2.0)`` would draw from
+    the same RNG state."""
     from eirnn_fast.models import create_model_from_data, recorded_unit_index
 
     info = session.get_neuron_info()
@@ -85,8 +89,47 @@ def build_model(cfg: FitConfig, session):
         bypass_dale=cfg.bypass_dale,
         **kwargs,
     )
-    unit_index = recorded_unit_index(session.neuron_type, model.n_exc, model.n_inh)
+    init_w_in(model, cfg.w_in_init)
+    if cfg.unit_pairing == "position":
+        n_rec = len(session.neuron_type)
+        if n_rec > model.n_total:
+            raise ValueError(f"unit_pairing='position': {n_rec} recorded neurons but {model.n_total} units")
+        unit_index = torch.arange(n_rec, dtype=torch.long)
+    else:
+        unit_index = recorded_unit_index(session.neuron_type, model.n_exc, model.n_inh)
     return model, unit_index
+
+
+def init_w_in(model, kind: str = "uniform") -> None:
+    """``W_in`` of a freshly built EIRNN (drawn U(0, 1)): left as is (``"uniform"``, the
+    predecessor's) or mapped affinely onto U(-0.5, 2.0) (``"seed002"``, seed 002's Priority 1): the
+    numbers its ``nn.init.uniform_(W_in, -0.5, 2.0)`` draws from the same RNG state."""
+    from eirnn_fast.train.config import W_IN_INITS
+
+    if kind not in W_IN_INITS:
+        raise ValueError(f"w_in_init must be one of {W_IN_INITS}, got {kind!r}")
+    if kind == "seed002":
+        with torch.no_grad():
+            model.W_in.mul_(2.5).add_(-0.5)
+
+
+def make_split(cfg: FitConfig, session) -> Dict[str, list]:
+    """``{'train', 'val', 'test'}`` sorted trial indices by ``cfg.split_scheme``: ``"joint"`` (one
+    stratified pass, :func:`eirnn_fast.data.train_val_test_split`) or ``"test_first"``: the
+    stratified test split first, then the predecessor's ``train_val_split`` (per stratum, shuffled
+    with ``RandomState(seed)``, ``int(n * val_fraction)`` to validation) on the remaining trials. With
+    ``test_fraction = 0`` that is exactly the predecessor's 80/20 split."""
+    from eirnn_fast.data import train_val_split, train_val_test_split
+
+    if cfg.split_scheme == "joint":
+        return train_val_test_split(session, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by, cfg.seed)
+    held = train_val_test_split(session, 0.0, cfg.test_fraction, cfg.stratify_by, cfg.seed)
+    rest = np.asarray(held["train"], dtype=np.int64)
+    tr, va = train_val_split(session.subset(rest), cfg.val_fraction, cfg.stratify_by, cfg.seed)
+    split = {"train": sorted(int(rest[i]) for i in tr), "val": sorted(int(rest[i]) for i in va), "test": held["test"]}
+    if not split["train"]:
+        raise ValueError(f"the split leaves no training trials ({len(session)} trials)")
+    return split
 
 
 def _make_optimizer(cfg: FitConfig, model):
@@ -99,21 +142,28 @@ def _make_optimizer(cfg: FitConfig, model):
     return torch.optim.Adam(groups)
 
 
+def cosine_factor(cfg: FitConfig, epoch: int) -> float:
+    """The cosine schedule's lr factor at ``epoch``: linear warmup over ``lr_warmup_epochs`` from
+    ``1 / warm`` (ours) or from 0 (``lr_warmup_from_zero``, the predecessor's ``step / warm``), then
+    a half cosine to 0 at ``epochs``, floored at ``cosine_min_factor`` (the predecessor: 0.01)."""
+    warm, total = max(cfg.lr_warmup_epochs, 0), cfg.epochs
+    if epoch < warm:
+        return (epoch if cfg.lr_warmup_from_zero else epoch + 1) / warm
+    progress = (epoch - warm) / max(total - warm, 1)
+    return max(cfg.cosine_min_factor, 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
+
+
 def _make_scheduler(cfg: FitConfig, optimizer):
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+            optimizer,
+            mode="max" if cfg.plateau_metric == "val_corr" else "min",
+            factor=cfg.plateau_factor,
+            patience=cfg.plateau_patience,
+            min_lr=cfg.plateau_min_lr,
         )
     if cfg.scheduler == "cosine":
-        warm, total = max(cfg.lr_warmup_epochs, 0), cfg.epochs
-
-        def factor(epoch: int) -> float:
-            if epoch < warm:
-                return (epoch + 1) / warm
-            progress = (epoch - warm) / max(total - warm, 1)
-            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: cosine_factor(cfg, epoch))
     return None
 
 
@@ -124,6 +174,45 @@ def trial_weight_at(cfg: FitConfig, epoch: int) -> float:
     if cfg.ramp_epochs <= 0:
         return cfg.ltrial_weight
     return cfg.ltrial_weight * min(1.0, (epoch - cfg.warmup_epochs + 1) / cfg.ramp_epochs)
+
+
+def loss_terms(
+    cfg: FitConfig,
+    model,
+    rates: torch.Tensor,  # [B, T, N_units] model rates of the batch
+    targets: torch.Tensor,  # [B, T, N_recorded]
+    mask: torch.Tensor,  # [B, T]
+    unit_index: torch.Tensor,  # [N_recorded]
+    *,
+    target_mean: float,
+    w_trial: float = 0.0,
+    trial_fn=None,
+    trial_kw: Optional[dict] = None,
+    tap=None,
+):
+    """One batch's loss terms as ``cfg`` defines them: ``(balanced, extra)`` with ``balanced`` the
+    data losses by name (``"neuron"``; ``"trial"`` when ``w_trial > 0``), unweighted (the balancer
+    weighs them), and ``extra`` the regularisers already weighted (``"reg"``, ``"activity"`` when its
+    weight is > 0). ``tap(name, recorded_rates)`` routes a loss's view of the rates through the
+    balancer (identity by default). ``target_mean``: the training trials' mean rate."""
+    from eirnn_fast.losses import REG_FUNCTIONS, l_activity_predecessor, l_activity_relative, l_neuron
+    from eirnn_fast.models import select_units
+
+    tap = tap or (lambda name, x: x)
+    rec = select_units(rates, unit_index)  # [B, T, N_recorded]
+    balanced = {
+        "neuron": l_neuron(tap("neuron", rec), targets, mask, smooth_ms=cfg.smooth_ms, mask_mode=cfg.lneuron_mask)
+    }
+    if trial_fn is not None and w_trial > 0:
+        balanced["trial"] = trial_fn(tap("trial", rec), targets, mask=mask, **(trial_kw or {}))
+    extra = {"reg": cfg.reg_weight * REG_FUNCTIONS[cfg.reg_form](model)}
+    if cfg.activity_weight > 0:
+        target = cfg.activity_target_rate if cfg.activity_target_rate is not None else target_mean
+        if cfg.activity_form == "predecessor":
+            extra["activity"] = l_activity_predecessor(rec, lambda_mean=cfg.activity_weight, target_mean=target)
+        else:
+            extra["activity"] = cfg.activity_weight * l_activity_relative(rates, target, mask)
+    return balanced, extra
 
 
 @torch.no_grad()
@@ -161,11 +250,12 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     ``split.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``result.json``, ``training_curves.png``,
     ``psth_test.png``. With ``resume`` and an existing checkpoint of the same config, training
     continues from it (same result as an uninterrupted run). Returns the result dict."""
-    from eirnn_fast.data import train_val_test_split
     from eirnn_fast.data.splits import trial_labels
-    from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_activity, l_neuron, l_reg
+    from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_neuron
     from eirnn_fast.metrics import noise_ceiling, psth_correlation
     from eirnn_fast.models import select_units
+    from eirnn_fast.train.config import same_run
+    from eirnn_fast.train.protocols import describe_split
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -174,7 +264,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     session = load_fit_data(cfg)  # before creating OUT: a bad data file leaves nothing behind
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    split = train_val_test_split(session, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by, cfg.seed)
+    split = make_split(cfg, session)
     data = session.get_all_trials()
     inputs, targets, mask = data["inputs"], data["targets"], data["mask"]
     tr, va, te = (torch.as_tensor(split[k], dtype=torch.long) for k in ("train", "val", "test"))
@@ -186,7 +276,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     model, unit_index = build_model(cfg, session)
     optimizer = _make_optimizer(cfg, model)
     scheduler = _make_scheduler(cfg, optimizer)
-    balancer = GradientBalancer(("neuron", "trial"), mode=cfg.balance)
+    balancer = GradientBalancer(("neuron", "trial"), mode=cfg.balance, loss_ema_init=cfg.loss_ema_init)
     trial_fn, trial_impl = (None, None)
     if cfg.ltrial_weight > 0:
         trial_fn, trial_impl = get_trial_matching_loss()
@@ -205,7 +295,14 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     (out / "config.json").write_text(json.dumps(config_dict, indent=2))
     (out / "split.json").write_text(
         json.dumps(
-            {**split, "seed": cfg.seed, "stratify_by": cfg.stratify_by, "source": session.meta.get("source", "")}
+            {
+                **split,
+                "seed": cfg.seed,
+                "stratify_by": cfg.stratify_by,
+                "scheme": cfg.split_scheme,
+                "description": describe_split(cfg),
+                "source": session.meta.get("source", ""),
+            }
         )
     )
 
@@ -215,7 +312,14 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("config") == config_dict and not ckpt.get("finished", False):
+        changed = same_run(ckpt.get("config") or {}, config_dict)
+        if changed:  # never silently: say which settings differ from the checkpoint's run
+            logger.warning(
+                "%s was written by a run with other settings (%s): starting afresh",
+                ckpt_path,
+                ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changed.items())[:6]),
+            )
+        if not changed and not ckpt.get("finished", False):
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             if scheduler is not None and ckpt.get("scheduler") is not None:
@@ -226,7 +330,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             np.random.set_state(ckpt["rng"]["numpy"])
             random.setstate(ckpt["rng"]["python"])
             logger.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
-        elif ckpt.get("finished", False) and ckpt.get("config") == config_dict and (out / "result.json").is_file():
+        elif not changed and ckpt.get("finished", False) and (out / "result.json").is_file():
             return json.loads((out / "result.json").read_text())
     with open(out / "metrics.jsonl", "w") as fh:  # rewritten from the checkpoint's history on resume
         for line in history:
@@ -252,25 +356,34 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             if len(idx) < 2:
                 continue
             rates, _ = model(inputs[idx])  # [B, T, N_units], noise on
-            rec = select_units(rates, unit_index)  # [B, T, N_recorded]
-            losses = {"neuron": l_neuron(balancer.tap("neuron", rec), targets[idx], mask[idx], smooth_ms=cfg.smooth_ms)}
-            if trial_fn is not None and w_trial > 0:
-                extra_kw = {"groups": groups[idx]} if groups is not None else {}
-                losses["trial"] = trial_fn(
-                    balancer.tap("trial", rec),
-                    targets[idx],
-                    mask=mask[idx],
-                    neuron_type=neuron_type,
-                    **{"backend": cfg.backend, **extra_kw, **cfg.ltrial_kwargs},
-                )
-            extra = cfg.reg_weight * l_reg(model) + cfg.activity_weight * l_activity(rates, target_mean, mask[idx])
+            trial_kw = {"neuron_type": neuron_type, "backend": cfg.backend, **cfg.ltrial_kwargs}
+            if groups is not None:
+                trial_kw["groups"] = groups[idx]
+            losses, extras = loss_terms(
+                cfg,
+                model,
+                rates,
+                targets[idx],
+                mask[idx],
+                unit_index,
+                target_mean=target_mean,
+                w_trial=w_trial,
+                trial_fn=trial_fn,
+                trial_kw=trial_kw,
+                tap=balancer.tap,
+            )
+            extra = sum(extras.values())
             optimizer.zero_grad(set_to_none=True)
-            stats = balancer.backward(losses, extra=extra, params=params)
+            update_ema = cfg.loss_ema_update == "step" or n_steps == 0
+            stats = balancer.backward(losses, extra=extra, params=params, update_loss_ema=update_ema)
             gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip else None
             optimizer.step()
             for k, v in losses.items():
                 sums[f"train_l_{k}"] = sums.get(f"train_l_{k}", 0.0) + float(v.detach())
             sums["train_extra"] = sums.get("train_extra", 0.0) + float(extra.detach())
+            for k, v in extras.items():
+                sums[f"train_{k}"] = sums.get(f"train_{k}", 0.0) + float(v.detach())
+            sums["batch_trials"] = sums.get("batch_trials", 0.0) + len(idx)
             if gnorm is not None:
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gnorm)
             for k, v in stats.items():
@@ -281,7 +394,9 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         val_rates = predict(model, inputs[va], noise=cfg.eval_noise, seed=cfg.seed + 7 if cfg.eval_noise else None)
         val_corr = psth_correlation(val_rates, targets[va], mask[va], unit_index=unit_index)
         with torch.no_grad():
-            val_lneuron = float(l_neuron(select_units(val_rates, unit_index), targets[va], mask[va]))
+            val_lneuron = float(
+                l_neuron(select_units(val_rates, unit_index), targets[va], mask[va], mask_mode=cfg.lneuron_mask)
+            )
         if not math.isfinite(val_corr):
             val_corr_sel = -float("inf")
         else:
@@ -293,7 +408,10 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         else:
             bad_epochs += 1
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_corr_sel if math.isfinite(val_corr_sel) else -1.0)
+            if cfg.plateau_metric == "val_l_neuron":
+                scheduler.step(val_lneuron if math.isfinite(val_lneuron) else float("inf"))
+            else:
+                scheduler.step(val_corr_sel if math.isfinite(val_corr_sel) else -1.0)
         elif scheduler is not None:
             scheduler.step()
         line = {
@@ -363,6 +481,9 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         "n_train": len(split["train"]),
         "n_val": len(split["val"]),
         "n_test": len(split["test"]),
+        "split_description": describe_split(cfg),
+        "protocol": cfg.protocol,
+        "protocol_overrides": cfg.protocol_overrides(),
         "test": test,
         "val": val_final,
         "noise_ceiling_detail": ceiling,
@@ -377,6 +498,10 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             "n_exc": model.n_exc,
             "n_inh": model.n_inh,
             "unit_index": unit_index.tolist(),
+            "unit_pairing": cfg.unit_pairing,
+            "recorded_fitted_by_other_type": int(
+                ((torch.as_tensor(session.neuron_type) == 2) != (unit_index >= model.n_exc)).sum()
+            ),
             "alpha": model.get_alpha_values(),
         },
         "session": session.summary(),
