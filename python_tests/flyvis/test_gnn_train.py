@@ -457,3 +457,21 @@ def test_default_epoch_loop_is_neuralgraphs_with_the_l1_terms_on_in_the_second_e
     e1 = [l for l in lines if l["epoch"] == 1]
     assert e0 and e1 and all("regul_W_L1" not in l for l in e0) and all(l["regul_W_L1"] > 0 for l in e1)
     assert all("regul_f_theta_weight" in l for l in e1)
+
+
+def test_the_shipped_example_config_lists_the_defaults():
+    """experiments/flyvis_recovery/gnn.yaml spells out every default: it trains exactly as a config
+    holding only data_path (kept in sync with FlyVisTrainConfig)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "flyvis_recovery" / "gnn.yaml"
+    cfg = FlyVisTrainConfig.from_yaml(path)
+    assert cfg == FlyVisTrainConfig(data_path=cfg.data_path)
+    import dataclasses
+
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    keys = set(raw) | {k for v in raw.values() if isinstance(v, dict) for k in v}
+    fields = {f.name for f in dataclasses.fields(FlyVisTrainConfig)} - {"extra", "quiet", "backend", "w_init_scale"}
+    assert fields <= keys, sorted(fields - keys)
