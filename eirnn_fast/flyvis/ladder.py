@@ -107,6 +107,8 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
             gen["params"] = rung.params
         generate_dataset(GenerateConfig(**gen), seed, data_dir)
         gen_s = time.perf_counter() - t0
+    else:  # a resumed case: the generation time its metadata recorded
+        gen_s = float(json.loads((data_dir / "metadata.json").read_text()).get("timing", {}).get("total_s", 0.0))
     # mid-epoch checkpoints (bookkeeping only: a resume-free key) so a stopped ladder loses little
     cfg = FlyVisTrainConfig.from_dict(
         {"checkpoint_every": 2000, **rung.config, "data_path": str(data_dir), "quiet": quiet}
