@@ -419,7 +419,11 @@ def _add_flyvis_commands(sub) -> None:
         from eirnn_fast.flyvis.train import flyvis_evaluate_main
 
         result = flyvis_evaluate_main(args.run, analysis=args.analysis)
-        print(json.dumps(result.get("metrics", result), indent=1, default=str))
+        shown = {k: v for k, v in result.items() if k != "analysis"}
+        if "analysis" in result:  # the per-type tables stay in analysis.json
+            shown["analysis"] = {k: v for k, v in result["analysis"].items() if k != "per_type"}
+            shown["analysis"]["per_type"] = f"{args.run}/analysis.json"
+        print(json.dumps(shown, indent=1, default=str))
         return 0
 
     p_feval.set_defaults(func=_cmd_flyvis_evaluate)
