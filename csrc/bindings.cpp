@@ -106,7 +106,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("eps"), py::arg("eps0"),
         py::arg("decay"), py::arg("max_iter"), py::arg("tol"), py::call_guard<py::gil_scoped_release>());
   m.def("sinkhorn_plan", &eirnn_fast::sinkhorn_plan_from_potentials,
-        "C [B,n,m], log_a [B,n], log_b [B,m], f [B,n], g [B,m], eps [B] -> P [B,n,m]",
-        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("f"), py::arg("g"), py::arg("eps"),
+        "C [B,n,m], log_a [B,n], log_b [B,m], g [B,m], eps [B] -> P [B,n,m] = a_i softmax_j(log b_j + (g_j - C_ij) / eps)",
+        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("g"), py::arg("eps"),
         py::call_guard<py::gil_scoped_release>());
 }

@@ -101,12 +101,15 @@ def _log_weights(name: str, w, B: int, k: int, ref: torch.Tensor) -> torch.Tenso
         w = w.unsqueeze(0).expand(B, k)
     if w.shape != (B, k):
         raise ValueError(f"{name} must be [B, {k}] = [{B}, {k}] (or [{k}]), got shape {tuple(w.shape)}")
-    total = w.sum(1, keepdim=True)
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
         raise ValueError(f"{name} must hold finite, non-negative weights")
-    if bool((total <= 0).any()):
+    # scale by the largest weight first: the sum of weights near the dtype's maximum (b * 1e38 in
+    # float32) would overflow to inf and turn every log-weight into -inf (a NaN value)
+    peak = w.amax(1, keepdim=True)
+    if bool((peak <= 0).any()):
         raise ValueError(f"every problem's {name} must have a positive total weight")
-    return torch.log(w / total)
+    w = w / peak
+    return torch.log(w / w.sum(1, keepdim=True))
 
 
 def _validate_eps(eps: EpsArg, B: int, ref: torch.Tensor) -> torch.Tensor:
@@ -124,6 +127,12 @@ def _validate_eps(eps: EpsArg, B: int, ref: torch.Tensor) -> torch.Tensor:
         e = ref.new_full((B,), float(eps))
     if not bool((torch.isfinite(e) & (e > 0)).all()):
         raise ValueError(f"eps must be finite and > 0, got {eps}")
+    tiny = torch.finfo(ref.dtype).tiny
+    if bool((e < tiny).any()):  # 1 / eps would overflow to inf: (g - C) / eps is then inf or NaN
+        raise ValueError(
+            f"eps must be >= {tiny:.3g} (the smallest normal {ref.dtype}; 1 / eps must be finite), "
+            f"got {float(e.min()):.3g}"
+        )
     return e
 
 
@@ -179,10 +188,10 @@ def _solve(C, log_a, log_b, eps, eps0, decay, max_iter, tol, fused):
     return sinkhorn_potentials_reference(C, log_a, log_b, eps, max_iter, tol, eps0, decay)
 
 
-def _plan(C, log_a, log_b, f, g, eps, fused):
+def _plan(C, log_a, log_b, g, eps, fused):
     if fused:
-        return _ext._C.sinkhorn_plan(C, log_a, log_b, f, g, eps)
-    return plan_reference(C, log_a, log_b, f, g, eps)
+        return _ext._C.sinkhorn_plan(C, log_a, log_b, g, eps)
+    return plan_reference(C, log_a, log_b, g, eps)
 
 
 class _SinkhornOT(torch.autograd.Function):
@@ -204,7 +213,7 @@ class _SinkhornOT(torch.autograd.Function):
         need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dx = dy = None
         if need_x or need_y:
-            P = _ext._C.sinkhorn_plan(C, log_a, log_b, f, g, eps)
+            P = _ext._C.sinkhorn_plan(C, log_a, log_b, g, eps)
             P.mul_(grad_value.view(-1, 1, 1))
             dx, dy = _cost_backward(x, y, C, P, ctx.cost, need_x, need_y)
         return dx, dy, None, None, None, None, None, None, None, None
@@ -333,8 +342,9 @@ def sinkhorn_plan(
 ) -> torch.Tensor:  # [B, n, m]
     """Optimal entropic plan P [B, n, m] (same arguments and solver as :func:`sinkhorn`).
 
-    P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) after the final row half-step, so its row sums are
-    exactly a; its column sums are b up to the reported marginal error. Not differentiable
+    P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) after the final row half-step, computed as the row
+    softmax a_i softmax_j(log b_j + (g_j - C_ij) / eps), so its row sums are a to rounding at any
+    cost scale; its column sums are b up to the reported marginal error. Not differentiable
     (returned detached)."""
     x, y, log_a, log_b, e, fused = _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend)
     C = _cost_forward(x, y, cost).contiguous()
@@ -342,8 +352,8 @@ def sinkhorn_plan(
         eps0, decay = torch.maximum(C.amax(dim=(1, 2)) - C.amin(dim=(1, 2)), e), float(eps_scaling)
     else:
         eps0, decay = e, 1.0
-    f, g, _, _, _ = _solve(C, log_a, log_b, e, eps0, decay, max_iter, float(tol), fused)
-    return _plan(C, log_a, log_b, f, g, e, fused)
+    _, g, _, _, _ = _solve(C, log_a, log_b, e, eps0, decay, max_iter, float(tol), fused)
+    return _plan(C, log_a, log_b, g, e, fused)
 
 
 @torch.no_grad()
