@@ -10,6 +10,7 @@ memory of forward + backward does not depend on ``max_iter``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -25,7 +26,16 @@ from eirnn_fast.reference.sinkhorn import (
 )
 
 COSTS = ("sqeuclidean", "poisson", "euclidean")
+ON_NONCONVERGENCE = ("warn", "ignore", "raise")
 EpsArg = Union[float, torch.Tensor]
+
+
+class SinkhornConvergenceWarning(UserWarning):
+    """Some problems of a Sinkhorn call stopped at ``max_iter`` with a marginal error >= ``tol``."""
+
+
+class SinkhornConvergenceError(RuntimeError):
+    """``on_nonconvergence="raise"``: some problems did not converge."""
 
 
 class SinkhornInfo(NamedTuple):
@@ -136,7 +146,9 @@ def _validate_eps(eps: EpsArg, B: int, ref: torch.Tensor) -> torch.Tensor:
     return e
 
 
-def _validate_solver(max_iter, tol, eps_scaling):
+def _validate_solver(max_iter, tol, eps_scaling, on_nonconvergence="warn"):
+    if on_nonconvergence not in ON_NONCONVERGENCE:
+        raise ValueError(f"on_nonconvergence must be one of {ON_NONCONVERGENCE}, got {on_nonconvergence!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (tol >= 0) or math.isinf(tol):
@@ -194,6 +206,23 @@ def _plan(C, log_a, log_b, g, eps, fused):
     return plan_reference(C, log_a, log_b, g, eps)
 
 
+def _check_convergence(what: str, err: torch.Tensor, tol: float, max_iter: int, mode: str) -> None:
+    """Warn about / raise on problems that stopped at max_iter with err >= tol (one host sync)."""
+    if mode == "ignore" or tol == 0:  # tol = 0 asks for exactly max_iter iterations
+        return
+    bad = ~(err < tol)
+    if not bool(bad.any()):
+        return
+    msg = (
+        f"sinkhorn: {int(bad.sum())} of {err.numel()} problems{what} did not converge within max_iter={max_iter} "
+        f"iterations (largest L1 marginal error {float(err[bad].max()):.3g} >= tol={tol:g}); raise max_iter or "
+        "eps, or pass on_nonconvergence='ignore' (or 'raise')"
+    )
+    if mode == "raise":
+        raise SinkhornConvergenceError(msg)
+    warnings.warn(msg, SinkhornConvergenceWarning, stacklevel=3)
+
+
 class _SinkhornOT(torch.autograd.Function):
     """value [B] = OT_eps(x, y); backward: P from the saved potentials, then the cost's chain rule."""
 
@@ -237,9 +266,9 @@ def _ot(x, y, log_a, log_b, eps, eps_scaling, max_iter, tol, cost, fused):
     return value, f, g, iters, err
 
 
-def _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend):
+def _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonconvergence="warn"):
     x, y = _validate_points(x, y, cost)
-    _validate_solver(max_iter, tol, eps_scaling)
+    _validate_solver(max_iter, tol, eps_scaling, on_nonconvergence)
     B, n, _ = x.shape
     m = y.shape[1]
     log_a = _log_weights("a", a, B, n, x)
@@ -262,6 +291,7 @@ def sinkhorn(
     eps_scaling: Optional[float] = None,
     debias: bool = False,
     return_info: bool = False,
+    on_nonconvergence: str = "warn",
     backend: str = "auto",
 ) -> Union[torch.Tensor, Tuple[torch.Tensor, SinkhornInfo]]:
     r"""Entropic optimal-transport cost between batches of point clouds (log-domain Sinkhorn).
@@ -296,6 +326,10 @@ def sinkhorn(
             D(y_j || y_i) with the model-side copy of y clamped at 1e-6 like x; both diagonals are 0,
             so the divergence vanishes when x = y (up to the clamp).
         return_info: also return a :class:`SinkhornInfo` (iterations, marginal errors, potentials).
+        on_nonconvergence: when some problems stop at ``max_iter`` with a marginal error >= ``tol``:
+            ``"warn"`` (default; one :class:`SinkhornConvergenceWarning` naming how many and the
+            largest error), ``"ignore"`` or ``"raise"`` (:class:`SinkhornConvergenceError`).
+            ``"warn"``/``"raise"`` read the errors back (one host sync); ``tol=0`` never warns.
         backend: ``"auto"`` | ``"fused"`` | ``"reference"``.
 
     Returns:
@@ -307,13 +341,18 @@ def sinkhorn(
         CPU: fused C++ kernel (float32 and float64). CUDA: one kernel launch for all iterations,
         compile-checked only so far (no GPU was available when it was written).
     """
-    x, y, log_a, log_b, e, fused = _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend)
+    x, y, log_a, log_b, e, fused = _prepare(
+        x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonconvergence
+    )
     if not isinstance(debias, bool):
         raise TypeError(f"debias must be a bool, got {type(debias).__name__}")
     value, f, g, iters, err = _ot(x, y, log_a, log_b, e, eps_scaling, max_iter, tol, cost, fused)
+    _check_convergence(" of OT(x, y)" if debias else "", err, tol, max_iter, on_nonconvergence)
     if debias:
-        vxx = _ot(x, x, log_a, log_a, e, eps_scaling, max_iter, tol, cost, fused)[0]
-        vyy = _ot(y, y, log_b, log_b, e, eps_scaling, max_iter, tol, cost, fused)[0]
+        vxx, _, _, _, err_xx = _ot(x, x, log_a, log_a, e, eps_scaling, max_iter, tol, cost, fused)
+        _check_convergence(" of OT(x, x)", err_xx, tol, max_iter, on_nonconvergence)
+        vyy, _, _, _, err_yy = _ot(y, y, log_b, log_b, e, eps_scaling, max_iter, tol, cost, fused)
+        _check_convergence(" of OT(y, y)", err_yy, tol, max_iter, on_nonconvergence)
         value = value - 0.5 * (vxx + vyy)
     if not return_info:
         return value
@@ -338,6 +377,7 @@ def sinkhorn_plan(
     max_iter: int = 1000,
     tol: float = 1e-6,
     eps_scaling: Optional[float] = None,
+    on_nonconvergence: str = "warn",
     backend: str = "auto",
 ) -> torch.Tensor:  # [B, n, m]
     """Optimal entropic plan P [B, n, m] (same arguments and solver as :func:`sinkhorn`).
@@ -345,14 +385,17 @@ def sinkhorn_plan(
     P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) after the final row half-step, computed as the row
     softmax a_i softmax_j(log b_j + (g_j - C_ij) / eps), so its row sums are a to rounding at any
     cost scale; its column sums are b up to the reported marginal error. Not differentiable
-    (returned detached)."""
-    x, y, log_a, log_b, e, fused = _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend)
+    (returned detached). ``on_nonconvergence`` as in :func:`sinkhorn`."""
+    x, y, log_a, log_b, e, fused = _prepare(
+        x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonconvergence
+    )
     C = _cost_forward(x, y, cost).contiguous()
     if eps_scaling is not None:
         eps0, decay = torch.maximum(C.amax(dim=(1, 2)) - C.amin(dim=(1, 2)), e), float(eps_scaling)
     else:
         eps0, decay = e, 1.0
-    _, g, _, _, _ = _solve(C, log_a, log_b, e, eps0, decay, max_iter, float(tol), fused)
+    _, g, _, _, err = _solve(C, log_a, log_b, e, eps0, decay, max_iter, float(tol), fused)
+    _check_convergence("", err, tol, max_iter, on_nonconvergence)
     return _plan(C, log_a, log_b, g, e, fused)
 
 

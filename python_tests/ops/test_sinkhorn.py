@@ -1,5 +1,7 @@
 """sinkhorn: fused kernel vs the float64 reference and POT, gradients, edge cases, bad input, memory."""
 
+import warnings
+
 import pytest
 import torch
 from testutils import devices, requires_compiled
@@ -364,7 +366,7 @@ def test_tiny_eps_and_huge_costs_keep_plan_rows_and_gradients(dtype, eps, scale,
     x = (scale * torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)).to(dtype)
     y = (scale * torch.randn(2, 5, 3, generator=gen, dtype=torch.float64)).to(dtype)
     a, b = _weights(2, 6, dtype, 1), _weights(2, 5, dtype, 2)
-    kw = dict(eps=eps, cost=cost, a=a, b=b, max_iter=300, tol=1e-6)
+    kw = dict(eps=eps, cost=cost, a=a, b=b, max_iter=300, tol=1e-6, on_nonconvergence="ignore")
     out = {}
     for backend in ("fused", "reference"):
         xg = x.clone().requires_grad_()
@@ -439,4 +441,39 @@ def test_subnormal_eps_raises(dtype):
     tiny = torch.finfo(dtype).tiny
     with pytest.raises(ValueError, match=r"eps must be >= .*smallest normal"):
         sinkhorn(x, y, eps=tiny / 4)
-    sinkhorn(x, y, eps=tiny)  # the smallest normal is accepted
+    sinkhorn(x, y, eps=tiny, on_nonconvergence="ignore")  # the smallest normal is accepted
+
+
+# ---- non-convergence -----------------------------------------------------------------------------
+def test_nonconvergence_warns_by_default_and_can_be_ignored_or_raised():
+    from eirnn_fast.ops import SinkhornConvergenceError, SinkhornConvergenceWarning
+
+    x, y = make(3, 8, 7, 2, seed=5)
+    kw = dict(eps=0.01, max_iter=3, tol=1e-9)
+    for backend in ("fused", "reference"):
+        with pytest.warns(
+            SinkhornConvergenceWarning, match=r"3 of 3 problems did not converge within max_iter=3.*largest L1"
+        ):
+            v_warn = sinkhorn(x, y, backend=backend, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            v_ignore = sinkhorn(x, y, backend=backend, on_nonconvergence="ignore", **kw)
+            sinkhorn(x, y, backend=backend, eps=0.01, max_iter=3, tol=0.0)  # tol=0: a fixed iteration count
+            sinkhorn(x, y, backend=backend, eps=1.0, max_iter=2000, tol=1e-6)  # converges: silent
+        assert torch.equal(v_warn, v_ignore)
+        with pytest.raises(SinkhornConvergenceError, match="did not converge"):
+            sinkhorn(x, y, backend=backend, on_nonconvergence="raise", **kw)
+        with pytest.warns(SinkhornConvergenceWarning, match="did not converge"):
+            sinkhorn_plan(x, y, backend=backend, **kw)
+    with pytest.warns(SinkhornConvergenceWarning, match=r"of OT\(x, y\)"):
+        sinkhorn(x, y, debias=True, **kw)
+    with pytest.raises(ValueError, match="on_nonconvergence must be one of"):
+        sinkhorn(x, y, eps=0.1, on_nonconvergence="quiet")
+
+
+def test_nonconvergence_counts_only_the_unconverged_problems():
+    x, y = make(2, 6, 6, 2, seed=6)
+    eps = torch.tensor([5.0, 0.002], dtype=torch.float64)  # the first converges at once
+    with pytest.warns(UserWarning, match=r"1 of 2 problems"):
+        _, info = sinkhorn_info(x, y, eps=eps, max_iter=20, tol=1e-8)
+    assert info.converged.tolist() == [True, False]
