@@ -19,9 +19,9 @@ import warnings
 from typing import Optional, Sequence, Union
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
+from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.message_passing import (
     edge_message_passing_reference,
     edge_mlp_messages_reference,
@@ -304,7 +304,7 @@ class _EdgeSpMM(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("edge_message_passing")
     def backward(ctx, grad_out):
         edge_weight, node_values = ctx.saved_tensors
         g = ctx.graph
@@ -375,7 +375,7 @@ class _EdgeMLP(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("edge_mlp_message_passing")
     def backward(ctx, grad_out):
         edge_weight, a, b, hw, hb, ow, ob = ctx.saved_tensors
         g = ctx.graph

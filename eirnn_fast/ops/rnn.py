@@ -6,9 +6,9 @@ import warnings
 from typing import Union
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
+from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference
 
 #: Largest N the CUDA kernel takes (W and the state tile live in shared memory or L1/L2);
@@ -64,7 +64,7 @@ class _EIRNNScan(torch.autograd.Function):
         return states
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("ei_rnn_scan")
     def backward(ctx, grad_states):
         x0, w_rec, alpha, states = ctx.saved_tensors
         need = ctx.needs_input_grad
@@ -145,7 +145,7 @@ class _EIRates(torch.autograd.Function):
         return _ext._C.ei_rates_fwd(states, x0, scale, base)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("ei_rnn_rates")
     def backward(ctx, grad_rates):
         states, x0, scale, base = ctx.saved_tensors
         d_states, d_x0, d_scale, d_base = _ext._C.ei_rates_bwd(grad_rates, states, x0, scale, base)
@@ -207,7 +207,7 @@ class _StateNoise(torch.autograd.Function):
         return drive
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("state_noise_")
     def backward(ctx, grad):
         d_std = None
         if ctx.needs_input_grad[1]:

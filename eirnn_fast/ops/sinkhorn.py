@@ -14,9 +14,9 @@ import warnings
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
+from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.sinkhorn import (
     POISSON_X_FLOOR,
     cost_matrix_reference,
@@ -236,7 +236,7 @@ class _SinkhornOT(torch.autograd.Function):
         return value, f, g, iters, err
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("sinkhorn")
     def backward(ctx, grad_value, *_):
         x, y, C, log_a, log_b, f, g, eps = ctx.saved_tensors
         need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
