@@ -80,6 +80,11 @@ def _validate_points(x, y, cost):
         raise ValueError(f"x and y must have the same feature size d, got x {tuple(x.shape)} and y {tuple(y.shape)}")
     if min(x.shape) == 0 or y.shape[1] == 0:
         raise ValueError(f"x and y need B, n, m, d >= 1, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    if x.device.type == "meta":
+        raise ValueError(
+            "x and y are on the meta device: sinkhorn checks their values (NaN/inf, signs) and iterates to a "
+            "tolerance, so it needs real data"
+        )
     with torch.no_grad():  # one host sync per call; a NaN would otherwise come out as a finite value
         for name, t in (("x", x), ("y", y)):
             if not bool(torch.isfinite(t).all()):
