@@ -64,26 +64,41 @@ PYBIND11_MODULE(_C, m) {
         py::arg("grad"), py::arg("seed"), py::call_guard<py::gil_scoped_release>());
 
   // message_passing/: sparse edge message passing (DESIGN 3.3)
+  using eirnn_fast::CsrGraph;
+  py::class_<CsrGraph>(m, "CsrGraph",
+                       "The two CSR layouts of an EdgeGraph, validated once (O(E)) and held as private "
+                       "copies: the accessors return clones, so no Python code can change what the "
+                       "kernels index with")
+      .def(py::init<const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                    const at::Tensor&, const at::Tensor&, int64_t, int64_t>(),
+           py::arg("rowptr"), py::arg("col"), py::arg("perm"), py::arg("rowptr_t"), py::arg("col_t"),
+           py::arg("perm_t"), py::arg("num_src"), py::arg("num_dst"))
+      .def("to", &CsrGraph::to, py::arg("device"))
+      .def_property_readonly("rowptr", [](const CsrGraph& g) { return g.rowptr().clone(); })
+      .def_property_readonly("col", [](const CsrGraph& g) { return g.col().clone(); })
+      .def_property_readonly("perm", [](const CsrGraph& g) { return g.perm().clone(); })
+      .def_property_readonly("rowptr_t", [](const CsrGraph& g) { return g.rowptr_t().clone(); })
+      .def_property_readonly("col_t", [](const CsrGraph& g) { return g.col_t().clone(); })
+      .def_property_readonly("perm_t", [](const CsrGraph& g) { return g.perm_t().clone(); })
+      .def_property_readonly("num_src", &CsrGraph::num_src)
+      .def_property_readonly("num_dst", &CsrGraph::num_dst)
+      .def_property_readonly("num_edges", &CsrGraph::num_edges);
   m.def("edge_spmm_fwd", &eirnn_fast::edge_spmm_fwd,
-        "CSR by dst (rowptr, col, perm), weight [E] (edge order), x [num_src, F] -> out [num_dst, F]",
-        py::arg("rowptr"), py::arg("col"), py::arg("perm"), py::arg("weight"), py::arg("x"),
-        py::call_guard<py::gil_scoped_release>());
+        "graph (CsrGraph), weight [E] (edge order), x [num_src, F] -> out [num_dst, F]",
+        py::arg("graph"), py::arg("weight"), py::arg("x"), py::call_guard<py::gil_scoped_release>());
   m.def("edge_spmm_bwd", &eirnn_fast::edge_spmm_bwd,
-        "CSR by src (rowptr_t, col_t, perm_t), weight, x, grad [num_dst, F] -> (d_weight, d_x)",
-        py::arg("rowptr_t"), py::arg("col_t"), py::arg("perm_t"), py::arg("weight"), py::arg("x"),
-        py::arg("grad"), py::arg("num_dst"), py::arg("need_weight"), py::arg("need_x"),
-        py::call_guard<py::gil_scoped_release>());
+        "graph, weight, x, grad [num_dst, F], need_weight, need_x -> (d_weight, d_x)",
+        py::arg("graph"), py::arg("weight"), py::arg("x"), py::arg("grad"), py::arg("need_weight"),
+        py::arg("need_x"), py::call_guard<py::gil_scoped_release>());
   m.def("edge_mlp_fwd", &eirnn_fast::edge_mlp_fwd,
-        "edge-MLP messages (CPU): a [F,num_dst,H], b [F,num_src,H], hw [L,H,H], hb [L,H], ow [H], ob [1] -> [num_dst, F]",
-        py::arg("rowptr"), py::arg("col"), py::arg("perm"), py::arg("weight"), py::arg("a"),
-        py::arg("b"), py::arg("hw"), py::arg("hb"), py::arg("ow"), py::arg("ob"),
-        py::call_guard<py::gil_scoped_release>());
+        "edge-MLP messages (CPU): graph, weight [E], a [F,num_dst,H], b [F,num_src,H], hw [L,H,H], hb [L,H], ow [H], ob [1] -> [num_dst, F]",
+        py::arg("graph"), py::arg("weight"), py::arg("a"), py::arg("b"), py::arg("hw"), py::arg("hb"),
+        py::arg("ow"), py::arg("ob"), py::call_guard<py::gil_scoped_release>());
   m.def("edge_mlp_bwd", &eirnn_fast::edge_mlp_bwd,
-        "-> (d_weight, d_a, d_b, d_hw, d_hb, d_ow, d_ob)", py::arg("rowptr"), py::arg("col"),
-        py::arg("perm"), py::arg("rowptr_t"), py::arg("col_t"), py::arg("perm_t"),
-        py::arg("weight"), py::arg("a"), py::arg("b"), py::arg("hw"), py::arg("hb"), py::arg("ow"),
-        py::arg("ob"), py::arg("grad"), py::arg("need_weight"), py::arg("need_a"),
-        py::arg("need_b"), py::arg("need_params"), py::call_guard<py::gil_scoped_release>());
+        "-> (d_weight, d_a, d_b, d_hw, d_hb, d_ow, d_ob)", py::arg("graph"), py::arg("weight"),
+        py::arg("a"), py::arg("b"), py::arg("hw"), py::arg("hb"), py::arg("ow"), py::arg("ob"),
+        py::arg("grad"), py::arg("need_weight"), py::arg("need_a"), py::arg("need_b"),
+        py::arg("need_params"), py::call_guard<py::gil_scoped_release>());
 
   // sinkhorn/: batched log-domain Sinkhorn (DESIGN 3.2)
   m.def("sinkhorn_solve", &eirnn_fast::sinkhorn_solve,
@@ -91,7 +106,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("eps"), py::arg("eps0"),
         py::arg("decay"), py::arg("max_iter"), py::arg("tol"), py::call_guard<py::gil_scoped_release>());
   m.def("sinkhorn_plan", &eirnn_fast::sinkhorn_plan_from_potentials,
-        "C [B,n,m], log_a [B,n], log_b [B,m], f [B,n], g [B,m], eps [B] -> P [B,n,m]",
-        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("f"), py::arg("g"), py::arg("eps"),
+        "C [B,n,m], log_a [B,n], log_b [B,m], g [B,m], eps [B] -> P [B,n,m] = a_i softmax_j(log b_j + (g_j - C_ij) / eps)",
+        py::arg("C"), py::arg("log_a"), py::arg("log_b"), py::arg("g"), py::arg("eps"),
         py::call_guard<py::gil_scoped_release>());
 }

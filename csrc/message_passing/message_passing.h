@@ -53,11 +53,17 @@ void spmm_bwd_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, const
 //   s   = dot(ow, h_L) + ob                                           ow [H], ob [1]
 //   out[i, f] = sum_{e : dst[e] = i} w[e] * s^2                        out [num_dst, F]
 // Forward for destination rows [i_begin, i_end).
+//
+// NaN / inf follow the reference (per-edge torch ops) exactly: products of exact zeros are skipped
+// (ReLU sparsity) only when that changes nothing, i.e. when the other factor is finite
+// (hw_finite: every hidden weight is finite, checked once per call by the caller), and the ReLU
+// backward passes the gradient where its output is not <= 0 (NaN included), as torch's
+// threshold_backward does.
 template <typename T, typename I>
 void mlp_fwd_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* a,
                       const T* b, const T* hw, const T* hwt, const T* hb, const T* ow, const T* ob, T* out,
                       int64_t F, int64_t num_dst, int64_t num_src, int64_t H, int64_t L,
-                      int64_t i_begin, int64_t i_end);
+                      bool hw_finite, int64_t i_begin, int64_t i_end);
 
 // Backward pass 1, over destination rows [i_begin, i_end) (one chunk): recomputes every edge and
 // writes d_w[perm[k]] = sum_f g[i, f] * s^2, d_a[f, i, :] (sum over the row's edges), and adds the
@@ -68,7 +74,7 @@ void mlp_bwd_dst_rows_cpu(const I* rowptr, const I* col, const I* perm, const T*
                           const T* b, const T* hw, const T* hwt, const T* hb, const T* ow, const T* ob,
                           const T* g, T* d_w, T* d_a, T* d_hw, T* d_hb, T* d_ow, T* d_ob,
                           int64_t F, int64_t num_dst, int64_t num_src, int64_t H, int64_t L,
-                          int64_t i_begin, int64_t i_end);
+                          bool hw_finite, int64_t i_begin, int64_t i_end);
 
 // Backward pass 2, over source rows [j_begin, j_end) of the CSR by source: recomputes every edge
 // and writes d_b[f, j, :] = sum over the row's edges of dL/d(first-layer pre-activation).
@@ -76,7 +82,8 @@ template <typename T, typename I>
 void mlp_bwd_src_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, const T* w,
                           const T* a, const T* b, const T* hw, const T* hwt, const T* hb, const T* ow,
                           const T* ob, const T* g, T* d_b, int64_t F, int64_t num_dst,
-                          int64_t num_src, int64_t H, int64_t L, int64_t j_begin, int64_t j_end);
+                          int64_t num_src, int64_t H, int64_t L, bool hw_finite, int64_t j_begin,
+                          int64_t j_end);
 
 // ---- plain op, CUDA (message_passing_cuda.cu) ---------------------------------------------------
 // Same maths as the CPU kernels, one launch each, on `stream`. Deterministic: a row is reduced by

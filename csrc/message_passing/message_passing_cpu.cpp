@@ -106,9 +106,20 @@ void spmm_bwd_rows_generic(const I* __restrict rowptr_t, const I* __restrict col
 
 // ---- edge-MLP variant ----------------------------------------------------------------------------
 // Per-edge activations of one (edge, frame): acts = [h_0 | h_1 | ... | h_L], each H wide.
+// hw_finite: every hidden weight is finite, so products with an exact 0 may be skipped (0 * w = 0);
+// otherwise 0 * inf = NaN must reach the result as in the reference's matmuls.
 struct MlpShape {
   int64_t H, L;
+  bool hw_finite;
 };
+
+// Whether h[0..H) is all finite (then 0 * h = 0 and a zero factor may be skipped).
+template <typename T>
+inline bool finite_row(const T* __restrict h, int64_t H) {
+  T acc = T(0);
+  for (int64_t k = 0; k < H; ++k) acc += h[k] * T(0);  // NaN for any inf or NaN entry
+  return acc == T(0);
+}
 
 // Forward of one edge: fills acts, returns s (the scalar output before squaring).
 template <typename T>
@@ -125,16 +136,16 @@ inline T edge_forward(const T* __restrict ai, const T* __restrict bj, const T* _
     std::memcpy(z, hb + l * H, sizeof(T) * H);
     for (int64_t k = 0; k < H; ++k) {
       const T pk = prev[k];
-      if (pk == T(0)) continue;  // ReLU sparsity: skipping exact zeros changes no value
+      if (pk == T(0) && m.hw_finite) continue;  // ReLU sparsity: skipping exact zeros changes no value
       const T* __restrict wr = wl + k * H;
       for (int64_t o = 0; o < H; ++o) z[o] += pk * wr[o];
     }
     for (int64_t o = 0; o < H; ++o) z[o] = std::max(z[o], T(0));
   }
   const T* __restrict hl = acts + m.L * H;
-  T s = ob;
+  T s = T(0);
   for (int64_t k = 0; k < H; ++k) s += ow[k] * hl[k];
-  return s;
+  return s + ob;  // the reference's order: (h . ow) + ob
 }
 
 // Backward of one edge given ds = dL/ds. Writes dz0 = dL/d(first-layer pre-activation) [H] and,
@@ -152,17 +163,20 @@ inline void edge_backward(const T* __restrict acts, T ds, const T* __restrict hw
   }
   // dz = dL/dz_L (pre-activation of the last hidden layer; layer 0 when L = 0)
   T* __restrict cur = (m.L == 0) ? dz0 : dz;
-  for (int64_t k = 0; k < H; ++k) cur[k] = hl[k] > T(0) ? ds * ow[k] : T(0);
+  // ReLU backward as torch's threshold_backward: 0 where the output is <= 0, the gradient
+  // elsewhere (NaN outputs included).
+  for (int64_t k = 0; k < H; ++k) cur[k] = hl[k] <= T(0) ? T(0) : ds * ow[k];
   for (int64_t l = m.L - 1; l >= 0; --l) {
     const T* __restrict prev = acts + l * H;  // h_l, input of hidden layer l+1
     const T* __restrict wl = hw + l * H * H;  // [out, in]
     if (d_hw) {
       T* __restrict gw = d_hw + l * H * H;
       T* __restrict gb = d_hb + l * H;
+      const bool prev_finite = finite_row(prev, H);
       for (int64_t o = 0; o < H; ++o) {
         const T dzo = cur[o];
         gb[o] += dzo;
-        if (dzo == T(0)) continue;
+        if (dzo == T(0) && prev_finite) continue;
         T* __restrict gwr = gw + o * H;
         for (int64_t k = 0; k < H; ++k) gwr[k] += dzo * prev[k];
       }
@@ -170,12 +184,12 @@ inline void edge_backward(const T* __restrict acts, T ds, const T* __restrict hw
     for (int64_t k = 0; k < H; ++k) dh[k] = T(0);
     for (int64_t o = 0; o < H; ++o) {
       const T dzo = cur[o];
-      if (dzo == T(0)) continue;
+      if (dzo == T(0) && m.hw_finite) continue;
       const T* __restrict wr = wl + o * H;
       for (int64_t k = 0; k < H; ++k) dh[k] += dzo * wr[k];
     }
     T* __restrict next = (l == 0) ? dz0 : dz;
-    for (int64_t k = 0; k < H; ++k) next[k] = prev[k] > T(0) ? dh[k] : T(0);
+    for (int64_t k = 0; k < H; ++k) next[k] = prev[k] <= T(0) ? T(0) : dh[k];
     cur = next;
   }
 }
@@ -211,8 +225,8 @@ template <typename T, typename I>
 void mlp_fwd_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* a,
                       const T* b, const T* hw, const T* hwt, const T* hb, const T* ow, const T* ob,
                       T* out, int64_t F, int64_t num_dst, int64_t num_src, int64_t H, int64_t L,
-                      int64_t i_begin, int64_t i_end) {
-  const MlpShape m{H, L};
+                      bool hw_finite, int64_t i_begin, int64_t i_end) {
+  const MlpShape m{H, L, hw_finite};
   std::vector<T> acts(static_cast<size_t>((L + 1) * H));
   for (int64_t i = i_begin; i < i_end; ++i) {
     for (int64_t f = 0; f < F; ++f) out[i * F + f] = T(0);
@@ -223,7 +237,7 @@ void mlp_fwd_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, 
       for (int64_t f = 0; f < F; ++f) {
         const T s = edge_forward<T>(a + (f * num_dst + i) * H, b + (f * num_src + j) * H, hwt, hb,
                                     ow, ob[0], acts.data(), m);
-        out[i * F + f] += we * (s * s);
+        out[i * F + f] += (we * s) * s;  // the reference's (w * s) * s
       }
     }
   }
@@ -234,8 +248,8 @@ void mlp_bwd_dst_rows_cpu(const I* rowptr, const I* col, const I* perm, const T*
                           const T* b, const T* hw, const T* hwt, const T* hb, const T* ow,
                           const T* ob, const T* g, T* d_w, T* d_a, T* d_hw, T* d_hb, T* d_ow,
                           T* d_ob, int64_t F, int64_t num_dst, int64_t num_src, int64_t H,
-                          int64_t L, int64_t i_begin, int64_t i_end) {
-  const MlpShape m{H, L};
+                          int64_t L, bool hw_finite, int64_t i_begin, int64_t i_end) {
+  const MlpShape m{H, L, hw_finite};
   std::vector<T> scratch(static_cast<size_t>((L + 4) * H));
   T* acts = scratch.data();
   T* dz0 = acts + (L + 1) * H;
@@ -255,9 +269,10 @@ void mlp_bwd_dst_rows_cpu(const I* rowptr, const I* col, const I* perm, const T*
         const T gi = g[i * F + f];
         const T s = edge_forward<T>(a + (f * num_dst + i) * H, b + (f * num_src + j) * H, hwt, hb,
                                     ow, ob[0], acts, m);
-        dwe += gi * (s * s);
+        const T gs = gi * s;
+        dwe += gs * s;
         if (!need_back) continue;
-        const T ds = gi * we * T(2) * s;
+        const T ds = gi * (we * s) + gs * we;  // autograd of (w * s) * s, same products
         edge_backward<T>(acts, ds, hw, ow, dz0, dz, dh, d_hw, d_hb, d_ow, d_ob, m);
         if (d_a) {
           T* __restrict da = d_a + (f * num_dst + i) * H;
@@ -273,9 +288,9 @@ template <typename T, typename I>
 void mlp_bwd_src_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, const T* w,
                           const T* a, const T* b, const T* hw, const T* hwt, const T* hb,
                           const T* ow, const T* ob, const T* g, T* d_b, int64_t F,
-                          int64_t num_dst, int64_t num_src, int64_t H, int64_t L, int64_t j_begin,
-                          int64_t j_end) {
-  const MlpShape m{H, L};
+                          int64_t num_dst, int64_t num_src, int64_t H, int64_t L, bool hw_finite,
+                          int64_t j_begin, int64_t j_end) {
+  const MlpShape m{H, L, hw_finite};
   std::vector<T> scratch(static_cast<size_t>((L + 4) * H));
   T* acts = scratch.data();
   T* dz0 = acts + (L + 1) * H;
@@ -291,7 +306,7 @@ void mlp_bwd_src_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, co
         const T gi = g[i * F + f];
         const T s = edge_forward<T>(a + (f * num_dst + i) * H, b + (f * num_src + j) * H, hwt, hb,
                                     ow, ob[0], acts, m);
-        const T ds = gi * we * T(2) * s;
+        const T ds = gi * (we * s) + (gi * s) * we;
         edge_backward<T>(acts, ds, hw, ow, dz0, dz, dh, static_cast<T*>(nullptr),
                          static_cast<T*>(nullptr), static_cast<T*>(nullptr),
                          static_cast<T*>(nullptr), m);
@@ -309,16 +324,16 @@ void mlp_bwd_src_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, co
                                         const T*, T*, T*, int64_t, int64_t, int64_t);              \
   template void mlp_fwd_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,           \
                                        const T*, const T*, const T*, const T*, const T*, const T*, \
-                                       T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,    \
-                                       int64_t);                                                    \
+                                       T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool,       \
+                                       int64_t, int64_t);                                           \
   template void mlp_bwd_dst_rows_cpu<T, I>(                                                         \
       const I*, const I*, const I*, const T*, const T*, const T*, const T*, const T*, const T*,   \
       const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, int64_t,   \
-      int64_t, int64_t, int64_t);                                                                   \
+      int64_t, bool, int64_t, int64_t);                                                             \
   template void mlp_bwd_src_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,       \
                                            const T*, const T*, const T*, const T*, const T*,       \
                                            const T*, const T*, T*, int64_t, int64_t, int64_t,      \
-                                           int64_t, int64_t, int64_t, int64_t);
+                                           int64_t, int64_t, bool, int64_t, int64_t);
 
 EIRNN_MP_INSTANTIATE(float, int32_t)
 EIRNN_MP_INSTANTIATE(float, int64_t)

@@ -1,5 +1,10 @@
 // Torch-facing entry points of the sparse edge message passing (registered in bindings.cpp).
-// The graph arrives as the CSR arrays built by eirnn_fast.ops.EdgeGraph (int32 or int64, one dtype).
+//
+// The graph arrives as a CsrGraph: the two CSR layouts built by eirnn_fast.ops.EdgeGraph, checked
+// once when the CsrGraph is made (O(E)) and then held as private copies that no Python code can
+// reach (its accessors return clones). The kernels index x, g and the weights with these arrays
+// without bounds checks, so this is what makes an out-of-bounds read impossible from Python: an
+// EdgeGraph whose public fields are edited after construction only edits copies.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,30 +13,57 @@
 
 namespace eirnn_fast {
 
-// CSR (rowptr [R + 1], col [E], perm [E]), weight [E] (original edge order), x [C, F] -> out [R, F]
-at::Tensor edge_spmm_fwd(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-                         const at::Tensor& weight, const at::Tensor& x);
+class CsrGraph {
+ public:
+  // By destination: rowptr [num_dst + 1], col [E] (source of each slot), perm [E] (edge id);
+  // by source: rowptr_t [num_src + 1], col_t [E] (destination), perm_t [E]. One int32/int64
+  // dtype, one device. Checks (ValueError-style messages naming the array): 1-D, sizes, rowptr[0]
+  // = 0, non-decreasing, rowptr[-1] = E; col / col_t in range; perm / perm_t permutations of
+  // [0, E); both layouts list the same (src, dst) pair for every edge id.
+  CsrGraph(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+           const at::Tensor& rowptr_t, const at::Tensor& col_t, const at::Tensor& perm_t,
+           int64_t num_src, int64_t num_dst);
 
-// Transposed CSR (by source), weight [E], x [num_src, F], grad [num_dst, F]
+  // A copy on `device` (already validated: no checks again).
+  CsrGraph to(const at::Device& device) const;
+
+  const at::Tensor& rowptr() const { return rowptr_; }
+  const at::Tensor& col() const { return col_; }
+  const at::Tensor& perm() const { return perm_; }
+  const at::Tensor& rowptr_t() const { return rowptr_t_; }
+  const at::Tensor& col_t() const { return col_t_; }
+  const at::Tensor& perm_t() const { return perm_t_; }
+  int64_t num_src() const { return num_src_; }
+  int64_t num_dst() const { return num_dst_; }
+  int64_t num_edges() const { return col_.size(0); }
+  at::Device device() const { return col_.device(); }
+
+ private:
+  CsrGraph() = default;
+  at::Tensor rowptr_, col_, perm_, rowptr_t_, col_t_, perm_t_;
+  int64_t num_src_ = 0, num_dst_ = 0;
+};
+
+// weight [E] (original edge order), x [num_src, F] -> out [num_dst, F]
+at::Tensor edge_spmm_fwd(const CsrGraph& graph, const at::Tensor& weight, const at::Tensor& x);
+
+// weight [E], x [num_src, F], grad [num_dst, F]
 //   -> (d_weight [E] or undefined, d_x [num_src, F] or undefined)
-std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd(const at::Tensor& rowptr_t, const at::Tensor& col_t,
-                                                 const at::Tensor& perm_t, const at::Tensor& weight,
+std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd(const CsrGraph& graph, const at::Tensor& weight,
                                                  const at::Tensor& x, const at::Tensor& grad,
-                                                 int64_t num_dst, bool need_weight, bool need_x);
+                                                 bool need_weight, bool need_x);
 
 // Edge-MLP variant (CPU only): a [F, num_dst, H], b [F, num_src, H], hw [L, H, H], hb [L, H],
 // ow [H], ob [1] -> out [num_dst, F]
-at::Tensor edge_mlp_fwd(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-                        const at::Tensor& weight, const at::Tensor& a, const at::Tensor& b,
-                        const at::Tensor& hw, const at::Tensor& hb, const at::Tensor& ow,
-                        const at::Tensor& ob);
+at::Tensor edge_mlp_fwd(const CsrGraph& graph, const at::Tensor& weight, const at::Tensor& a,
+                        const at::Tensor& b, const at::Tensor& hw, const at::Tensor& hb,
+                        const at::Tensor& ow, const at::Tensor& ob);
 
 // -> (d_weight, d_a, d_b, d_hw, d_hb, d_ow, d_ob); undefined where not requested.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-edge_mlp_bwd(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-             const at::Tensor& rowptr_t, const at::Tensor& col_t, const at::Tensor& perm_t,
-             const at::Tensor& weight, const at::Tensor& a, const at::Tensor& b,
-             const at::Tensor& hw, const at::Tensor& hb, const at::Tensor& ow, const at::Tensor& ob,
-             const at::Tensor& grad, bool need_weight, bool need_a, bool need_b, bool need_params);
+edge_mlp_bwd(const CsrGraph& graph, const at::Tensor& weight, const at::Tensor& a,
+             const at::Tensor& b, const at::Tensor& hw, const at::Tensor& hb, const at::Tensor& ow,
+             const at::Tensor& ob, const at::Tensor& grad, bool need_weight, bool need_a,
+             bool need_b, bool need_params);
 
 }  // namespace eirnn_fast

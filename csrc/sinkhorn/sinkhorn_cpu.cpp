@@ -58,14 +58,15 @@ inline void exp_row(const double* v, int64_t len, double* out) {
   for (int64_t j = 0; j < len; ++j) out[j] = std::exp(v[j]);
 }
 
-// LSE_j (h_j - c_j * inv) over one contiguous row; buf [len] scratch. -inf when every h_j = -inf.
+// LSE_j (lw_j + (q_j - c_j) * inv) over one contiguous row; buf [len] scratch (holds the terms on
+// return). -inf when every lw_j = -inf.
 template <typename T>
-inline T lse_row(const T* __restrict c, const T* __restrict h, T inv, int64_t len,
-                 T* __restrict buf) {
+inline T lse_row(const T* __restrict c, const T* __restrict lw, const T* __restrict q, T inv,
+                 int64_t len, T* __restrict buf) {
   T mx = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < len; ++j) {
-    const T v = h[j] - c[j] * inv;
+    const T v = lw[j] + (q[j] - c[j]) * inv;
     buf[j] = v;
     mx = v > mx ? v : mx;
   }
@@ -73,40 +74,76 @@ inline T lse_row(const T* __restrict c, const T* __restrict h, T inv, int64_t le
   return mx + std::log(sum_exp_shift(buf, len, mx));
 }
 
+// The same LSE in near-uniform form (sinkhorn.h): zmax + log1p(sum_j wl_j expm1(z_j - zmax)),
+// z_j = (q_j - c_j) * inv over the support (lw_j > -inf); sum_j wl_j = 1.
+template <typename T>
+inline T lse_row_near_uniform(const T* __restrict c, const T* __restrict lw, const T* __restrict wl,
+                              const T* __restrict q, T inv, int64_t len) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  T zmax = kNegInf;
+  for (int64_t j = 0; j < len; ++j) {
+    if (!(lw[j] > kNegInf)) continue;
+    const T z = (q[j] - c[j]) * inv;
+    zmax = z > zmax ? z : zmax;
+  }
+  T t = T(0);
+  for (int64_t j = 0; j < len; ++j) {
+    if (!(lw[j] > kNegInf)) continue;
+    t += wl[j] * std::expm1((q[j] - c[j]) * inv - zmax);
+  }
+  return zmax + std::log1p(t);
+}
+
 }  // namespace
 
 template <typename T>
-T half_step_cpu(const T* K, const T* h, const T* w, T e, int64_t len, int64_t r0, int64_t r1,
-                T* pot, T* buf) {
+T half_step_cpu(const T* K, const T* lw, const T* wl, const T* q, bool near_uniform, const T* w,
+                T e, int64_t len, int64_t r0, int64_t r1, T* pot, T* buf) {
   const T inv = T(1) / e;
   T err = T(0);
   for (int64_t r = r0; r < r1; ++r) {
-    const T p = -e * lse_row(K + r * len, h, inv, len, buf);
-    if (w != nullptr) err += w[r] * std::fabs(T(1) - std::exp((pot[r] - p) * inv));
+    const T lse = near_uniform ? lse_row_near_uniform(K + r * len, lw, wl, q, inv, len)
+                               : lse_row(K + r * len, lw, q, inv, len, buf);
+    const T p = -e * lse;
+    if (w != nullptr) err += w[r] * std::fabs(std::expm1((pot[r] - p) * inv));
     pot[r] = p;
   }
   return err;
 }
 
 template <typename T>
-void plan_cpu(const T* C, const T* log_a, const T* log_b, const T* f, const T* g, T eps, int64_t n,
-              int64_t m, int64_t i0, int64_t i1, T* P) {
+void plan_cpu(const T* C, const T* log_a, const T* log_b, const T* g, T eps, int64_t n, int64_t m,
+              int64_t i0, int64_t i1, T* P) {
   const T inv = T(1) / eps;
   for (int64_t i = i0; i < i1; ++i) {
-    const T base = log_a[i] + f[i] * inv;
-    const T* c = C + i * m;
-    T* p = P + i * m;
+    const T* __restrict c = C + i * m;
+    T* __restrict p = P + i * m;
+    T mx = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < m; ++j) {
+      const T v = log_b[j] + (g[j] - c[j]) * inv;
+      p[j] = v;
+      mx = v > mx ? v : mx;
+    }
+    // P_ij = a_i exp(v_j - max v) / sum_k exp(v_k - max v): dividing by the sum (rather than
+    // subtracting its log from v ~ 1e12 at a tiny eps, where log 2 is below the rounding of v)
+    // keeps the row sum a_i even for near-ties.
 #pragma omp simd
-    for (int64_t j = 0; j < m; ++j) p[j] = base + log_b[j] + (g[j] - c[j]) * inv;
+    for (int64_t j = 0; j < m; ++j) p[j] -= mx;
     exp_row(p, m, p);
+    T sum = T(0);
+    for (int64_t j = 0; j < m; ++j) sum += p[j];
+    const T scale = std::exp(log_a[i]) / sum;
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) p[j] *= scale;
   }
 }
 
 #define EIRNN_SINKHORN_INSTANTIATE(T)                                                          \
-  template T half_step_cpu<T>(const T*, const T*, const T*, T, int64_t, int64_t, int64_t, T*,  \
-                              T*);                                                             \
-  template void plan_cpu<T>(const T*, const T*, const T*, const T*, const T*, T, int64_t,       \
-                            int64_t, int64_t, int64_t, T*);
+  template T half_step_cpu<T>(const T*, const T*, const T*, const T*, bool, const T*, T,      \
+                              int64_t, int64_t, int64_t, T*, T*);                              \
+  template void plan_cpu<T>(const T*, const T*, const T*, const T*, T, int64_t, int64_t,        \
+                            int64_t, int64_t, T*);
 EIRNN_SINKHORN_INSTANTIATE(float)
 EIRNN_SINKHORN_INSTANTIATE(double)
 #undef EIRNN_SINKHORN_INSTANTIATE

@@ -58,6 +58,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
                    eps0 = eps0_in.contiguous();
   const int64_t B = C.size(0), n = C.size(1), m = C.size(2);
   const at::Tensor Ct = C.transpose(1, 2).contiguous();
+  // Per-problem cost spread (max C - min C): decides when the near-uniform LSE form is used.
+  const auto minmax = at::aminmax(C.reshape({B, n * m}), 1);
+  const at::Tensor spread = (std::get<1>(minmax) - std::get<0>(minmax)).contiguous();
   at::Tensor f = at::empty({B, n}, C.options());
   at::Tensor g = at::empty({B, m}, C.options());
   at::Tensor value = at::empty({B}, C.options());
@@ -72,7 +75,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
       check_cuda(sinkhorn::solve_cuda<scalar_t>(
                      C.data_ptr<scalar_t>(), Ct.data_ptr<scalar_t>(), log_a.data_ptr<scalar_t>(),
                      log_b.data_ptr<scalar_t>(), eps.data_ptr<scalar_t>(),
-                     eps0.data_ptr<scalar_t>(), static_cast<scalar_t>(decay), B, n, m, max_iter,
+                     eps0.data_ptr<scalar_t>(), spread.data_ptr<scalar_t>(),
+                     static_cast<scalar_t>(decay), B, n, m, max_iter,
                      static_cast<scalar_t>(tol), f.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
                      value.data_ptr<scalar_t>(), iters.data_ptr<int64_t>(),
                      err.data_ptr<scalar_t>(), stream),
@@ -91,18 +95,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
     const scalar_t* lb = log_b.data_ptr<scalar_t>();
     const scalar_t* ep = eps.data_ptr<scalar_t>();
     const scalar_t* e0 = eps0.data_ptr<scalar_t>();
+    const scalar_t* sp = spread.data_ptr<scalar_t>();
     scalar_t* fp = f.data_ptr<scalar_t>();
     scalar_t* gp = g.data_ptr<scalar_t>();
     scalar_t* vp = value.data_ptr<scalar_t>();
     int64_t* ip = iters.data_ptr<int64_t>();
     scalar_t* errp = err.data_ptr<scalar_t>();
     const int64_t row_chunks = (n + sinkhorn::kCpuRowChunk - 1) / sinkhorn::kCpuRowChunk;
-    const int64_t work_len = 2 * n + m + row_chunks;
+    const int64_t work_len = n + m + row_chunks;
     const int64_t buf_len = std::max(n, m);
     auto solve_one = [&](int64_t b, scalar_t* work, auto&& for_chunks) {
       sinkhorn::solve_problem_cpu<scalar_t>(
           cp + b * n * m, ctp + b * n * m, la + b * n, lb + b * m, ep[b], e0[b],
-          static_cast<scalar_t>(decay), n, m, max_iter, static_cast<scalar_t>(tol), fp + b * n,
+          static_cast<scalar_t>(decay), sp[b], n, m, max_iter, static_cast<scalar_t>(tol), fp + b * n,
           gp + b * m, vp + b, ip + b, errp + b, work, for_chunks);
     };
     // Enough problems to occupy every thread (or problems too small to split): one problem per
@@ -129,17 +134,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
 }
 
 at::Tensor sinkhorn_plan_from_potentials(const at::Tensor& C_in, const at::Tensor& log_a_in,
-                                         const at::Tensor& log_b_in, const at::Tensor& f_in,
-                                         const at::Tensor& g_in, const at::Tensor& eps_in) {
+                                         const at::Tensor& log_b_in, const at::Tensor& g_in,
+                                         const at::Tensor& eps_in) {
   check_problem(C_in, log_a_in, log_b_in, eps_in);
-  const int64_t B = C_in.size(0), n = C_in.size(1), m = C_in.size(2);
-  EIRNN_CHECK_SHAPE(f_in, B, n);
+  const int64_t B = C_in.size(0), m = C_in.size(2);
   EIRNN_CHECK_SHAPE(g_in, B, m);
-  EIRNN_CHECK_SAME(f_in, C_in);
   EIRNN_CHECK_SAME(g_in, C_in);
   const at::Tensor C = C_in.contiguous(), log_a = log_a_in.contiguous(),
-                   log_b = log_b_in.contiguous(), f = f_in.contiguous(), g = g_in.contiguous(),
-                   eps = eps_in.contiguous();
+                   log_b = log_b_in.contiguous(), g = g_in.contiguous(), eps = eps_in.contiguous();
+  const int64_t n = C.size(1);
   at::Tensor P = empty_for_kernel(C.sizes(), C.options());
 
   if (C.is_cuda()) {
@@ -149,8 +152,8 @@ at::Tensor sinkhorn_plan_from_potentials(const at::Tensor& C_in, const at::Tenso
     AT_DISPATCH_FLOATING_TYPES(C.scalar_type(), "sinkhorn_plan_cuda", [&] {
       check_cuda(sinkhorn::plan_cuda<scalar_t>(
                      C.data_ptr<scalar_t>(), log_a.data_ptr<scalar_t>(), log_b.data_ptr<scalar_t>(),
-                     f.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), eps.data_ptr<scalar_t>(), B, n,
-                     m, P.data_ptr<scalar_t>(), stream),
+                     g.data_ptr<scalar_t>(), eps.data_ptr<scalar_t>(), B, n, m,
+                     P.data_ptr<scalar_t>(), stream),
                  "sinkhorn plan kernel");
     });
     return P;
@@ -166,15 +169,14 @@ at::Tensor sinkhorn_plan_from_potentials(const at::Tensor& C_in, const at::Tenso
     const scalar_t* cp = C.data_ptr<scalar_t>();
     const scalar_t* la = log_a.data_ptr<scalar_t>();
     const scalar_t* lb = log_b.data_ptr<scalar_t>();
-    const scalar_t* fp = f.data_ptr<scalar_t>();
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const scalar_t* ep = eps.data_ptr<scalar_t>();
     scalar_t* pp = P.data_ptr<scalar_t>();
     at::parallel_for(0, B * row_blocks, 1, [&](int64_t w0, int64_t w1) {
       for (int64_t w = w0; w < w1; ++w) {
         const int64_t b = w / row_blocks, r = w % row_blocks;
-        sinkhorn::plan_cpu<scalar_t>(cp + b * n * m, la + b * n, lb + b * m, fp + b * n,
-                                     gp + b * m, ep[b], n, m, r * kRows,
+        sinkhorn::plan_cpu<scalar_t>(cp + b * n * m, la + b * n, lb + b * m, gp + b * m, ep[b],
+                                     n, m, r * kRows,
                                      std::min(n, (r + 1) * kRows), pp + b * n * m);
       }
     });

@@ -14,9 +14,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
     const at::Tensor& C, const at::Tensor& log_a, const at::Tensor& log_b, const at::Tensor& eps,
     const at::Tensor& eps0, double decay, int64_t max_iter, double tol);
 
-// P [B, n, m] = exp(log a_i + log b_j + (f_i + g_j - C_ij) / eps) from saved potentials.
+// P [B, n, m] = a_i softmax_j(log b_j + (g_j - C_ij) / eps) from the saved column potential g
+// (= exp(log a_i + log b_j + (f_i + g_j - C_ij) / eps) with f the final row half-step; its rows sum
+// to a to rounding).
 at::Tensor sinkhorn_plan_from_potentials(const at::Tensor& C, const at::Tensor& log_a,
-                                         const at::Tensor& log_b, const at::Tensor& f,
-                                         const at::Tensor& g, const at::Tensor& eps);
+                                         const at::Tensor& log_b, const at::Tensor& g,
+                                         const at::Tensor& eps);
 
 }  // namespace eirnn_fast

@@ -197,6 +197,34 @@ def _sample_type_params(
     )
 
 
+def _check_sample_arguments(**kw) -> None:
+    """sample_parameters' numbers: spectral_radius = 0 / -1 / NaN and target_median_abs_w = -1 were
+    silently ignored (the calibration skipped or flipped them); refuse them naming the argument."""
+
+    def real(name, low, strict=True, high=None):
+        v = kw[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"sample_parameters: {name} must be a real number, got {type(v).__name__} {v!r}")
+        v = float(v)
+        if not np.isfinite(v) or (v <= low if strict else v < low) or (high is not None and v > high):
+            rng = f"{'>' if strict else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            raise ValueError(f"sample_parameters: {name} must be finite and {rng}, got {v!r}")
+
+    seed = kw["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"sample_parameters: seed must be an int >= 0, got {seed!r}")
+    real("target_median_abs_w", 0.0)
+    if kw["spectral_radius"] is not None:
+        real("spectral_radius", 0.0)
+    real("excitatory_radius", 0.0)
+    for name in ("frac_fast_types", "frac_zero_pairs", "frac_weak_pairs"):
+        real(name, 0.0, strict=False, high=1.0)
+    real("gain_sigma", 0.0, strict=False)
+    ext = kw["calibration_extent"]
+    if ext is not None and (isinstance(ext, bool) or not isinstance(ext, (int, np.integer)) or ext < 1):
+        raise ValueError(f"sample_parameters: calibration_extent must be None or an int >= 1, got {ext!r}")
+
+
 def sample_parameters(
     connectome: Connectome,
     seed: int = 0,
@@ -224,10 +252,22 @@ def sample_parameters(
     that the spectral radius of W is ``spectral_radius`` (None: leave as drawn). Calibration runs on
     the network of extent ``calibration_extent`` (default: the connectome's extent, at most 8; a
     sub-network's Perron root is never larger, so extent-8 parameters stay stable on smaller
-    extents). Deterministic in ``seed`` (cached per process).
+    extents). Deterministic in ``seed`` (cached per process). Out-of-range arguments (a spectral
+    radius or median |W| <= 0, NaN, fractions outside [0, 1], ...) raise a ValueError naming them.
     """
     if not isinstance(connectome, Connectome):
         raise TypeError("sample_parameters expects a Connectome (see load_connectome)")
+    _check_sample_arguments(
+        seed=seed,
+        target_median_abs_w=target_median_abs_w,
+        spectral_radius=spectral_radius,
+        excitatory_radius=excitatory_radius,
+        frac_fast_types=frac_fast_types,
+        frac_zero_pairs=frac_zero_pairs,
+        frac_weak_pairs=frac_weak_pairs,
+        gain_sigma=gain_sigma,
+        calibration_extent=calibration_extent,
+    )
     if calibration_extent is None:
         calibration_extent = min(connectome.extent, 8)
     tau_t, vr_t, strength, info = _sample_type_params(

@@ -273,6 +273,8 @@ def simulate(
     if stim.dim() not in (2, 3):
         raise ValueError(f"stimulus must be [T, C], [T, N] or [B, T, C|N], got shape {tuple(stim.shape)}")
     stim3 = stim if batched else stim[None]
+    if stim3.shape[1] == 0:  # torch.cat below would fail with "expected a non-empty list"
+        raise ValueError(f"stimulus has T = 0 frames (shape {tuple(stim.shape)}); simulate needs at least one frame")
     t_start = time.perf_counter()
     xs, ys = [], []
     backend_used = _Aggregator(connectome, backend).name

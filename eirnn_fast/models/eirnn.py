@@ -52,6 +52,28 @@ def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
 
 
+def _check_real(name: str, value, *, low: Optional[float] = None, strict: bool = False) -> float:
+    """A finite real number (``value > low`` with ``strict``, else ``>= low``): TypeError for a
+    non-number, ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value <= low if strict else value < low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value:g}")
+    return value
+
+
+def _check_count(name: str, value, *, low: int = 0) -> int:
+    """An int >= ``low`` (numpy ints accepted; floats such as 4.5 or 4.0 are a TypeError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
 class EIRNN(nn.Module):
     """Excitatory-inhibitory rate RNN with Dale's law (drop-in for the predecessor's ``EIRNN``).
 
@@ -142,6 +164,20 @@ class EIRNN(nn.Module):
         _check_choice("noise_draw", noise_draw, NOISE_DRAWS)
         if learnable_tau != "none" and learnable_alpha != "none":
             raise ValueError("Cannot use both learnable_tau and learnable_alpha; choose one (the other 'none')")
+        # numbers: a negative or zero tau gave alpha = dt / tau < 0 (NaN rates) or ZeroDivisionError
+        _check_real("dt", dt, low=0.0, strict=True)
+        if learnable_tau == "none" and learnable_alpha == "none":
+            _check_real("tau", tau, low=0.0, strict=True)
+        _check_real("noise_scale", noise_scale, low=0.0)
+        _check_real("spectral_radius", spectral_radius, low=0.0)
+        # learnable initial values are clipped into range as the predecessor did; only NaN/inf and
+        # non-numbers are refused
+        for name, value in (("tau_e_init", tau_e_init), ("tau_i_init", tau_i_init), ("alpha_init", alpha_init)):
+            _check_real(name, value)
+        for name, value in (("alpha_e_init", alpha_e_init), ("alpha_i_init", alpha_i_init)):
+            if value is not None:
+                _check_real(name, value)
+        _check_real("h0_init", h0_init)
         if low_rank is not None and (not isinstance(low_rank, (int, np.integer)) or low_rank < 1):
             raise ValueError(f"low_rank must be None or a positive int, got {low_rank!r}")
         if low_rank is not None and low_rank >= n_exc + n_inh:
@@ -540,7 +576,11 @@ def ei_unit_counts(
       ``max(ceil(n_classic / ratio), n_interneuron)`` I units, else keep the I count and use
       ``max(ceil(n_interneuron * ratio), n_classic)`` E units (41 + 13 -> 52 E + 13 I);
     - otherwise the recorded counts.
+
+    Counts must be ints >= 0 (TypeError / ValueError naming the argument), ``target_ratio`` a
+    finite number > 0, ``target_total`` None or an int >= 1.
     """
+    _check_unit_counts(n_classic, n_interneuron, target_ratio, target_total)
     if target_total is not None:
         n_exc = int(round(target_total * target_ratio / (target_ratio + 1)))
         n_inh = target_total - n_exc
@@ -568,6 +608,15 @@ def ei_unit_counts(
     else:
         n_exc, n_inh = n_classic, n_interneuron
     return int(n_exc), int(n_inh)
+
+
+def _check_unit_counts(n_classic, n_interneuron, target_ratio, target_total) -> None:
+    # -1 recorded E neurons built 12 E + 3 I units and 4.5 was truncated to 4: refuse both
+    _check_count("n_classic", n_classic)
+    _check_count("n_interneuron", n_interneuron)
+    _check_real("target_ratio", target_ratio, low=0.0, strict=True)
+    if target_total is not None:
+        _check_count("target_total", target_total, low=1)
 
 
 def create_model_from_data(
@@ -634,7 +683,19 @@ def select_units(rates: torch.Tensor, unit_index) -> torch.Tensor:
     slower, 27x with the backward, at the SC batch shape on the CI CPU); on the rows of a 2-D view
     it is a contiguous gather, so contiguous inputs go that way.
     """
-    idx = torch.as_tensor(unit_index, dtype=torch.long, device=rates.device)
+    idx = torch.as_tensor(unit_index, device=rates.device)
+    if idx.dim() != 1 or (idx.numel() and (idx.is_floating_point() or idx.dtype == torch.bool)):
+        raise TypeError(f"unit_index must be a 1-D sequence of ints, got {idx.dtype} of shape {tuple(idx.shape)}")
+    idx = idx.long()
+    n_units = rates.shape[-1] if rates.dim() else 0
+    if idx.numel() and rates.device.type != "meta":  # "INDICES element is out of DATA bounds" named nothing
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= n_units:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"unit_index holds unit {bad}, outside [0, {n_units}): the rates have {n_units} units "
+                f"(shape {tuple(rates.shape)}); build it with recorded_unit_index(neuron_type, model.n_exc, model.n_inh)"
+            )
     if rates.dim() >= 2 and rates.is_contiguous():
         n = rates.shape[-1]
         return rates.reshape(-1, n).index_select(1, idx).reshape(*rates.shape[:-1], idx.numel())

@@ -14,13 +14,14 @@ identical from run to run and for any number of CPU threads.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Optional, Sequence, Union
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
+from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.message_passing import (
     edge_message_passing_reference,
     edge_mlp_messages_reference,
@@ -63,6 +64,53 @@ def _check_range(name: str, idx: torch.Tensor, bound: int, bound_name: str) -> N
         )
 
 
+def _node_count_memory(num_src: int, num_dst: int, device: torch.device) -> None:
+    """Refuse node counts whose CSR row pointers cannot fit in memory, naming the count, before
+    allocating (an 8-byte row pointer and count per node, a few transient copies while building)."""
+    need = 32 * (num_src + num_dst + 2)
+    if device.type != "cpu":
+        return  # the device allocator raises its own out-of-memory error, re-raised below
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return
+    if need > total:
+        name, value = ("num_dst", num_dst) if num_dst >= num_src else ("num_src", num_src)
+        raise ValueError(
+            f"EdgeGraph: {name}={value} nodes need ~{need / 2**30:.1f} GiB of CSR row pointers, more than this "
+            f"machine's {total / 2**30:.1f} GiB; node counts must match the graph (nodes without edges are "
+            "allowed, but every node costs memory)"
+        )
+
+
+class _TensorCsr:
+    """The CSR arrays held in Python when the compiled module is absent (only the reference runs then,
+    which reads the edge list, never these). Same read-only interface as ``_C.CsrGraph``."""
+
+    _NAMES = ("rowptr", "col", "perm", "rowptr_t", "col_t", "perm_t")
+
+    def __init__(self, arrays, num_src, num_dst):
+        self._arrays = {k: v.clone() for k, v in zip(self._NAMES, arrays)}
+        self.num_src, self.num_dst = num_src, num_dst
+        self.num_edges = arrays[1].numel()
+
+    def __getattr__(self, name):
+        arrays = self.__dict__.get("_arrays", {})
+        if name in arrays:
+            return arrays[name].clone()
+        raise AttributeError(name)
+
+    def to(self, device):
+        return _TensorCsr([self._arrays[k].to(device) for k in self._NAMES], self.num_src, self.num_dst)
+
+
+def _seal(arrays, num_src: int, num_dst: int):
+    """Validated private copies of the six CSR arrays (``_C.CsrGraph`` when compiled)."""
+    if _ext.compiled():
+        return _ext._C.CsrGraph(*arrays, num_src, num_dst)
+    return _TensorCsr(arrays, num_src, num_dst)
+
+
 class EdgeGraph:
     """A directed edge list ``src[e] -> dst[e]``, validated once and held as two CSRs.
 
@@ -75,15 +123,20 @@ class EdgeGraph:
             Duplicates are valid (their messages add up, every edge keeps its own weight and
             gradient); their count is always in :attr:`num_duplicate_pairs`.
 
-    Attributes (all on :attr:`device`, index dtype :attr:`index_dtype`):
+    Attributes (read-only; all on :attr:`device`, index dtype :attr:`index_dtype`):
         src, dst: the edge list as given (original edge order).
         rowptr ``[num_dst + 1]``, col ``[E]`` (= src), perm ``[E]``: CSR by destination; slot
             ``k`` of row ``i`` is the edge ``perm[k]``. Rows are sorted by ``(src, edge id)``.
         rowptr_t ``[num_src + 1]``, col_t ``[E]`` (= dst), perm_t ``[E]``: CSR by source.
-        num_duplicate_pairs: ``E`` minus the number of distinct ``(src, dst)`` pairs.
+        num_src, num_dst, num_edges, num_duplicate_pairs (``E`` minus the number of distinct pairs).
 
-    The index dtype is int32 when both inputs are int32 and every count fits, else int64.
-    Building costs two stable sorts of ``E`` keys; build once, reuse for every call.
+    The graph is immutable: every tensor attribute returns a **copy** (editing it changes nothing),
+    and the kernels read private copies that were checked once at construction (O(E): rowptr
+    monotone from 0 to E, indices in range, perm a permutation, both layouts the same edges) and
+    that no Python code can reach, so no call can make a kernel read out of bounds. Take the copy
+    once outside hot loops. The index dtype is int32 when both inputs are int32 and every count
+    fits, else int64. Building costs two stable sorts of ``E`` keys; build once, reuse for every
+    call. Picklable (rebuilt from the edge list) and ``copy.deepcopy``-able.
     """
 
     def __init__(self, src: torch.Tensor, dst: torch.Tensor, num_src: int, num_dst: int, *, on_duplicate: str = "warn"):
@@ -98,12 +151,17 @@ class EdgeGraph:
                 raise TypeError(f"{name} must be an int32 or int64 tensor, got {t.dtype}")
             if t.dim() != 1:
                 raise ValueError(f"{name} must be 1-D [E], got shape {tuple(t.shape)}")
+            if t.device.type == "meta":
+                raise ValueError(
+                    f"{name} is on the meta device: an EdgeGraph checks and sorts its indices, so it needs real data"
+                )
         if src.shape != dst.shape:
             raise ValueError(f"src and dst must have the same length, got {src.numel()} and {dst.numel()}")
         if src.device != dst.device:
             raise ValueError(f"src is on {src.device} but dst is on {dst.device}")
         _check_range("src", src, num_src, "num_src")
         _check_range("dst", dst, num_dst, "num_dst")
+        _node_count_memory(num_src, num_dst, src.device)
 
         E = src.numel()
         small = max(E, num_src, num_dst) <= _INT32_MAX
@@ -121,15 +179,24 @@ class EdgeGraph:
             rowptr[1:] = torch.cumsum(counts, 0)
             return rowptr.to(itype), cols[perm].to(itype), perm.to(itype), (rows * max(n_cols, 1) + cols)[perm]
 
-        self.rowptr, self.col, self.perm, keys = csr(d64, s64, num_dst, num_src)
-        self.rowptr_t, self.col_t, self.perm_t, _ = csr(s64, d64, num_src, num_dst)
-        self.src = src.to(itype)
-        self.dst = dst.to(itype)
-        self.num_src, self.num_dst = num_src, num_dst
-        self.num_duplicate_pairs = int((keys[1:] == keys[:-1]).sum()) if E > 1 else 0
-        if self.num_duplicate_pairs:
+        try:
+            rowptr, col, perm, keys = csr(d64, s64, num_dst, num_src)
+            rowptr_t, col_t, perm_t, _ = csr(s64, d64, num_src, num_dst)
+        except RuntimeError as exc:  # allocation failures (torch.OutOfMemoryError is a RuntimeError)
+            if "alloc" not in str(exc).lower() and "out of memory" not in str(exc).lower():
+                raise
+            raise ValueError(
+                f"EdgeGraph: could not allocate the CSR arrays for num_src={num_src}, num_dst={num_dst}, "
+                f"E={E} on {src.device} ({exc})"
+            ) from None
+        self._csr = _seal((rowptr, col, perm, rowptr_t, col_t, perm_t), num_src, num_dst)
+        self._src = src.to(itype, copy=True)
+        self._dst = dst.to(itype, copy=True)
+        self._num_src, self._num_dst = num_src, num_dst
+        self._num_duplicate_pairs = int((keys[1:] == keys[:-1]).sum()) if E > 1 else 0
+        if self._num_duplicate_pairs:
             msg = (
-                f"EdgeGraph: {self.num_duplicate_pairs} duplicate (src, dst) pairs; their messages "
+                f"EdgeGraph: {self._num_duplicate_pairs} duplicate (src, dst) pairs; their messages "
                 "add up and each keeps its own weight"
             )
             if on_duplicate == "raise":
@@ -137,26 +204,39 @@ class EdgeGraph:
             if on_duplicate == "warn":
                 warnings.warn(msg, UserWarning, stacklevel=2)
 
+    # ---- read-only views (copies) ------------------------------------------------------------
+    src = property(lambda self: self._src.clone(), doc="[E] source of each edge (a copy)")
+    dst = property(lambda self: self._dst.clone(), doc="[E] destination of each edge (a copy)")
+    rowptr = property(lambda self: self._csr.rowptr, doc="[num_dst + 1] CSR-by-destination row pointers (a copy)")
+    col = property(lambda self: self._csr.col, doc="[E] source of each CSR-by-destination slot (a copy)")
+    perm = property(lambda self: self._csr.perm, doc="[E] edge id of each CSR-by-destination slot (a copy)")
+    rowptr_t = property(lambda self: self._csr.rowptr_t, doc="[num_src + 1] CSR-by-source row pointers (a copy)")
+    col_t = property(lambda self: self._csr.col_t, doc="[E] destination of each CSR-by-source slot (a copy)")
+    perm_t = property(lambda self: self._csr.perm_t, doc="[E] edge id of each CSR-by-source slot (a copy)")
+    num_src = property(lambda self: self._num_src)
+    num_dst = property(lambda self: self._num_dst)
+    num_duplicate_pairs = property(lambda self: self._num_duplicate_pairs)
+
     # ---- convenience -------------------------------------------------------------------------
     @property
     def num_edges(self) -> int:
-        return self.col.numel()
+        return self._src.numel()
 
     @property
     def device(self) -> torch.device:
-        return self.col.device
+        return self._src.device
 
     @property
     def index_dtype(self) -> torch.dtype:
-        return self.col.dtype
+        return self._src.dtype
 
     def in_degree(self) -> torch.Tensor:  # [num_dst]
-        return (self.rowptr[1:] - self.rowptr[:-1]).long()
+        rowptr = self._csr.rowptr
+        return (rowptr[1:] - rowptr[:-1]).long()
 
     def out_degree(self) -> torch.Tensor:  # [num_src]
-        return (self.rowptr_t[1:] - self.rowptr_t[:-1]).long()
-
-    _FIELDS = ("src", "dst", "rowptr", "col", "perm", "rowptr_t", "col_t", "perm_t")
+        rowptr = self._csr.rowptr_t
+        return (rowptr[1:] - rowptr[:-1]).long()
 
     def to(self, device: Union[str, torch.device]) -> "EdgeGraph":
         """A copy of the graph on ``device`` (no re-validation; ``self`` if already there)."""
@@ -164,11 +244,14 @@ class EdgeGraph:
         if device == self.device:
             return self
         out = object.__new__(EdgeGraph)
-        for k in self._FIELDS:
-            setattr(out, k, getattr(self, k).to(device))
-        out.num_src, out.num_dst = self.num_src, self.num_dst
-        out.num_duplicate_pairs = self.num_duplicate_pairs
+        out._csr = self._csr.to(device)
+        out._src, out._dst = self._src.to(device), self._dst.to(device)
+        out._num_src, out._num_dst = self._num_src, self._num_dst
+        out._num_duplicate_pairs = self._num_duplicate_pairs
         return out
+
+    def __reduce__(self):  # pickle / deepcopy: rebuild (and re-check) from the edge list
+        return (_rebuild_graph, (self._src, self._dst, self._num_src, self._num_dst))
 
     def __repr__(self) -> str:
         return (
@@ -176,6 +259,10 @@ class EdgeGraph:
             f"index_dtype={self.index_dtype}, device={self.device}, "
             f"num_duplicate_pairs={self.num_duplicate_pairs})"
         )
+
+
+def _rebuild_graph(src, dst, num_src, num_dst) -> EdgeGraph:
+    return EdgeGraph(src, dst, num_src, num_dst, on_duplicate="ignore")
 
 
 def _check_graph(graph) -> EdgeGraph:
@@ -211,20 +298,18 @@ class _EdgeSpMM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, edge_weight, node_values, graph):  # [E], [num_src, F] -> [num_dst, F]
-        out = _ext._C.edge_spmm_fwd(graph.rowptr, graph.col, graph.perm, edge_weight, node_values)
+        out = _ext._C.edge_spmm_fwd(graph._csr, edge_weight, node_values)
         ctx.graph = graph
         ctx.save_for_backward(edge_weight, node_values)
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("edge_message_passing")
     def backward(ctx, grad_out):
         edge_weight, node_values = ctx.saved_tensors
         g = ctx.graph
         need_w, need_x = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
-        d_w, d_x = _ext._C.edge_spmm_bwd(
-            g.rowptr_t, g.col_t, g.perm_t, edge_weight, node_values, grad_out.contiguous(), g.num_dst, need_w, need_x
-        )
+        d_w, d_x = _ext._C.edge_spmm_bwd(g._csr, edge_weight, node_values, grad_out.contiguous(), need_w, need_x)
         return (d_w if need_w else None), (d_x if need_x else None), None
 
 
@@ -270,7 +355,7 @@ def edge_message_passing(
     fused = _ext.use_fused(backend, node_values.device, "edge_message_passing")
     F = node_values.shape[1]
     if not fused or F == 0:
-        out = edge_message_passing_reference(graph.src, graph.dst, graph.num_dst, edge_weight, node_values)
+        out = edge_message_passing_reference(graph._src, graph._dst, graph.num_dst, edge_weight, node_values)
     elif F <= MAX_FEATURES:
         out = _EdgeSpMM.apply(edge_weight, node_values, graph)
     else:
@@ -284,24 +369,19 @@ def edge_message_passing(
 class _EdgeMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, edge_weight, a, b, hw, hb, ow, ob, graph):
-        out = _ext._C.edge_mlp_fwd(graph.rowptr, graph.col, graph.perm, edge_weight, a, b, hw, hb, ow, ob)
+        out = _ext._C.edge_mlp_fwd(graph._csr, edge_weight, a, b, hw, hb, ow, ob)
         ctx.graph = graph
         ctx.save_for_backward(edge_weight, a, b, hw, hb, ow, ob)
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("edge_mlp_message_passing")
     def backward(ctx, grad_out):
         edge_weight, a, b, hw, hb, ow, ob = ctx.saved_tensors
         g = ctx.graph
         need = [bool(n) for n in ctx.needs_input_grad[:7]]
         grads = _ext._C.edge_mlp_bwd(
-            g.rowptr,
-            g.col,
-            g.perm,
-            g.rowptr_t,
-            g.col_t,
-            g.perm_t,
+            g._csr,
             edge_weight,
             a,
             b,
@@ -410,7 +490,7 @@ def edge_mlp_message_passing(
         fused = False  # documented fallback: the reference on the same device
     if not fused or F == 0 or H == 0:
         return edge_mlp_messages_reference(
-            graph.src, graph.dst, edge_weight, a_dst, b_src, hidden_weights, hidden_biases, out_weight, out_bias
+            graph._src, graph._dst, edge_weight, a_dst, b_src, hidden_weights, hidden_biases, out_weight, out_bias
         )
     L = len(hidden_weights)
     hw = torch.stack(hidden_weights) if L else a_dst.new_zeros(0, H, H)

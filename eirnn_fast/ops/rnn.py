@@ -5,10 +5,11 @@ from __future__ import annotations
 import warnings
 from typing import Union
 
+import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
+from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference
 
 #: Largest N the CUDA kernel takes (W and the state tile live in shared memory or L1/L2);
@@ -64,7 +65,7 @@ class _EIRNNScan(torch.autograd.Function):
         return states
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("ei_rnn_scan")
     def backward(ctx, grad_states):
         x0, w_rec, alpha, states = ctx.saved_tensors
         need = ctx.needs_input_grad
@@ -145,7 +146,7 @@ class _EIRates(torch.autograd.Function):
         return _ext._C.ei_rates_fwd(states, x0, scale, base)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("ei_rnn_rates")
     def backward(ctx, grad_rates):
         states, x0, scale, base = ctx.saved_tensors
         d_states, d_x0, d_scale, d_base = _ext._C.ei_rates_bwd(grad_rates, states, x0, scale, base)
@@ -176,6 +177,8 @@ def ei_rnn_rates(
     """
     for name, t in (("states", states), ("x0", x0), ("rate_scale", rate_scale), ("rate_baseline", rate_baseline)):
         _tensor(name, t)
+    if states.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"states must be float32 or float64, got {states.dtype}")
     if states.dim() != 3 or min(states.shape) < 1:
         raise ValueError(f"states must be [B, T, N] with B, T, N >= 1, got shape {tuple(states.shape)}")
     batch, _, n = states.shape
@@ -207,12 +210,24 @@ class _StateNoise(torch.autograd.Function):
         return drive
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("state_noise_")
     def backward(ctx, grad):
         d_std = None
         if ctx.needs_input_grad[1]:
             d_std = _ext._C.noise_dot(grad.contiguous(), ctx.seed).reshape(ctx.std_shape)
         return grad, d_std, None
+
+
+def _check_seed(seed) -> int:
+    """An int in [0, 2**63) (numpy ints and 0-d integer tensors accepted): pybind's "incompatible
+    function arguments" / "Overflow when unpacking long long" named neither seed nor the range."""
+    if isinstance(seed, torch.Tensor) and seed.dim() == 0 and not seed.is_floating_point() and seed.dtype != torch.bool:
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int in [0, 2**63 - 1] or None, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [0, 2**63 - 1] or None, got {seed}")
+    return int(seed)
 
 
 def state_noise_(
@@ -230,7 +245,8 @@ def state_noise_(
     ``seed`` defaults to one draw from torch's default generator, so ``torch.manual_seed`` makes
     the noise reproducible. Reference (and CUDA): ``drive += std * torch.randn(...)`` in place (a
     different stream of the same distribution, from a generator seeded with ``seed``); the
-    out-of-place twin is :func:`eirnn_fast.reference.state_noise_reference`.
+    out-of-place twin is :func:`eirnn_fast.reference.state_noise_reference`. ``seed``: None or an
+    int in ``[0, 2**63 - 1]``. Meta tensors: shape only (``drive`` is returned, no draws).
     """
     _tensor("drive", drive)
     _tensor("std", std)
@@ -238,8 +254,22 @@ def state_noise_(
         raise ValueError(f"std must hold one value, got shape {tuple(std.shape)}")
     if drive.dtype not in (torch.float32, torch.float64) or std.dtype != drive.dtype:
         raise TypeError(f"drive and std must share a float32/float64 dtype, got {drive.dtype} and {std.dtype}")
+    if std.device != drive.device:
+        raise ValueError(f"std is on {std.device} but drive is on {drive.device}; both must share one device")
+    if any(st == 0 and n > 1 for st, n in zip(drive.stride(), drive.shape)):
+        raise ValueError(
+            f"drive is an expanded view (strides {drive.stride()} for shape {tuple(drive.shape)}): state_noise_ adds "
+            "in place, so every element needs its own memory; pass drive.clone()"
+        )
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
+    else:
+        seed = _check_seed(seed)
+    _ext.check_backend(backend)
+    if drive.device.type == "meta":  # shape-only: no values to draw into
+        if backend == "fused":
+            raise RuntimeError("state_noise_: backend='fused' has no meta kernel; use backend='auto'")
+        return drive.addcmul_(torch.empty_like(drive), std)
     if backend == "fused" and drive.device.type != "cpu":
         raise RuntimeError("state_noise_: the fused draws are CPU only; use backend='auto' on CUDA")
     fused = drive.device.type == "cpu" and _ext.use_fused(backend, drive.device, "state_noise_")

@@ -10,12 +10,13 @@ memory of forward + backward does not depend on ``max_iter``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from eirnn_fast import _ext
+from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.sinkhorn import (
     POISSON_X_FLOOR,
     cost_matrix_reference,
@@ -25,7 +26,16 @@ from eirnn_fast.reference.sinkhorn import (
 )
 
 COSTS = ("sqeuclidean", "poisson", "euclidean")
+ON_NONCONVERGENCE = ("warn", "ignore", "raise")
 EpsArg = Union[float, torch.Tensor]
+
+
+class SinkhornConvergenceWarning(UserWarning):
+    """Some problems of a Sinkhorn call stopped at ``max_iter`` with a marginal error >= ``tol``."""
+
+
+class SinkhornConvergenceError(RuntimeError):
+    """``on_nonconvergence="raise"``: some problems did not converge."""
 
 
 class SinkhornInfo(NamedTuple):
@@ -70,6 +80,11 @@ def _validate_points(x, y, cost):
         raise ValueError(f"x and y must have the same feature size d, got x {tuple(x.shape)} and y {tuple(y.shape)}")
     if min(x.shape) == 0 or y.shape[1] == 0:
         raise ValueError(f"x and y need B, n, m, d >= 1, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    if x.device.type == "meta":
+        raise ValueError(
+            "x and y are on the meta device: sinkhorn checks their values (NaN/inf, signs) and iterates to a "
+            "tolerance, so it needs real data"
+        )
     with torch.no_grad():  # one host sync per call; a NaN would otherwise come out as a finite value
         for name, t in (("x", x), ("y", y)):
             if not bool(torch.isfinite(t).all()):
@@ -101,12 +116,15 @@ def _log_weights(name: str, w, B: int, k: int, ref: torch.Tensor) -> torch.Tenso
         w = w.unsqueeze(0).expand(B, k)
     if w.shape != (B, k):
         raise ValueError(f"{name} must be [B, {k}] = [{B}, {k}] (or [{k}]), got shape {tuple(w.shape)}")
-    total = w.sum(1, keepdim=True)
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
         raise ValueError(f"{name} must hold finite, non-negative weights")
-    if bool((total <= 0).any()):
+    # scale by the largest weight first: the sum of weights near the dtype's maximum (b * 1e38 in
+    # float32) would overflow to inf and turn every log-weight into -inf (a NaN value)
+    peak = w.amax(1, keepdim=True)
+    if bool((peak <= 0).any()):
         raise ValueError(f"every problem's {name} must have a positive total weight")
-    return torch.log(w / total)
+    w = w / peak
+    return torch.log(w / w.sum(1, keepdim=True))
 
 
 def _validate_eps(eps: EpsArg, B: int, ref: torch.Tensor) -> torch.Tensor:
@@ -124,10 +142,18 @@ def _validate_eps(eps: EpsArg, B: int, ref: torch.Tensor) -> torch.Tensor:
         e = ref.new_full((B,), float(eps))
     if not bool((torch.isfinite(e) & (e > 0)).all()):
         raise ValueError(f"eps must be finite and > 0, got {eps}")
+    tiny = torch.finfo(ref.dtype).tiny
+    if bool((e < tiny).any()):  # 1 / eps would overflow to inf: (g - C) / eps is then inf or NaN
+        raise ValueError(
+            f"eps must be >= {tiny:.3g} (the smallest normal {ref.dtype}; 1 / eps must be finite), "
+            f"got {float(e.min()):.3g}"
+        )
     return e
 
 
-def _validate_solver(max_iter, tol, eps_scaling):
+def _validate_solver(max_iter, tol, eps_scaling, on_nonconvergence="warn"):
+    if on_nonconvergence not in ON_NONCONVERGENCE:
+        raise ValueError(f"on_nonconvergence must be one of {ON_NONCONVERGENCE}, got {on_nonconvergence!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (tol >= 0) or math.isinf(tol):
@@ -179,10 +205,27 @@ def _solve(C, log_a, log_b, eps, eps0, decay, max_iter, tol, fused):
     return sinkhorn_potentials_reference(C, log_a, log_b, eps, max_iter, tol, eps0, decay)
 
 
-def _plan(C, log_a, log_b, f, g, eps, fused):
+def _plan(C, log_a, log_b, g, eps, fused):
     if fused:
-        return _ext._C.sinkhorn_plan(C, log_a, log_b, f, g, eps)
-    return plan_reference(C, log_a, log_b, f, g, eps)
+        return _ext._C.sinkhorn_plan(C, log_a, log_b, g, eps)
+    return plan_reference(C, log_a, log_b, g, eps)
+
+
+def _check_convergence(what: str, err: torch.Tensor, tol: float, max_iter: int, mode: str) -> None:
+    """Warn about / raise on problems that stopped at max_iter with err >= tol (one host sync)."""
+    if mode == "ignore" or tol == 0:  # tol = 0 asks for exactly max_iter iterations
+        return
+    bad = ~(err < tol)
+    if not bool(bad.any()):
+        return
+    msg = (
+        f"sinkhorn: {int(bad.sum())} of {err.numel()} problems{what} did not converge within max_iter={max_iter} "
+        f"iterations (largest L1 marginal error {float(err[bad].max()):.3g} >= tol={tol:g}); raise max_iter or "
+        "eps, or pass on_nonconvergence='ignore' (or 'raise')"
+    )
+    if mode == "raise":
+        raise SinkhornConvergenceError(msg)
+    warnings.warn(msg, SinkhornConvergenceWarning, stacklevel=3)
 
 
 class _SinkhornOT(torch.autograd.Function):
@@ -198,13 +241,13 @@ class _SinkhornOT(torch.autograd.Function):
         return value, f, g, iters, err
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("sinkhorn")
     def backward(ctx, grad_value, *_):
         x, y, C, log_a, log_b, f, g, eps = ctx.saved_tensors
         need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dx = dy = None
         if need_x or need_y:
-            P = _ext._C.sinkhorn_plan(C, log_a, log_b, f, g, eps)
+            P = _ext._C.sinkhorn_plan(C, log_a, log_b, g, eps)
             P.mul_(grad_value.view(-1, 1, 1))
             dx, dy = _cost_backward(x, y, C, P, ctx.cost, need_x, need_y)
         return dx, dy, None, None, None, None, None, None, None, None
@@ -228,9 +271,9 @@ def _ot(x, y, log_a, log_b, eps, eps_scaling, max_iter, tol, cost, fused):
     return value, f, g, iters, err
 
 
-def _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend):
+def _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonconvergence="warn"):
     x, y = _validate_points(x, y, cost)
-    _validate_solver(max_iter, tol, eps_scaling)
+    _validate_solver(max_iter, tol, eps_scaling, on_nonconvergence)
     B, n, _ = x.shape
     m = y.shape[1]
     log_a = _log_weights("a", a, B, n, x)
@@ -253,6 +296,7 @@ def sinkhorn(
     eps_scaling: Optional[float] = None,
     debias: bool = False,
     return_info: bool = False,
+    on_nonconvergence: str = "warn",
     backend: str = "auto",
 ) -> Union[torch.Tensor, Tuple[torch.Tensor, SinkhornInfo]]:
     r"""Entropic optimal-transport cost between batches of point clouds (log-domain Sinkhorn).
@@ -287,6 +331,10 @@ def sinkhorn(
             D(y_j || y_i) with the model-side copy of y clamped at 1e-6 like x; both diagonals are 0,
             so the divergence vanishes when x = y (up to the clamp).
         return_info: also return a :class:`SinkhornInfo` (iterations, marginal errors, potentials).
+        on_nonconvergence: when some problems stop at ``max_iter`` with a marginal error >= ``tol``:
+            ``"warn"`` (default; one :class:`SinkhornConvergenceWarning` naming how many and the
+            largest error), ``"ignore"`` or ``"raise"`` (:class:`SinkhornConvergenceError`).
+            ``"warn"``/``"raise"`` read the errors back (one host sync); ``tol=0`` never warns.
         backend: ``"auto"`` | ``"fused"`` | ``"reference"``.
 
     Returns:
@@ -298,13 +346,18 @@ def sinkhorn(
         CPU: fused C++ kernel (float32 and float64). CUDA: one kernel launch for all iterations,
         compile-checked only so far (no GPU was available when it was written).
     """
-    x, y, log_a, log_b, e, fused = _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend)
+    x, y, log_a, log_b, e, fused = _prepare(
+        x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonconvergence
+    )
     if not isinstance(debias, bool):
         raise TypeError(f"debias must be a bool, got {type(debias).__name__}")
     value, f, g, iters, err = _ot(x, y, log_a, log_b, e, eps_scaling, max_iter, tol, cost, fused)
+    _check_convergence(" of OT(x, y)" if debias else "", err, tol, max_iter, on_nonconvergence)
     if debias:
-        vxx = _ot(x, x, log_a, log_a, e, eps_scaling, max_iter, tol, cost, fused)[0]
-        vyy = _ot(y, y, log_b, log_b, e, eps_scaling, max_iter, tol, cost, fused)[0]
+        vxx, _, _, _, err_xx = _ot(x, x, log_a, log_a, e, eps_scaling, max_iter, tol, cost, fused)
+        _check_convergence(" of OT(x, x)", err_xx, tol, max_iter, on_nonconvergence)
+        vyy, _, _, _, err_yy = _ot(y, y, log_b, log_b, e, eps_scaling, max_iter, tol, cost, fused)
+        _check_convergence(" of OT(y, y)", err_yy, tol, max_iter, on_nonconvergence)
         value = value - 0.5 * (vxx + vyy)
     if not return_info:
         return value
@@ -329,21 +382,26 @@ def sinkhorn_plan(
     max_iter: int = 1000,
     tol: float = 1e-6,
     eps_scaling: Optional[float] = None,
+    on_nonconvergence: str = "warn",
     backend: str = "auto",
 ) -> torch.Tensor:  # [B, n, m]
     """Optimal entropic plan P [B, n, m] (same arguments and solver as :func:`sinkhorn`).
 
-    P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) after the final row half-step, so its row sums are
-    exactly a; its column sums are b up to the reported marginal error. Not differentiable
-    (returned detached)."""
-    x, y, log_a, log_b, e, fused = _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend)
+    P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) after the final row half-step, computed as the row
+    softmax a_i softmax_j(log b_j + (g_j - C_ij) / eps), so its row sums are a to rounding at any
+    cost scale; its column sums are b up to the reported marginal error. Not differentiable
+    (returned detached). ``on_nonconvergence`` as in :func:`sinkhorn`."""
+    x, y, log_a, log_b, e, fused = _prepare(
+        x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonconvergence
+    )
     C = _cost_forward(x, y, cost).contiguous()
     if eps_scaling is not None:
         eps0, decay = torch.maximum(C.amax(dim=(1, 2)) - C.amin(dim=(1, 2)), e), float(eps_scaling)
     else:
         eps0, decay = e, 1.0
-    f, g, _, _, _ = _solve(C, log_a, log_b, e, eps0, decay, max_iter, float(tol), fused)
-    return _plan(C, log_a, log_b, f, g, e, fused)
+    _, g, _, _, err = _solve(C, log_a, log_b, e, eps0, decay, max_iter, float(tol), fused)
+    _check_convergence("", err, tol, max_iter, on_nonconvergence)
+    return _plan(C, log_a, log_b, g, e, fused)
 
 
 @torch.no_grad()

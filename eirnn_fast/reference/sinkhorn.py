@@ -7,7 +7,7 @@ Batched log-domain Sinkhorn between x [B, n, d] and y [B, m, d] with weights a [
     for it = 0, 1, ..., max_iter:
         e     = eps_it                          (eps-scaling: max(eps, eps0 * decay**it); eps at the end)
         f_new = -e * LSE_j(log b_j + (g_j - C_ij) / e)
-        err   = sum_i a_i |1 - exp((f_i - f_new_i) / e)|      (L1 row-marginal error of (f, g))
+        err   = sum_i a_i |expm1((f_i - f_new_i) / e)|        (L1 row-marginal error of (f, g))
         f     = f_new
         stop if it == max_iter or (err < tol and eps had reached its target)   (per problem)
         g     = -e * LSE_i(log a_i + (f_i - C_ij) / e)
@@ -18,6 +18,18 @@ from the detached column potential g (GeomLoss-style), so autograd yields the en
 d value / d C = P with P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) and no stored iterates.
 Zero weights are log-weights of -inf: their terms drop out of every logsumexp, potentials stay
 finite and their plan rows/columns are exactly 0.
+
+Precision at extreme eps (the fused kernels do exactly the same):
+
+* tiny eps: the difference ``g_j - C_ij`` is formed before dividing by eps (``g / e - C / e``
+  cancels catastrophically), and the plan is a row softmax, ``P_ij = a_i softmax_j(log b_j +
+  (g_j - C_ij) / e)``, so its rows sum to a however large the potentials are;
+* eps much larger than the costs: ``log b_j + (g_j - C_ij) / e`` rounds the cost term away and the
+  value degenerates to eps * (rounding of log sum_j b_j), e.g. 1e23 at eps = 1e30 in float32. When
+  ``2 (max C - min C + range of the other potential over the support) <= e`` every row's
+  ``z_j = (g_j - C_ij) / e`` lies within 1/2 of its maximum and the LSE is taken in the
+  near-uniform form ``zmax + log1p(sum_j b_j expm1(z_j - zmax))`` (weights summing to 1), exact in
+  both regimes; the value then tends to ``<a b^T, C>`` as eps grows, as it should.
 """
 
 from __future__ import annotations
@@ -58,6 +70,38 @@ def cost_matrix_reference(x: torch.Tensor, y: torch.Tensor, cost: str) -> torch.
     raise ValueError(f"cost must be 'sqeuclidean', 'poisson' or 'euclidean', got {cost!r}")
 
 
+def _near_uniform(spread: torch.Tensor, q: torch.Tensor, lw: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """[B] bool: 2 (spread of C + range of q over the support of lw) <= e (the kernels' test)."""
+    support = lw > -float("inf")
+    inf = torch.full_like(q, float("inf"))
+    q_range = torch.where(support, q, -inf).amax(1) - torch.where(support, q, inf).amin(1)
+    return 2.0 * (spread + q_range) <= e
+
+
+def _half_step(C: torch.Tensor, lw: torch.Tensor, q: torch.Tensor, e: torch.Tensor, dim: int, near) -> torch.Tensor:
+    """-e * LSE_k(lw_k + (q_k - C_.k) / e) over ``dim`` of C [B, n, m]: dim 2 gives f [B, n] from
+    (lw, q) = (log b, g), dim 1 gives g [B, m] from (log a, f). ``near`` [B] bool (or None): use the
+    near-uniform form for those problems. Differentiable (the value's row half-step)."""
+    side = 1 if dim == 2 else 2  # where lw / q broadcast against C
+    lw_b, q_b = lw.unsqueeze(side), q.unsqueeze(side)
+    z = (q_b - C) / e.view(-1, 1, 1)  # [B, n, m]
+    lse = torch.logsumexp(lw_b + z, dim=dim)
+    if near is not None and bool(near.any()):
+        support = lw_b > -float("inf")
+        zmax = torch.where(support, z, torch.full_like(z, -float("inf"))).amax(dim, keepdim=True)
+        # 0 off the support and in the other problems, so no inf and no NaN gradient reaches C
+        dz = torch.where(support & near.view(-1, 1, 1), z - zmax, torch.zeros_like(z))
+        t = (lw_b.exp() * torch.expm1(dz)).sum(dim)
+        lse = torch.where(near.view(-1, 1), zmax.squeeze(dim) + torch.log1p(t), lse)
+    return -e.view(-1, 1) * lse
+
+
+def cost_spread(C: torch.Tensor) -> torch.Tensor:
+    """[B] max C - min C per problem (decides the near-uniform form)."""
+    flat = C.detach().flatten(1)
+    return flat.amax(1) - flat.amin(1)
+
+
 def _eps_schedule(eps: torch.Tensor, eps0: torch.Tensor, decay: float, it: int, max_iter: int) -> torch.Tensor:
     if decay >= 1.0 or it >= max_iter:
         return eps
@@ -79,6 +123,7 @@ def sinkhorn_potentials_reference(
     B, n, m = C.shape
     if eps0 is None:
         eps0, decay = eps, 1.0
+    spread = cost_spread(C)
     f = C.new_zeros(B, n)
     g = C.new_zeros(B, m)
     a = log_a.exp()
@@ -88,26 +133,22 @@ def sinkhorn_potentials_reference(
     e_prev = _eps_schedule(eps, eps0, decay, 0, max_iter)
     it = 0
     while True:
-        e = _eps_schedule(eps, eps0, decay, it, max_iter).unsqueeze(1)  # [B, 1]
-        # row half-step: explicit logsumexp over j
-        z = log_b.unsqueeze(1) + (g.unsqueeze(1) - C) / e.unsqueeze(2)  # [B, n, m]
-        zmax = z.amax(dim=2, keepdim=True)
-        f_new = -e * (zmax.squeeze(2) + torch.log(torch.exp(z - zmax).sum(dim=2)))
-        err_new = (a * (1.0 - torch.exp((f - f_new) / e)).abs()).sum(1)
+        e = _eps_schedule(eps, eps0, decay, it, max_iter)  # [B]
+        # row half-step: logsumexp over j
+        f_new = _half_step(C, log_b, g, e, 2, _near_uniform(spread, g, log_b, e))
+        err_new = (a * torch.expm1((f - f_new) / e.unsqueeze(1)).abs()).sum(1)
         f = torch.where(active.unsqueeze(1), f_new, f)
         err = torch.where(active, err_new, err)
-        can_stop = (e.squeeze(1) if it == 0 else e_prev) == eps
+        can_stop = (e if it == 0 else e_prev) == eps
         stop = active & ((it >= max_iter) | (can_stop & (err_new < tol)))
         iters = torch.where(stop, torch.full_like(iters, it), iters)
         active = active & ~stop
         if not bool(active.any()):
             break
-        # column half-step: explicit logsumexp over i
-        z = log_a.unsqueeze(2) + (f.unsqueeze(2) - C) / e.unsqueeze(2)  # [B, n, m]
-        zmax = z.amax(dim=1, keepdim=True)
-        g_new = -e * (zmax.squeeze(1) + torch.log(torch.exp(z - zmax).sum(dim=1)))
+        # column half-step: logsumexp over i
+        g_new = _half_step(C, log_a, f, e, 1, _near_uniform(spread, f, log_a, e))
         g = torch.where(active.unsqueeze(1), g_new, g)
-        e_prev = e.squeeze(1)
+        e_prev = e
         it += 1
     value = (a * f).sum(1) + (log_b.exp() * g).sum(1)
     return f, g, value, iters, err
@@ -119,15 +160,20 @@ def sinkhorn_value_from_potentials(
     """value [B] = <a, f(g)> + <b, g> with f(g) one differentiable row half-step from detached g.
 
     Its gradient w.r.t. C is the plan P (envelope theorem); only C carries gradients."""
-    e = eps.unsqueeze(1)
-    f = -e * torch.logsumexp(log_b.unsqueeze(1) + (g.detach().unsqueeze(1) - C) / e.unsqueeze(2), dim=2)
-    return (log_a.exp() * f).sum(1) + (log_b.exp() * g.detach()).sum(1)
+    g = g.detach()
+    with torch.no_grad():
+        near = _near_uniform(cost_spread(C), g, log_b, eps)
+    f = _half_step(C, log_b, g, eps, 2, near)
+    return (log_a.exp() * f).sum(1) + (log_b.exp() * g).sum(1)
 
 
-def plan_reference(C, log_a, log_b, f, g, eps) -> torch.Tensor:
-    """P [B, n, m] = exp(log a_i + log b_j + (f_i + g_j - C_ij) / eps)."""
-    e = eps.view(-1, 1, 1)
-    return torch.exp(log_a.unsqueeze(2) + log_b.unsqueeze(1) + (f.unsqueeze(2) + g.unsqueeze(1) - C) / e)
+def plan_reference(C, log_a, log_b, g, eps) -> torch.Tensor:
+    """P [B, n, m] = a_i softmax_j(log b_j + (g_j - C_ij) / eps): the plan after the final row
+    half-step (= exp(log a_i + log b_j + (f_i + g_j - C_ij) / eps) with that f), rows summing to a."""
+    v = log_b.unsqueeze(1) + (g.unsqueeze(1) - C) / eps.view(-1, 1, 1)
+    # softmax divides by the sum: at a tiny eps v ~ 1e12 and subtracting a logsumexp would lose
+    # log a and the log 2 of near-ties in the rounding of v
+    return log_a.exp().unsqueeze(2) * torch.softmax(v, dim=2)
 
 
 def sinkhorn_reference(

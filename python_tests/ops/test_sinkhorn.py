@@ -1,5 +1,7 @@
 """sinkhorn: fused kernel vs the float64 reference and POT, gradients, edge cases, bad input, memory."""
 
+import warnings
+
 import pytest
 import torch
 from testutils import devices, requires_compiled
@@ -342,3 +344,136 @@ def test_non_finite_points_raise(side, bad):
     (x if side == "x" else y)[1, 2, 0] = bad
     with pytest.raises(ValueError, match=f"{side} contains NaN or inf"):
         sinkhorn(x, y, eps=0.1)
+
+
+# ---- extreme scales (fuzz run of issue 18): fused == reference, plan rows = a, values bounded ----
+def _weights(B, k, dtype, seed):
+    return torch.rand(B, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype) + 0.1
+
+
+@pytest.mark.parametrize(
+    "dtype, eps, scale",
+    [
+        (torch.float32, 1e-12, 1.0),  # fused plan was inf, gradients NaN; reference finite
+        (torch.float64, 1e-300, 1.0),
+        (torch.float64, 0.1, 1e30),  # plan rows summed to ~7 a (f + g - C cancelled at 1e60)
+        (torch.float32, 1e-6, 1e3),
+    ],
+)
+@pytest.mark.parametrize("cost", ["sqeuclidean", "euclidean"])
+def test_tiny_eps_and_huge_costs_keep_plan_rows_and_gradients(dtype, eps, scale, cost):
+    gen = torch.Generator().manual_seed(0)
+    x = (scale * torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)).to(dtype)
+    y = (scale * torch.randn(2, 5, 3, generator=gen, dtype=torch.float64)).to(dtype)
+    a, b = _weights(2, 6, dtype, 1), _weights(2, 5, dtype, 2)
+    kw = dict(eps=eps, cost=cost, a=a, b=b, max_iter=300, tol=1e-6, on_nonconvergence="ignore")
+    out = {}
+    for backend in ("fused", "reference"):
+        xg = x.clone().requires_grad_()
+        v = sinkhorn(xg, y, backend=backend, **kw)
+        (gx,) = torch.autograd.grad(v.sum(), [xg])
+        P = sinkhorn_plan(x, y, backend=backend, **kw)
+        assert torch.isfinite(v).all() and torch.isfinite(gx).all() and torch.isfinite(P).all(), backend
+        rows = P.sum(2) / (a / a.sum(1, keepdim=True))
+        assert (rows - 1).abs().max().item() < 1e-5, (backend, rows)
+        out[backend] = (v, gx, P)
+    # values agree; the plans (and gradients) are near-hard assignments here (eps is below the
+    # rounding of the costs), which the two backends may break differently where rows are near-tied
+    assert rel(out["fused"][0], out["reference"][0]) < (1e-5 if dtype == torch.float32 else 1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("eps", [1e30, 1e8, 1e3])
+def test_huge_eps_tends_to_the_independent_coupling(dtype, eps):
+    """OT_eps -> <a b^T, C> as eps -> inf (the deviation is O(Var C / eps)). With random weights the
+    value was 1.2e23 at eps = 1e30 in float32 (eps times the rounding of log sum b) and 0 in float64."""
+    gen = torch.Generator().manual_seed(1)
+    x, y = (
+        torch.randn(3, 7, 2, generator=gen, dtype=torch.float64),
+        torch.randn(3, 5, 2, generator=gen, dtype=torch.float64),
+    )
+    a, b = _weights(3, 7, torch.float64, 3), _weights(3, 5, torch.float64, 4)
+    C = cost_matrix_reference(x, y, "sqeuclidean")
+    indep = ((a / a.sum(1, keepdim=True)).unsqueeze(2) * (b / b.sum(1, keepdim=True)).unsqueeze(1) * C).sum((1, 2))
+    bound = C.flatten(1).var(1) / eps  # |value - indep| <= Var(C) / (2 eps) to first order
+    vals = {}
+    for backend in ("fused", "reference"):
+        xg = x.to(dtype).requires_grad_()
+        v = sinkhorn(xg, y.to(dtype), eps=eps, a=a.to(dtype), b=b.to(dtype), backend=backend, max_iter=2000, tol=1e-7)
+        (gx,) = torch.autograd.grad(v.sum(), [xg])
+        slack = 1e-5 * indep.abs() if dtype == torch.float32 else 1e-12 * indep.abs()
+        assert ((v.double() - indep).abs() <= bound + slack).all(), (backend, v, indep)
+        assert torch.isfinite(gx).all()
+        vals[backend] = v
+    assert rel(vals["fused"], vals["reference"]) < (1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_near_uniform_switch_is_continuous():
+    """The near-uniform LSE form starts at eps = 2 (spread + potential range): both forms are exact,
+    so the value is smooth across the switch."""
+    x, y = make(1, 6, 5, 2, seed=9)
+    C = cost_matrix_reference(x.detach(), y.detach(), "sqeuclidean")
+    spread = (C.max() - C.min()).item()
+    eps = torch.tensor([2 * spread * s for s in (1.5, 2.0, 2.5, 3.0, 4.0, 6.0)], dtype=torch.float64)
+    xs, ys = x.detach().expand(6, -1, -1), y.detach().expand(6, -1, -1)
+    for backend in ("fused", "reference"):
+        v = sinkhorn(xs, ys, eps=eps, max_iter=5000, tol=1e-13, backend=backend)
+        # OT_eps is smooth in eps: second differences of v(1/eps) stay at rounding level plus curvature
+        inv = 1.0 / eps
+        slope = (v[1:] - v[:-1]) / (inv[1:] - inv[:-1])
+        assert ((slope[1:] - slope[:-1]).abs() < 0.05 * slope.abs().max()).all(), (backend, v)
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_weights_near_the_float_maximum_are_normalised(side):
+    """b * 1e38 passed validation and returned NaN (the float32 sum of the weights overflowed)."""
+    x, y = make(2, 6, 5, 3, dtype=torch.float32, seed=3)
+    w = _weights(2, 6 if side == "a" else 5, torch.float32, 5)
+    v1 = sinkhorn(x, y, eps=0.1, **{side: w})
+    vbig = sinkhorn(x, y, eps=0.1, **{side: w * 1e38})
+    vtiny = sinkhorn(x, y, eps=0.1, **{side: w * 1e-36})  # near the smallest normal float32
+    assert torch.isfinite(vbig).all() and rel(vbig, v1) < 1e-5 and rel(vtiny, v1) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_subnormal_eps_raises(dtype):
+    x, y = make(1, 3, 3, 2, dtype=dtype)
+    tiny = torch.finfo(dtype).tiny
+    with pytest.raises(ValueError, match=r"eps must be >= .*smallest normal"):
+        sinkhorn(x, y, eps=tiny / 4)
+    sinkhorn(x, y, eps=tiny, on_nonconvergence="ignore")  # the smallest normal is accepted
+
+
+# ---- non-convergence -----------------------------------------------------------------------------
+def test_nonconvergence_warns_by_default_and_can_be_ignored_or_raised():
+    from eirnn_fast.ops import SinkhornConvergenceError, SinkhornConvergenceWarning
+
+    x, y = make(3, 8, 7, 2, seed=5)
+    kw = dict(eps=0.01, max_iter=3, tol=1e-9)
+    for backend in ("fused", "reference"):
+        with pytest.warns(
+            SinkhornConvergenceWarning, match=r"3 of 3 problems did not converge within max_iter=3.*largest L1"
+        ):
+            v_warn = sinkhorn(x, y, backend=backend, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            v_ignore = sinkhorn(x, y, backend=backend, on_nonconvergence="ignore", **kw)
+            sinkhorn(x, y, backend=backend, eps=0.01, max_iter=3, tol=0.0)  # tol=0: a fixed iteration count
+            sinkhorn(x, y, backend=backend, eps=1.0, max_iter=2000, tol=1e-6)  # converges: silent
+        assert torch.equal(v_warn, v_ignore)
+        with pytest.raises(SinkhornConvergenceError, match="did not converge"):
+            sinkhorn(x, y, backend=backend, on_nonconvergence="raise", **kw)
+        with pytest.warns(SinkhornConvergenceWarning, match="did not converge"):
+            sinkhorn_plan(x, y, backend=backend, **kw)
+    with pytest.warns(SinkhornConvergenceWarning, match=r"of OT\(x, y\)"):
+        sinkhorn(x, y, debias=True, **kw)
+    with pytest.raises(ValueError, match="on_nonconvergence must be one of"):
+        sinkhorn(x, y, eps=0.1, on_nonconvergence="quiet")
+
+
+def test_nonconvergence_counts_only_the_unconverged_problems():
+    x, y = make(2, 6, 6, 2, seed=6)
+    eps = torch.tensor([5.0, 0.002], dtype=torch.float64)  # the first converges at once
+    with pytest.warns(UserWarning, match=r"1 of 2 problems"):
+        _, info = sinkhorn_info(x, y, eps=eps, max_iter=20, tol=1e-8)
+    assert info.converged.tolist() == [True, False]
