@@ -161,6 +161,7 @@ def trial_matching_loss(
     eps_scaling: Optional[float] = None,
     debias: bool = False,
     backend: str = "auto",
+    on_nonconvergence: str = "ignore",
 ) -> torch.Tensor:  # scalar
     """Trial-matching loss between model and recorded single trials (scalar, differentiable).
 
@@ -183,6 +184,9 @@ def trial_matching_loss(
             the loss is the average over groups weighted by their number of model trials.
         mask: ``[K, T]`` valid bins (multiplies the features, as the predecessor did); needs K = K'.
         max_iter, tol, eps_scaling, debias, backend: passed to :func:`eirnn_fast.ops.sinkhorn`.
+        on_nonconvergence: passed to :func:`eirnn_fast.ops.sinkhorn`; ``"ignore"`` by default, because
+            a training loss is evaluated every step and a fixed-budget solve is its definition
+            (``"warn"`` / ``"raise"`` to be told when a solve stops at ``max_iter``).
 
     Returns:
         scalar loss: OT_eps with uniform weights (1/n, 1/m), i.e. the expected matched cost per model
@@ -228,7 +232,16 @@ def trial_matching_loss(
         xm = xm.clamp_min(0.0)  # rates are >= 0 by construction; guard rounding
     xm, xt = _zscore(xm, xt, zscore)
 
-    kw = dict(eps=eps, cost=cost, max_iter=max_iter, tol=tol, eps_scaling=eps_scaling, debias=debias, backend=backend)
+    kw = dict(
+        eps=eps,
+        cost=cost,
+        max_iter=max_iter,
+        tol=tol,
+        eps_scaling=eps_scaling,
+        debias=debias,
+        backend=backend,
+        on_nonconvergence=on_nonconvergence,
+    )
     if groups is None:
         return sinkhorn(xm.unsqueeze(0), xt.unsqueeze(0), **kw)[0]
     if isinstance(groups, (tuple, list)):

@@ -150,3 +150,21 @@ def test_float32_runs_fused():
     loss = trial_matching_loss(model, target, eps=0.1)
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(model.grad).all()
+
+
+def test_the_loss_does_not_warn_per_step_but_can():
+    """A training loss runs a fixed-budget solve every step: no per-step warning by default; the
+    sinkhorn op's policy is reachable (warn / raise)."""
+    import warnings
+
+    from eirnn_fast.ops import SinkhornConvergenceError
+
+    g = torch.Generator().manual_seed(0)
+    m, t = torch.rand(40, 30, 5, generator=g), torch.rand(40, 30, 5, generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trial_matching_loss(m, t, eps=1e-3, max_iter=3)
+    with pytest.warns(UserWarning):
+        trial_matching_loss(m, t, eps=1e-3, max_iter=3, on_nonconvergence="warn")
+    with pytest.raises(SinkhornConvergenceError):
+        trial_matching_loss(m, t, eps=1e-3, max_iter=3, on_nonconvergence="raise")
