@@ -1,4 +1,4 @@
-"""Benchmark helpers (importable: pyproject puts bench/ on sys.path): one-run ratio timing and result recording (bench/results/*.jsonl).
+"""Benchmark helpers (importable: pyproject puts bench/ on sys.path): one-run ratio timing and result recording ($EIRNN_BENCH_RESULTS/*.jsonl, outside the tree by default).
 
 EIRNN_BENCH_QUICK=1 shrinks every shape for CI smoke runs (agreement checked, ratios recorded but
 not asserted). Timed assertions live only here, never in python_tests/.
@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +27,9 @@ THREADS = int(os.environ.get("EIRNN_BENCH_THREADS", "0"))
 # again (12 ms per fresh 40 MB on the CI machine, a quarter of a fused fwd+bwd). Both sides of every
 # ratio run under it; 0 measures glibc's default.
 ALLOCATOR = os.environ.get("EIRNN_BENCH_ALLOCATOR", "1") == "1"
-RESULTS = Path(__file__).parent / "results"
+# result lines go outside the tree unless asked: EIRNN_BENCH_RESULTS=bench/results appends to the
+# tracked files (what the README's tables were made from); the default is a folder in the temp dir
+RESULTS = Path(os.environ.get("EIRNN_BENCH_RESULTS") or Path(tempfile.gettempdir()) / "eirnn_fast_bench_results")
 
 
 def _git_sha():
@@ -69,7 +72,7 @@ def time_call(fn, device="cpu", repeat=7, warmup=2):
 
 def record(name, payload):
     """Append one result line with device, torch version and git sha."""
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     line = {
         "bench": name,
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a GPU machine (no network): build with CUDA, run the CUDA tests and the GPU benchmarks, and print
-# a short table. Usage: scripts/gpu_check.sh   (results also land in bench/results/*.jsonl and $OUT)
+# a short table. Usage: scripts/gpu_check.sh   (results land in $EIRNN_BENCH_RESULTS, a fresh temp folder by default, and $OUT)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -19,7 +19,8 @@ status=0
 EIRNN_FAST_REQUIRE_COMPILED=1 pytest -q -x python_tests -k "cuda or CUDA" 2>&1 | tail -25 || status=1
 EIRNN_FAST_REQUIRE_COMPILED=1 pytest -q python_tests 2>&1 | tail -5 || status=1
 
-rm -f bench/results/*.jsonl
+# this run's result lines in a fresh folder (EIRNN_BENCH_RESULTS=bench/results to append to the tracked ones)
+export EIRNN_BENCH_RESULTS="${EIRNN_BENCH_RESULTS:-$(mktemp -d)}"
 # torch.compile of the reference recurrence beside fused/eager (issue 2's GPU goal); set
 # EIRNN_BENCH_COMPILE=0 to skip its compile time
 export EIRNN_BENCH_COMPILE="${EIRNN_BENCH_COMPILE:-1}"
@@ -28,7 +29,7 @@ pytest -q bench -k "speedup or train_step" -p no:cacheprovider -s 2>&1 | grep -E
 python - <<'PY'
 import json, glob, os
 rows = []
-for f in sorted(glob.glob("bench/results/*.jsonl")):
+for f in sorted(glob.glob(os.path.join(os.environ["EIRNN_BENCH_RESULTS"], "*.jsonl"))):
     for line in open(f):
         r = json.loads(line)
         ratios = {k: v for k, v in r.items() if k.startswith("ratio")}
@@ -40,6 +41,6 @@ for b, d, s, t, r in rows:
           + ", ".join(f"{k} {v}" for k, v in r.items()) + " |")
 out = os.environ.get("OUT")
 if out:
-    os.system(f"cp bench/results/*.jsonl {out}/ 2>/dev/null")
+    os.system(f"cp {os.environ['EIRNN_BENCH_RESULTS']}/*.jsonl {out}/ 2>/dev/null")
 PY
 exit $status
