@@ -116,7 +116,8 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
     data = load_training_data(str(data_dir))
     t1 = time.perf_counter()
     model, info = train_flyvis_gnn(cfg, data, out_dir=case_dir / "run")
-    train_s = time.perf_counter() - t1
+    # a resumed case's earlier processes count too: the run's history has every logged iteration's time
+    train_s = max(time.perf_counter() - t1, _history_seconds(case_dir / "run" / "history.jsonl"))
     t2 = time.perf_counter()
     res = M.evaluate(model, data, n_test_frames=cfg.n_test_frames or None)
     eval_s = time.perf_counter() - t2
@@ -143,6 +144,25 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
     tmp.write_text(json.dumps(case, indent=1, default=float))
     os.replace(tmp, done)
     return case
+
+
+def _history_seconds(path: Path) -> float:
+    """Training time recorded in a run's history.jsonl: s/iteration x iterations since the previous
+    logged iteration, over every logged (epoch, iteration) once (a restart that redid iterations
+    counts them once, with the last time logged), whichever process wrote it."""
+    if not path.exists():
+        return 0.0
+    per_epoch: Dict[int, Dict[int, float]] = {}
+    for line in path.read_text().splitlines():
+        d = json.loads(line)
+        per_epoch.setdefault(int(d.get("epoch", 0)), {})[int(d.get("iteration", 0))] = float(d.get("s_per_iter", 0.0))
+    total = 0.0
+    for its in per_epoch.values():
+        prev = 0
+        for it in sorted(its):
+            total += its[it] * (it - prev)
+            prev = it
+    return total
 
 
 def _threads() -> int:
