@@ -46,12 +46,15 @@ def seed_everything(seed: int) -> None:
 
 
 def load_fit_data(cfg: FitConfig):
-    """The session named by ``cfg.data`` (embedded 08_13 when None), optionally truncated."""
+    """The session in ``cfg.data`` or, when None, the embedded one ``cfg.session`` names (08_13 when
+    None too), optionally truncated."""
     from eirnn_fast.data import load_embedded_session, load_session
+    from eirnn_fast.data.embedded import DEFAULT_SESSION
 
-    session = (
-        load_embedded_session(cfg.clip_percentile) if cfg.data is None else load_session(cfg.data, cfg.clip_percentile)
-    )
+    if cfg.data is None:
+        session = load_embedded_session(cfg.session or DEFAULT_SESSION, cfg.clip_percentile)
+    else:
+        session = load_session(cfg.data, cfg.clip_percentile)
     if cfg.max_trials is not None and cfg.max_trials < len(session):
         session = session.subset(np.arange(cfg.max_trials))
     return session
@@ -189,13 +192,14 @@ def loss_terms(
     trial_fn=None,
     trial_kw: Optional[dict] = None,
     tap=None,
+    bin_ms: float = 25.0,
 ):
     """One batch's loss terms as ``cfg`` defines them: ``(balanced, extra)`` with ``balanced`` the
     data losses by name (``"neuron"``; ``"trial"`` when ``w_trial > 0``), unweighted (the balancer
-    weighs them), and ``extra`` the regularisers already weighted (``"reg"``, ``"activity"`` when its
-    weight is > 0). ``tap(name, recorded_rates)`` routes a loss's view of the rates through the
+    weighs them), and ``extra`` the regularisers and the per-neuron rate term already weighted
+    (``"reg"``; ``"rate"``, ``"activity"`` when their weights are > 0). ``tap(name, recorded_rates)`` routes a loss's view of the rates through the
     balancer (identity by default). ``target_mean``: the training trials' mean rate."""
-    from eirnn_fast.losses import REG_FUNCTIONS, l_activity_predecessor, l_activity_relative, l_neuron
+    from eirnn_fast.losses import REG_FUNCTIONS, l_activity_predecessor, l_activity_relative, l_neuron, l_rate
     from eirnn_fast.models import select_units
 
     tap = tap or (lambda name, x: x)
@@ -206,6 +210,8 @@ def loss_terms(
     if trial_fn is not None and w_trial > 0:
         balanced["trial"] = trial_fn(tap("trial", rec), targets, mask=mask, **(trial_kw or {}))
     extra = {"reg": cfg.reg_weight * REG_FUNCTIONS[cfg.reg_form](model)}
+    if cfg.rate_weight > 0:
+        extra["rate"] = cfg.rate_weight * l_rate(rec, targets, mask, form=cfg.rate_form, bin_ms=bin_ms)
     if cfg.activity_weight > 0:
         target = cfg.activity_target_rate if cfg.activity_target_rate is not None else target_mean
         if cfg.activity_form == "predecessor":
@@ -234,10 +240,12 @@ def predict(model, inputs: torch.Tensor, noise: bool, batch: int = 512, seed: Op
 
 
 def evaluate_rates(rates, targets, mask, unit_index, smooth_ms: float = 0.0, bin_ms: float = 25.0) -> dict:
-    from eirnn_fast.metrics import psth_correlation_report, rate_statistics
+    """PSTH correlation report, scale statistics and the per-neuron rate error (``"rate_error"``)."""
+    from eirnn_fast.metrics import psth_correlation_report, rate_error, rate_statistics
 
     rep = psth_correlation_report(rates, targets, mask, smooth_ms=smooth_ms, bin_ms=bin_ms, unit_index=unit_index)
     rep.update(rate_statistics(rates, targets, mask, unit_index=unit_index))
+    rep["rate_error"] = rate_error(rates, targets, mask, unit_index=unit_index)
     return rep
 
 
@@ -371,6 +379,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
                 trial_fn=trial_fn,
                 trial_kw=trial_kw,
                 tap=balancer.tap,
+                bin_ms=session.bin_size_ms,
             )
             extra = sum(extras.values())
             optimizer.zero_grad(set_to_none=True)
@@ -472,6 +481,8 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         "test_psth_corr": test["psth_corr"],
         "noise_ceiling": ceiling["ceiling"],
         "test_split_half_r": ceiling["split_half_r"],
+        "test_rate_error_median": test["rate_error"]["median_abs_log_ratio"],
+        "test_frac_off_2x": test["rate_error"]["frac_off_2x"],
         "data_reference_train_vs_test": data_reference,
         "best_val_psth_corr": best["val_corr"],
         "best_epoch": best["epoch"],
@@ -533,7 +544,9 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
                 targets[te],
                 session,
                 out / "psth_test.png",
-                title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f}",
+                title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f} (noise ceiling "
+                f"{ceiling['ceiling']:.3f}), rate error median {test['rate_error']['median_abs_log_ratio']:.3f}",
+                mask=mask[te],
             )
         except Exception as exc:  # plots never lose a finished run
             logger.warning("plotting failed: %s", exc)
