@@ -351,6 +351,9 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
 
     bar = tqdm(range(start_epoch, cfg.epochs), desc="fit", disable=not show, initial=start_epoch, total=cfg.epochs)
     stopped_early = False
+    # (model, optimizer) states before the last update, undone if it led to a runaway (not checkpointed:
+    # a runaway on the first step after a resume is skipped without undoing the update before it)
+    last_good = None
     for epoch in bar:
         t0 = time.perf_counter()
         w_trial = trial_weight_at(cfg, epoch)
@@ -385,7 +388,21 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             optimizer.zero_grad(set_to_none=True)
             update_ema = cfg.loss_ema_update == "step" or n_steps == 0
             stats = balancer.backward(losses, extra=extra, params=params, update_loss_ema=update_ema)
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip else None
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else float("inf"))
+            if not math.isfinite(float(gnorm)):
+                # the dynamics of this batch ran away (rates -> inf: the fitted networks have spectral
+                # radii ~2, held in check only by the softplus floor), and its update would turn every
+                # parameter into NaN. The previous update led here: undo it and halve the learning rate
+                optimizer.zero_grad(set_to_none=True)
+                sums["runaway_steps"] = sums.get("runaway_steps", 0.0) + 1.0
+                if last_good is not None:
+                    model.load_state_dict(last_good[0])
+                    optimizer.load_state_dict(last_good[1])
+                    for group in optimizer.param_groups:
+                        group["lr"] *= 0.5
+                    last_good = None
+                continue
+            last_good = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
             optimizer.step()
             for k, v in losses.items():
                 sums[f"train_l_{k}"] = sums.get(f"train_l_{k}", 0.0) + float(v.detach())
@@ -393,8 +410,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             for k, v in extras.items():
                 sums[f"train_{k}"] = sums.get(f"train_{k}", 0.0) + float(v.detach())
             sums["batch_trials"] = sums.get("batch_trials", 0.0) + len(idx)
-            if gnorm is not None:
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gnorm)
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gnorm)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n_steps += 1
@@ -427,7 +443,8 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             "epoch": epoch,
             "stage": "warmup" if epoch < cfg.warmup_epochs else "full",
             "lambda_trial": w_trial,
-            **{k: v / max(n_steps, 1) for k, v in sums.items()},
+            **{k: v / max(n_steps, 1) for k, v in sums.items() if k != "runaway_steps"},
+            "runaway_steps": int(sums.get("runaway_steps", 0)),
             "val_psth_corr": val_corr,
             "val_l_neuron": val_lneuron,
             "lr": optimizer.param_groups[0]["lr"],

@@ -217,3 +217,25 @@ def test_session_option_selects_an_embedded_session(tmp_path):
         FitConfig.from_dict({"rate_form": "mse"})
     with pytest.raises(ValueError, match="rate_weight must be >= 0"):
         FitConfig.from_dict({"rate_weight": -1.0})
+
+
+def test_a_runaway_step_is_undone_and_halves_the_learning_rate(tiny_file, tmp_path, monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("eirnn_fast.train.fit")  # the module (the package exports fit())
+    real, calls = fit_module.loss_terms, {"n": 0}
+
+    def runaway_on_the_fifth_step(*args, **kwargs):
+        balanced, extra = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 1, step 2 (2 steps per epoch): rates ran away -> inf loss
+            balanced["neuron"] = balanced["neuron"] * float("inf")
+        return balanced, extra
+
+    monkeypatch.setattr(fit_module, "loss_terms", runaway_on_the_fifth_step)
+    r = fit(_cfg(tiny_file, tmp_path / "run", epochs=4, batch_size=16, scheduler="none"))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["runaway_steps"] for line in lines] == [0, 0, 1, 0]
+    assert [line["steps"] for line in lines] == [2, 2, 1, 2]
+    assert [line["lr"] for line in lines] == [1e-2, 1e-2, 5e-3, 5e-3]
+    assert all(np.isfinite(line["val_psth_corr"]) for line in lines) and np.isfinite(r["test_psth_corr"])
