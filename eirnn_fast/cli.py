@@ -36,7 +36,7 @@ _OPTIONAL_TYPES = {
 _HELP = {
     "data": "session .mat file (v5 or v7.3); default: the embedded session --session names",
     "session": "embedded session when no --data: 08_13 (None = the default) | 08_14",
-    "rate_weight": "weight of the per-neuron rate term L_rate (0 = off)",
+    "rate_weight": "weight of the per-neuron rate term L_rate (0 = off, as before issue 15)",
     "rate_form": "log (mean_n log((m_n + 0.5) / (d_n + 0.5))^2) | poisson (normalised count deviance)",
     "out": "run directory (config.json, metrics.jsonl, checkpoint.pt, result.json, plots)",
     "epochs": "maximum number of epochs",

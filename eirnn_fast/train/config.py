@@ -88,7 +88,9 @@ class FitConfig:
     activity_weight: float = 0.01  # weight of L_activity in the form activity_form (0 = off)
     activity_form: str = "relative"  # relative: ((mean - target) / target)^2, all units; predecessor: see losses
     activity_target_rate: Optional[float] = None  # sp/s; None = the training trials' mean rate
-    rate_weight: float = 0.0  # weight of the per-neuron rate term L_rate (0 = off; eirnn_fast.losses.rates)
+    # weight of the per-neuron rate term L_rate (eirnn_fast.losses.rates; 0 = off, the old behaviour): 0.1
+    # brings every neuron's mean rate within ~10 % on 08_13 and 08_14 (README "Fitting SC data")
+    rate_weight: float = 0.1
     rate_form: str = "log"  # log: mean_n log((m_n + 0.5) / (d_n + 0.5))^2; poisson: normalised count deviance
     smooth_ms: float = 0.0  # L_neuron smoothing (the metric reports its own smooth_ms as 0)
     balance: str = "none"  # none | param_norm | loss_ema | activity_ema

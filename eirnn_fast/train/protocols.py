@@ -30,7 +30,7 @@ unit_pairing            by E/I type                             by position (uni
 lneuron_mask            mean over valid trials                  mean of rates * mask over all trials
 clip_percentile         99.99                                   99.5 (preprocess_firing_rates)
 ramp_epochs             100                                     0 (L_trial at full weight from epoch 0)
-rate_weight             the per-neuron rate term L_rate          0 (only the population mean, L_scale)
+rate_weight             0.1: per-neuron rate term L_rate (log)   0 (only the population mean, L_scale)
 ======================  ======================================  ======================================
 
 plus the predecessor's own training settings (Phase 2 baseline): fixed alpha 0.5, Adam lr 1e-3,
