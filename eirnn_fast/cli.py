@@ -1,7 +1,7 @@
 """`eirnn-fast` command-line entry point.
 
     eirnn-fast info                         which fused kernels this installation has
-    eirnn-fast fit [--data FILE] [...]      fit an E-I RNN to an SC session (default: the embedded 08_13)
+    eirnn-fast fit [--session 08_14 | --data FILE] [...]   fit an E-I RNN to an SC session (default: embedded 08_13)
     eirnn-fast diagnose [--data FILE]       data statistics and the untrained model's behaviour (seed 002, P0)
     eirnn-fast evaluate RUN_DIR|CHECKPOINT  metrics and plots of a run's best model
 
@@ -23,6 +23,7 @@ from typing import List, Optional
 # FitConfig fields whose default is None: their value type on the command line
 _OPTIONAL_TYPES = {
     "data": str,
+    "session": str,
     "clip_percentile": float,
     "max_trials": int,
     "low_rank": int,
@@ -33,7 +34,10 @@ _OPTIONAL_TYPES = {
     "loss_ema_init": float,
 }
 _HELP = {
-    "data": "session .mat file (v5 or v7.3); default: the embedded Newton 08_13 session",
+    "data": "session .mat file (v5 or v7.3); default: the embedded session --session names",
+    "session": "embedded session when no --data: 08_13 (None = the default) | 08_14",
+    "rate_weight": "weight of the per-neuron rate term L_rate (0 = off, as before issue 15)",
+    "rate_form": "log (mean_n log((m_n + 0.5) / (d_n + 0.5))^2) | poisson (normalised count deviance)",
     "out": "run directory (config.json, metrics.jsonl, checkpoint.pt, result.json, plots)",
     "epochs": "maximum number of epochs",
     "seed": "seed for split, init, noise and batching",
@@ -126,14 +130,13 @@ def _fmt_seconds(s: float) -> str:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from eirnn_fast.data.embedded import DEFAULT_SESSION, EMBEDDED_SESSIONS
     from eirnn_fast.train import fit
 
     cfg = _config_from_args(args)
     if not cfg.quiet:
-        print(
-            f"eirnn-fast fit: data {cfg.data or 'embedded rnn_export_Newton_08_13_2025_SC.mat'} -> {cfg.out}",
-            flush=True,
-        )
+        what = cfg.data or f"embedded {EMBEDDED_SESSIONS[cfg.session or DEFAULT_SESSION]}"
+        print(f"eirnn-fast fit: data {what} -> {cfg.out}", flush=True)
     t0 = time.perf_counter()
     r = fit(cfg, resume=not args.no_resume)
     wall = time.perf_counter() - t0
@@ -169,11 +172,31 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     t = r["test"]
     print(
-        f"mean rate model/data: {t['model_mean_rate']:.2f}/{t['data_mean_rate']:.2f} sp/s; "
+        f"test PSTH r / noise ceiling: {r['test_psth_corr'] / r['noise_ceiling']:.3f}"
+        if r["noise_ceiling"]
+        else "test PSTH r / noise ceiling: n/a"
+    )
+    print(_rate_error_line(t))
+    print(
+        f"population mean rate model/data: {t['model_mean_rate']:.2f}/{t['data_mean_rate']:.2f} sp/s; "
         f"PSTH temporal std ratio {t['psth_temporal_std_ratio']:.2f}"
     )
     print(f"results: {cfg.out}/result.json, metrics.jsonl, checkpoint.pt, training_curves.png, psth_test.png")
     return 0
+
+
+def _rate_error_line(metrics: dict) -> str:
+    """One line of the per-neuron rate error of an evaluation (``metrics["rate_error"]``)."""
+    e = metrics["rate_error"]
+    worst = e["worst_neuron"]
+    detail = ""
+    if worst is not None:
+        detail = f"; worst #{worst}: model {e['model_rate'][worst]:.1f} vs data {e['data_rate'][worst]:.1f} sp/s"
+    return (
+        f"per-neuron rate error: median |log((model + 0.5) / (data + 0.5))| {e['median_abs_log_ratio']:.3f}, "
+        f"{e['n_off_2x']}/{len(e['per_neuron_log_ratio'])} neurons off by > 2x "
+        f"({100 * e['frac_off_2x']:.0f} %){detail}"
+    )
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -182,7 +205,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from eirnn_fast.train.fit import _jsonable
 
     session = (
-        load_embedded_session(args.clip_percentile)
+        load_embedded_session(args.session, args.clip_percentile)
         if args.data is None
         else load_session(args.data, args.clip_percentile)
     )
@@ -202,11 +225,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{r['trials']} (n={r['n_trials']}), eval noise {'on' if r['eval_noise'] else 'off'}")
     print(
         f"PSTH correlation: {r['psth_corr']:.4f}   noise ceiling: {r['noise_ceiling']:.4f}   "
-        f"(best validation epoch {r['best_epoch']}, val r {r['best_val_psth_corr']:.4f})"
+        f"(ratio {r['psth_corr'] / r['noise_ceiling']:.3f}; best validation epoch {r['best_epoch']}, val r {r['best_val_psth_corr']:.4f})"
     )
     m = r["metrics"]
+    print(_rate_error_line(m))
     print(
-        f"mean rate model/data: {m['model_mean_rate']:.2f}/{m['data_mean_rate']:.2f} sp/s; "
+        f"population mean rate model/data: {m['model_mean_rate']:.2f}/{m['data_mean_rate']:.2f} sp/s; "
         f"PSTH temporal std ratio {m['psth_temporal_std_ratio']:.2f}"
     )
     print(f"written: {r['checkpoint'].rsplit('/', 1)[0]}/evaluation.json")
@@ -222,7 +246,8 @@ def _add_experiment_parser(sub) -> None:
     """`eirnn-fast experiment SUITE ...`: run a suite of fit configs (eirnn_fast.suites)."""
     p = sub.add_parser("experiment", help="run an experiment suite (phase2, phase2c, priorities or a folder of TOMLs)")
     p.add_argument("suite", help="suite name or a folder with _base.toml and one NAME.toml per experiment")
-    p.add_argument("--data", help="session .mat file (default: the embedded 08_13 session)")
+    p.add_argument("--data", help="session .mat file (default: the embedded session --session names)")
+    p.add_argument("--session", help="embedded session for every run without --data: 08_13 (default) | 08_14")
     p.add_argument("--epochs", type=int, help="override every config's epochs")
     p.add_argument("--seeds", type=int, default=1, help="seeds per experiment (42, 43, ...)")
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
@@ -265,10 +290,11 @@ def _add_experiment_parser(sub) -> None:
             address=args.address,
             progress=not args.quiet,
             protocol=args.protocol,
+            session=args.session,
         )
         print((out / "summary.md").read_text())
         if PRIORITY_TESTS <= set(p.stem for p in folder.glob("*.toml")):  # the shipped suite or a copy of it
-            checks = check_priorities(out, data=args.data)
+            checks = check_priorities(out, data=args.data, session=args.session)
             for name, v in checks.items():
                 print(
                     f"{name}: "
@@ -509,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_fit.set_defaults(func=_cmd_fit)
 
     p_diag = sub.add_parser("diagnose", help="data statistics and untrained-model diagnostics (seed 002, Priority 0)")
-    p_diag.add_argument("--data", help="session .mat file (default: the embedded 08_13 session)")
+    p_diag.add_argument("--data", help="session .mat file (default: the embedded session --session names)")
+    p_diag.add_argument("--session", default="08_13", help="embedded session without --data: 08_13 | 08_14")
     p_diag.add_argument("--json", default="diagnose.json", help="where to write the JSON report ('' = don't)")
     p_diag.add_argument("--seed", type=int, default=0)
     p_diag.add_argument("--n-trials", type=int, default=10, help="trials run through the untrained model")

@@ -45,9 +45,23 @@ def test_fit_then_evaluate(tiny_file, tmp_path, capsys):
     saved = json.loads((out / "config.json").read_text())
     assert saved["epochs"] == 2 and saved["batch_size"] == 8 and saved["learnable_alpha"] == "population"
     assert saved["clip_percentile"] is None and saved["seed"] == 1
+    assert "per-neuron rate error: median |log((model + 0.5) / (data + 0.5))|" in text
+    assert "neurons off by > 2x" in text and "test PSTH r / noise ceiling:" in text
     assert main(["evaluate", str(out), "--no-plots"]) == 0
-    assert "PSTH correlation:" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "PSTH correlation:" in text and "per-neuron rate error: median" in text
     assert (out / "evaluation.json").is_file()
+
+
+def test_fit_an_embedded_session_by_name(tmp_path, capsys):
+    out = tmp_path / "s14"
+    argv = ["fit", "--session", "08_14", "--max-trials", "40", "--epochs", "1", "--out", str(out), "--no-plots"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "embedded rnn_export_Newton_08_14_2025_SC.mat" in text and "41 neurons: 25 E + 16 I" in text
+    assert json.loads((out / "config.json").read_text())["session"] == "08_14"
+    assert main(["fit", "--session", "08_15", "--out", str(tmp_path / "x")]) == 2
+    assert "session must be one of" in capsys.readouterr().err
 
 
 def test_fit_under_the_predecessor_protocol(tiny_file, tmp_path, capsys):

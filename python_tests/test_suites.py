@@ -66,6 +66,12 @@ def test_mini_suite_writes_summary_and_resumes(tmp_path):
         assert (out / name).is_file(), name
     table = (out / "summary.md").read_text()
     assert "| Rank | Experiment | Best Val Corr | vs Baseline | Epochs |" in table and "**baseline**" in table
+    assert "| Test / Ceiling | Rate Err (median) | Off > 2x |" in table
+    row = summary["rows"][0]
+    res = json.loads((out / row["experiment"] / "seed_42" / "result.json").read_text())
+    assert row["rate_error_median"] == pytest.approx(res["test_rate_error_median"])
+    assert row["frac_off_2x"] == pytest.approx(res["test_frac_off_2x"])
+    assert row["test_over_ceiling"] == pytest.approx(res["test_psth_corr"] / res["noise_ceiling"])
     result = out / "alpha_neuron" / "seed_42" / "result.json"
     stamp = result.stat().st_mtime_ns
     run_suite(str(folder), str(out), workers=1, progress=False)  # finished runs are skipped
@@ -87,6 +93,31 @@ def test_mini_suite_under_another_protocol_reruns_and_records_it(tmp_path):
     assert json.loads(result.read_text())["protocol"] == "predecessor" and summary["protocol"] == "predecessor"
     assert "Protocol: predecessor" in (out / "summary.md").read_text()
     assert json.loads((out / "suite.json").read_text())["protocol"] == "predecessor"
+
+
+def test_summary_table_of_results_without_the_rate_error():
+    from eirnn_fast.suites import summary_markdown
+
+    row = dict(
+        rank=1, experiment="baseline", best_val_corr=0.3, vs_baseline=None, epochs=10, override={}, n_seeds=2,
+        test_corr=0.25, test_corr_std=0.01, noise_ceiling=0.35, test_over_ceiling=0.714,
+        rate_error_median=float("nan"), frac_off_2x=float("nan"),
+    )  # fmt: skip
+    line = summary_markdown({"rows": [row], "seeds": 2, "metric": "m"}).splitlines()[2]
+    assert line.endswith("| 0.2500 +- 0.0100 | 0.3500 | 0.714 | - | - |")
+    row.update(rate_error_median=0.0912, frac_off_2x=0.0244)
+    line = summary_markdown({"rows": [row], "seeds": 2, "metric": "m"}).splitlines()[2]
+    assert line.endswith("| 0.714 | 0.091 | 2 % |")
+
+
+def test_session_option_reaches_every_run(tmp_path):
+    from eirnn_fast.suites import _jobs
+
+    exps = {"baseline": {"fit": {"epochs": 2}}}
+    jobs = _jobs(exps, tmp_path, 1, None, None, False, 1, session="08_14")
+    assert jobs[0]["fit"]["session"] == "08_14"
+    jobs = _jobs({"b": {"fit": {"session": "08_14"}}}, tmp_path, 1, "x.mat", None, False, 1)
+    assert jobs[0]["fit"]["data"] == "x.mat" and "session" not in jobs[0]["fit"]
 
 
 def test_bad_suite_configs_raise(tmp_path):

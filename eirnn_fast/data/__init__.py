@@ -1,7 +1,13 @@
-"""SC sessions: MAT loader (v5 and v7.3), splits, preprocessing, the embedded real session and
+"""SC sessions: MAT loader (v5 and v7.3), splits, preprocessing, the embedded real sessions and
 synthetic teacher sessions. scipy/h5py are imported only when a file is read or written."""
 
-from eirnn_fast.data.embedded import EMBEDDED_SESSION, embedded_session_path, load_embedded_session
+from eirnn_fast.data.embedded import (
+    DEFAULT_SESSION,
+    EMBEDDED_SESSION,
+    EMBEDDED_SESSIONS,
+    embedded_session_path,
+    load_embedded_session,
+)
 from eirnn_fast.data.session import (
     DEFAULT_CLIP_PERCENTILE,
     INPUT_CHANNELS,
@@ -31,7 +37,9 @@ def write_mat(path, variables, fmt="v7.3"):
 
 __all__ = [
     "DEFAULT_CLIP_PERCENTILE",
+    "DEFAULT_SESSION",
     "EMBEDDED_SESSION",
+    "EMBEDDED_SESSIONS",
     "INPUT_CHANNELS",
     "REQUIRED_VARS",
     "SCSession",

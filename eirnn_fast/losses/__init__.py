@@ -1,4 +1,4 @@
-"""Losses for fitting SC data: L_neuron (PSTH), L_trial (trial matching on the batched Sinkhorn op),
+"""Losses for fitting SC data: L_neuron (PSTH), L_rate (per-neuron rates), L_trial (trial matching on the batched Sinkhorn op),
 regularisers and gradient balancing. Where our definition differs from the predecessor's, both
 exist under their own names (``l_reg_sum`` / ``l_reg_mean``, ``l_activity_relative`` /
 ``l_activity_predecessor``, ``l_neuron(mask_mode="valid" | "multiply")``, ``trial_matching_loss`` /
@@ -6,6 +6,7 @@ exist under their own names (``l_reg_sum`` / ``l_reg_mean``, ``l_activity_relati
 
 from eirnn_fast.losses.balancing import BALANCE_MODES, GradientBalancer
 from eirnn_fast.losses.neuron import MASK_MODES, l_neuron, masked_psth, smooth_time
+from eirnn_fast.losses.rates import RATE_FORMS, RATE_OFFSET, l_rate
 from eirnn_fast.losses.regularizers import (
     ACTIVITY_FORMS,
     REG_FORMS,
@@ -30,6 +31,8 @@ __all__ = [
     "BALANCE_MODES",
     "GradientBalancer",
     "MASK_MODES",
+    "RATE_FORMS",
+    "RATE_OFFSET",
     "REG_FORMS",
     "REG_FUNCTIONS",
     "faithful_trial_matching_loss",
@@ -38,6 +41,7 @@ __all__ = [
     "l_activity_predecessor",
     "l_activity_relative",
     "l_neuron",
+    "l_rate",
     "l_reg",
     "l_reg_mean",
     "l_reg_sum",

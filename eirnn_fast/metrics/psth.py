@@ -193,6 +193,62 @@ def noise_ceiling(
     }
 
 
+#: offset (sp/s) of the per-neuron rate error, so silent neurons give a finite log ratio
+RATE_ERROR_OFFSET = 0.5
+
+
+def per_neuron_mean_rates(rates, mask=None) -> np.ndarray:
+    """``[N]`` mean rate of each neuron over all trials and the valid bins inside each trial
+    (``sum_kt m_kt r_ktn / sum_kt m_kt``; NaN if no bin is valid)."""
+    r = _np(rates)
+    if r.ndim != 3:
+        raise ValueError(f"rates must be [K, T, N], got shape {r.shape}")
+    if mask is None:
+        return r.reshape(-1, r.shape[2]).mean(axis=0) if r.shape[0] * r.shape[1] else np.full(r.shape[2], np.nan)
+    m = _np(mask)
+    if m.shape != r.shape[:2]:
+        raise ValueError(f"mask must be [K, T] = {r.shape[:2]}, got {m.shape}")
+    count = m.sum()
+    if count <= 0:
+        return np.full(r.shape[2], np.nan)
+    return (r * m[:, :, None]).sum(axis=(0, 1)) / count
+
+
+def rate_error(model_rates, target_rates, mask=None, unit_index=None, offset: float = RATE_ERROR_OFFSET) -> dict:
+    """Per-neuron rate error: does each fitted neuron fire as much as its recorded one?
+
+    ``m_n``, ``d_n``: mean rates (sp/s) of model unit and recorded neuron n over the trials and the
+    valid bins inside each trial (:func:`per_neuron_mean_rates`); ``e_n = log((m_n + offset) /
+    (d_n + offset))`` (natural log, ``offset`` = 0.5 sp/s keeps silent neurons finite). Returns
+    ``{"median_abs_log_ratio": median_n |e_n|, "frac_off_2x": fraction of neurons with |e_n| >
+    log 2, "n_off_2x", "max_abs_log_ratio", "worst_neuron", "per_neuron_log_ratio", "model_rate",
+    "data_rate", "definition"}``. A median of 0.1 is a typical factor of 1.105; NaN neurons (no
+    valid bin) are skipped."""
+    m = per_neuron_mean_rates(select_units(model_rates, unit_index), mask)
+    d = per_neuron_mean_rates(target_rates, mask)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = np.log((m + offset) / (d + offset))
+    a = np.abs(e)
+    ok = np.isfinite(a)
+    nan = float("nan")
+    return {
+        "median_abs_log_ratio": float(np.median(a[ok])) if ok.any() else nan,
+        "frac_off_2x": float((a[ok] > np.log(2.0)).mean()) if ok.any() else nan,
+        "n_off_2x": int((a[ok] > np.log(2.0)).sum()),
+        "max_abs_log_ratio": float(a[ok].max()) if ok.any() else nan,
+        "worst_neuron": int(np.nanargmax(np.where(ok, a, -1.0))) if ok.any() else None,
+        "per_neuron_log_ratio": [None if not np.isfinite(v) else float(v) for v in e],
+        "model_rate": [None if not np.isfinite(v) else float(v) for v in m],
+        "data_rate": [None if not np.isfinite(v) else float(v) for v in d],
+        "definition": {
+            "error": "log((model + offset) / (data + offset)) of per-neuron mean rates over trials and valid bins",
+            "offset_sp_s": offset,
+            "off_2x": "|error| > log 2",
+            "trials": int(_np(target_rates).shape[0]),
+        },
+    }
+
+
 def rate_statistics(model_rates, target_rates, mask=None, unit_index=None) -> dict:
     """Scale diagnostics: mean rates and their ratio (model / data), mean over neurons of the PSTH's
     temporal std and its ratio, mean within-trial temporal std (the seed's "temporal std")."""

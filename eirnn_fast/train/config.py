@@ -22,6 +22,7 @@ W_IN_INITS = ("uniform", "seed002")
 #: this value (:meth:`FitConfig.from_saved`), so old checkpoints resume and evaluate unchanged.
 ADDED_FIELDS: Dict[str, Any] = {
     "protocol": "ours",
+    "session": None,
     "split_scheme": "joint",
     "unit_pairing": "type",
     "w_in_init": "uniform",
@@ -35,6 +36,8 @@ ADDED_FIELDS: Dict[str, Any] = {
     "plateau_min_lr": 0.0,
     "lr_warmup_from_zero": False,
     "cosine_min_factor": 0.0,
+    "rate_weight": 0.0,  # no per-neuron rate term before issue 15
+    "rate_form": "log",
 }
 
 #: Fields that change how a run is executed, shown or where it lives, not what it computes: a
@@ -48,7 +51,8 @@ class FitConfig:
     # any field set next to it overrides the preset, and the run records which ones did
     protocol: str = "ours"
     # --- data
-    data: Optional[str] = None  # .mat path; None = the embedded 08_13 session
+    data: Optional[str] = None  # .mat path; None = the embedded session named by `session`
+    session: Optional[str] = None  # embedded session ("08_13", "08_14") when data is None; None = 08_13
     clip_percentile: Optional[float] = DEFAULT_CLIP_PERCENTILE
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -84,6 +88,10 @@ class FitConfig:
     activity_weight: float = 0.01  # weight of L_activity in the form activity_form (0 = off)
     activity_form: str = "relative"  # relative: ((mean - target) / target)^2, all units; predecessor: see losses
     activity_target_rate: Optional[float] = None  # sp/s; None = the training trials' mean rate
+    # weight of the per-neuron rate term L_rate (eirnn_fast.losses.rates; 0 = off, the old behaviour): 0.1
+    # brings every neuron's mean rate within ~10 % on 08_13 and 08_14 (README "Fitting SC data")
+    rate_weight: float = 0.1
+    rate_form: str = "log"  # log: mean_n log((m_n + 0.5) / (d_n + 0.5))^2; poisson: normalised count deviance
     smooth_ms: float = 0.0  # L_neuron smoothing (the metric reports its own smooth_ms as 0)
     balance: str = "none"  # none | param_norm | loss_ema | activity_ema
     loss_ema_init: Optional[float] = None  # loss_ema: None = start at the first value; a number = start there
@@ -114,7 +122,7 @@ class FitConfig:
     quiet: bool = False
 
     def validate(self) -> "FitConfig":
-        from eirnn_fast.losses import ACTIVITY_FORMS, BALANCE_MODES, MASK_MODES, REG_FORMS
+        from eirnn_fast.losses import ACTIVITY_FORMS, BALANCE_MODES, MASK_MODES, RATE_FORMS, REG_FORMS
         from eirnn_fast.train.protocols import PROTOCOLS
 
         choices = (
@@ -127,12 +135,20 @@ class FitConfig:
             ("lneuron_mask", MASK_MODES),
             ("reg_form", REG_FORMS),
             ("activity_form", ACTIVITY_FORMS),
+            ("rate_form", RATE_FORMS),
             ("loss_ema_update", LOSS_EMA_UPDATES),
             ("plateau_metric", PLATEAU_METRICS),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.data is not None and self.session is not None:
+            raise ValueError(f"give data or session, not both (data={self.data!r}, session={self.session!r})")
+        if self.session is not None:
+            from eirnn_fast.data.embedded import EMBEDDED_SESSIONS
+
+            if self.session not in EMBEDDED_SESSIONS:
+                raise ValueError(f"session must be one of {sorted(EMBEDDED_SESSIONS)}, got {self.session!r}")
         if self.epochs < 1 or self.batch_size < 0:
             raise ValueError(f"need epochs >= 1 and batch_size >= 0, got {self.epochs}, {self.batch_size}")
         if not self.alpha_lr_scale >= 0:
@@ -141,6 +157,8 @@ class FitConfig:
             raise ValueError(f"loss_ema_init must be None or > 0, got {self.loss_ema_init}")
         if self.activity_target_rate is not None and not self.activity_target_rate > 0:
             raise ValueError(f"activity_target_rate must be None or > 0 sp/s, got {self.activity_target_rate}")
+        if not self.rate_weight >= 0:
+            raise ValueError(f"rate_weight must be >= 0 (0 = off), got {self.rate_weight}")
         if self.plateau_min_lr < 0:
             raise ValueError(f"plateau_min_lr must be >= 0, got {self.plateau_min_lr}")
         if not 0.0 <= self.cosine_min_factor <= 1.0:

@@ -214,6 +214,8 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
     result = {
         "psth_corr": metrics["psth_corr"],
         "noise_ceiling": ceiling["ceiling"],
+        "rate_error_median": metrics["rate_error"]["median_abs_log_ratio"],
+        "frac_off_2x": metrics["rate_error"]["frac_off_2x"],
         "trials": which,
         "n_trials": len(trials),
         "eval_noise": noise,
@@ -236,6 +238,8 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
             d["targets"][idx],
             session,
             out_dir / "psth_eval.png",
-            title=f"{which} (n={len(trials)}), PSTH r = {metrics['psth_corr']:.3f}",
+            title=f"{which} (n={len(trials)}), PSTH r = {metrics['psth_corr']:.3f} (noise ceiling "
+            f"{ceiling['ceiling']:.3f}), rate error median {metrics['rate_error']['median_abs_log_ratio']:.3f}",
+            mask=d["mask"][idx],
         )
     return result

@@ -46,12 +46,15 @@ def seed_everything(seed: int) -> None:
 
 
 def load_fit_data(cfg: FitConfig):
-    """The session named by ``cfg.data`` (embedded 08_13 when None), optionally truncated."""
+    """The session in ``cfg.data`` or, when None, the embedded one ``cfg.session`` names (08_13 when
+    None too), optionally truncated."""
     from eirnn_fast.data import load_embedded_session, load_session
+    from eirnn_fast.data.embedded import DEFAULT_SESSION
 
-    session = (
-        load_embedded_session(cfg.clip_percentile) if cfg.data is None else load_session(cfg.data, cfg.clip_percentile)
-    )
+    if cfg.data is None:
+        session = load_embedded_session(cfg.session or DEFAULT_SESSION, cfg.clip_percentile)
+    else:
+        session = load_session(cfg.data, cfg.clip_percentile)
     if cfg.max_trials is not None and cfg.max_trials < len(session):
         session = session.subset(np.arange(cfg.max_trials))
     return session
@@ -189,13 +192,14 @@ def loss_terms(
     trial_fn=None,
     trial_kw: Optional[dict] = None,
     tap=None,
+    bin_ms: float = 25.0,
 ):
     """One batch's loss terms as ``cfg`` defines them: ``(balanced, extra)`` with ``balanced`` the
     data losses by name (``"neuron"``; ``"trial"`` when ``w_trial > 0``), unweighted (the balancer
-    weighs them), and ``extra`` the regularisers already weighted (``"reg"``, ``"activity"`` when its
-    weight is > 0). ``tap(name, recorded_rates)`` routes a loss's view of the rates through the
+    weighs them), and ``extra`` the regularisers and the per-neuron rate term already weighted
+    (``"reg"``; ``"rate"``, ``"activity"`` when their weights are > 0). ``tap(name, recorded_rates)`` routes a loss's view of the rates through the
     balancer (identity by default). ``target_mean``: the training trials' mean rate."""
-    from eirnn_fast.losses import REG_FUNCTIONS, l_activity_predecessor, l_activity_relative, l_neuron
+    from eirnn_fast.losses import REG_FUNCTIONS, l_activity_predecessor, l_activity_relative, l_neuron, l_rate
     from eirnn_fast.models import select_units
 
     tap = tap or (lambda name, x: x)
@@ -206,6 +210,8 @@ def loss_terms(
     if trial_fn is not None and w_trial > 0:
         balanced["trial"] = trial_fn(tap("trial", rec), targets, mask=mask, **(trial_kw or {}))
     extra = {"reg": cfg.reg_weight * REG_FUNCTIONS[cfg.reg_form](model)}
+    if cfg.rate_weight > 0:
+        extra["rate"] = cfg.rate_weight * l_rate(rec, targets, mask, form=cfg.rate_form, bin_ms=bin_ms)
     if cfg.activity_weight > 0:
         target = cfg.activity_target_rate if cfg.activity_target_rate is not None else target_mean
         if cfg.activity_form == "predecessor":
@@ -234,10 +240,12 @@ def predict(model, inputs: torch.Tensor, noise: bool, batch: int = 512, seed: Op
 
 
 def evaluate_rates(rates, targets, mask, unit_index, smooth_ms: float = 0.0, bin_ms: float = 25.0) -> dict:
-    from eirnn_fast.metrics import psth_correlation_report, rate_statistics
+    """PSTH correlation report, scale statistics and the per-neuron rate error (``"rate_error"``)."""
+    from eirnn_fast.metrics import psth_correlation_report, rate_error, rate_statistics
 
     rep = psth_correlation_report(rates, targets, mask, smooth_ms=smooth_ms, bin_ms=bin_ms, unit_index=unit_index)
     rep.update(rate_statistics(rates, targets, mask, unit_index=unit_index))
+    rep["rate_error"] = rate_error(rates, targets, mask, unit_index=unit_index)
     return rep
 
 
@@ -343,6 +351,9 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
 
     bar = tqdm(range(start_epoch, cfg.epochs), desc="fit", disable=not show, initial=start_epoch, total=cfg.epochs)
     stopped_early = False
+    # (model, optimizer) states before the last update, undone if it led to a runaway (not checkpointed:
+    # a runaway on the first step after a resume is skipped without undoing the update before it)
+    last_good = None
     for epoch in bar:
         t0 = time.perf_counter()
         w_trial = trial_weight_at(cfg, epoch)
@@ -371,12 +382,27 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
                 trial_fn=trial_fn,
                 trial_kw=trial_kw,
                 tap=balancer.tap,
+                bin_ms=session.bin_size_ms,
             )
             extra = sum(extras.values())
             optimizer.zero_grad(set_to_none=True)
             update_ema = cfg.loss_ema_update == "step" or n_steps == 0
             stats = balancer.backward(losses, extra=extra, params=params, update_loss_ema=update_ema)
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip else None
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else float("inf"))
+            if not math.isfinite(float(gnorm)):
+                # the dynamics of this batch ran away (rates -> inf: the fitted networks have spectral
+                # radii ~2, held in check only by the softplus floor), and its update would turn every
+                # parameter into NaN. The previous update led here: undo it and halve the learning rate
+                optimizer.zero_grad(set_to_none=True)
+                sums["runaway_steps"] = sums.get("runaway_steps", 0.0) + 1.0
+                if last_good is not None:
+                    model.load_state_dict(last_good[0])
+                    optimizer.load_state_dict(last_good[1])
+                    for group in optimizer.param_groups:
+                        group["lr"] *= 0.5
+                    last_good = None
+                continue
+            last_good = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
             optimizer.step()
             for k, v in losses.items():
                 sums[f"train_l_{k}"] = sums.get(f"train_l_{k}", 0.0) + float(v.detach())
@@ -384,8 +410,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             for k, v in extras.items():
                 sums[f"train_{k}"] = sums.get(f"train_{k}", 0.0) + float(v.detach())
             sums["batch_trials"] = sums.get("batch_trials", 0.0) + len(idx)
-            if gnorm is not None:
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gnorm)
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gnorm)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n_steps += 1
@@ -418,7 +443,8 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             "epoch": epoch,
             "stage": "warmup" if epoch < cfg.warmup_epochs else "full",
             "lambda_trial": w_trial,
-            **{k: v / max(n_steps, 1) for k, v in sums.items()},
+            **{k: v / max(n_steps, 1) for k, v in sums.items() if k != "runaway_steps"},
+            "runaway_steps": int(sums.get("runaway_steps", 0)),
             "val_psth_corr": val_corr,
             "val_l_neuron": val_lneuron,
             "lr": optimizer.param_groups[0]["lr"],
@@ -472,6 +498,8 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         "test_psth_corr": test["psth_corr"],
         "noise_ceiling": ceiling["ceiling"],
         "test_split_half_r": ceiling["split_half_r"],
+        "test_rate_error_median": test["rate_error"]["median_abs_log_ratio"],
+        "test_frac_off_2x": test["rate_error"]["frac_off_2x"],
         "data_reference_train_vs_test": data_reference,
         "best_val_psth_corr": best["val_corr"],
         "best_epoch": best["epoch"],
@@ -533,7 +561,9 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
                 targets[te],
                 session,
                 out / "psth_test.png",
-                title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f}",
+                title=f"test trials (n={len(te)}), PSTH r = {test['psth_corr']:.3f} (noise ceiling "
+                f"{ceiling['ceiling']:.3f}), rate error median {test['rate_error']['median_abs_log_ratio']:.3f}",
+                mask=mask[te],
             )
         except Exception as exc:  # plots never lose a finished run
             logger.warning("plotting failed: %s", exc)

@@ -30,6 +30,7 @@ unit_pairing            by E/I type                             by position (uni
 lneuron_mask            mean over valid trials                  mean of rates * mask over all trials
 clip_percentile         99.99                                   99.5 (preprocess_firing_rates)
 ramp_epochs             100                                     0 (L_trial at full weight from epoch 0)
+rate_weight             0.1: per-neuron rate term L_rate (log)   0 (only the population mean, L_scale)
 ======================  ======================================  ======================================
 
 plus the predecessor's own training settings (Phase 2 baseline): fixed alpha 0.5, Adam lr 1e-3,
@@ -66,6 +67,7 @@ _PREDECESSOR: Dict[str, Any] = {
     # --- differences found beside those listed in the issue
     "clip_percentile": 99.5,  # data_loader.py l. 259: preprocess_firing_rates(clip_percentile=99.5)
     "ramp_epochs": 0,  # no curriculum in Phase 2: L_trial at ltrial_scale from the first epoch
+    "rate_weight": 0.0,  # its losses match only the population mean rate (L_scale of compute_L_neuron)
     # --- the predecessor's Phase 2 baseline (experiment_phase2.py 'baseline' and its defaults)
     "learnable_alpha": "none",
     "alpha_init": 0.5,

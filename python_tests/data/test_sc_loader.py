@@ -61,9 +61,33 @@ def test_real_session_quirks_are_notes_not_errors(real):
 
 def test_embedded_file_is_installed_with_provenance():
     path = embedded_session_path()
-    assert path.stat().st_size == 1252890
+    assert path.stat().st_size == 1252890 and path == embedded_session_path("08_13")
     notice = (path.parent / "PROVENANCE.md").read_text()
     assert "MIT" in notice and "jamespherman/4factors-rnn-analysis" in notice
+    path14 = embedded_session_path("08_14")
+    assert path14.name == "rnn_export_Newton_08_14_2025_SC.mat" and path14.stat().st_size == 3109326
+    assert "# rnn_export_Newton_08_14_2025_SC.mat" in notice and "6fa65af" in notice
+    assert "b959bc034ea0740fc1ed263704d7b8651993ba582bd04726476274d3737a02c1" in notice
+    with pytest.raises(ValueError, match="unknown embedded session '08_15'"):
+        embedded_session_path("08_15")
+
+
+def test_embedded_08_14_shapes_types_and_quirks():
+    s = load_embedded_session("08_14", clip_percentile=None)
+    d = s.get_all_trials()
+    assert d["targets"].shape == (536, 219, 41) and d["inputs"].shape == (536, 219, 14)
+    info = s.get_neuron_info()
+    assert (info["n_exc"], info["n_inh"]) == (25, 16)
+    assert s.meta["session_name"] == "Newton_08_14_2025_SC" and s.bin_size_ms == 25.0
+    assert 12.0 < float(d["targets"].mean()) < 12.8  # ~12.4 sp/s (PROVENANCE)
+    notes = " | ".join(s.notes)
+    assert "interleaved" in notes and "40 of 536 trials" in notes and "127 of 536 trials have no fixation_on" in notes
+
+
+def test_load_embedded_session_keeps_its_old_positional_clip_argument():
+    raw = load_embedded_session(None)  # before 08_14 shipped, the first argument was clip_percentile
+    assert raw.preprocessing.get("n_clipped", 0) == 0 and raw.rates.max() == 760.0
+    assert load_embedded_session(99.0).rates.max() < 760.0
 
 
 @pytest.mark.parametrize("fmt", ["v5", "v7.3"])

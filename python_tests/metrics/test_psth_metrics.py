@@ -97,3 +97,36 @@ def test_rate_statistics_ratios():
     assert stats["mean_rate_ratio"] == pytest.approx(2.0)
     assert stats["psth_temporal_std_ratio"] == pytest.approx(2.0)
     assert stats["trial_temporal_std_ratio"] == pytest.approx(2.0)
+
+
+def test_rate_error_by_hand():
+    from eirnn_fast.metrics import per_neuron_mean_rates, rate_error
+
+    # per-neuron means: model [1.5, 3.5, 10.0, 0.0], data [0.5, 3.5, 2.0, 0.0]
+    model = _psth_rates(np.array([[1.0, 3.0, 10.0, 0.0], [2.0, 4.0, 10.0, 0.0]]), k=3)
+    data = _psth_rates(np.array([[0.5, 3.5, 2.0, 0.0], [0.5, 3.5, 2.0, 0.0]]), k=3)
+    np.testing.assert_allclose(per_neuron_mean_rates(model), [1.5, 3.5, 10.0, 0.0])
+    e = rate_error(model, data)
+    logs = [np.log(2.0 / 1.0), 0.0, np.log(10.5 / 2.5), 0.0]  # offset 0.5 sp/s on both sides
+    np.testing.assert_allclose(e["per_neuron_log_ratio"], logs, rtol=1e-12)
+    assert e["median_abs_log_ratio"] == pytest.approx(np.median(np.abs(logs)))  # (0 + log 2) / 2
+    # log 2 exactly (neuron 0) is not "more than 2x"; log 4.2 is
+    assert e["frac_off_2x"] == 0.25 and e["n_off_2x"] == 1 and e["worst_neuron"] == 2
+    assert e["max_abs_log_ratio"] == pytest.approx(np.log(4.2))
+    assert e["definition"]["offset_sp_s"] == 0.5
+
+
+def test_rate_error_mask_and_unit_index():
+    from eirnn_fast.metrics import per_neuron_mean_rates, rate_error
+
+    data = np.full((2, 3, 1), 4.0)
+    units = np.zeros((2, 3, 3))
+    units[..., 2] = 4.0  # recorded neuron 0 is fitted by unit 2
+    mask = np.ones((2, 3))
+    mask[1, 2] = 0
+    units[1, 2, 2] = 1000.0  # invalid bin: ignored
+    e = rate_error(units, data, mask, unit_index=[2])
+    assert e["median_abs_log_ratio"] == 0.0 and e["frac_off_2x"] == 0.0
+    data[0, 0, 0] = 9.0  # valid bins: (9 + 4 * 4) / 5 = 5
+    assert per_neuron_mean_rates(data, mask)[0] == pytest.approx(5.0)
+    assert rate_error(units, data, mask, unit_index=[2])["median_abs_log_ratio"] == pytest.approx(np.log(5.5 / 4.5))

@@ -15,6 +15,7 @@ from eirnn_fast.losses import trial_matching_loss
 from eirnn_fast.train import FitConfig, build_model, cosine_factor, fit, loss_terms, make_split, seed_everything
 from eirnn_fast.train.config import ADDED_FIELDS
 from eirnn_fast.train.fit import _Interrupted, _make_optimizer, _make_scheduler
+from eirnn_fast.train.protocols import protocol_fields
 
 TINY = dict(n_trials=40, n_time_bins=30, n_exc=5, n_inh=3)  # types come out interleaved: [2 2 1 1 2 1 1 1]
 
@@ -274,7 +275,8 @@ def test_predecessor_fit_reports_its_protocol_and_split(tiny_file, tmp_path):
 
 
 def test_old_checkpoint_without_new_fields_resumes(tiny_file, tmp_path, caplog):
-    kw = dict(data=tiny_file, epochs=4, batch_size=16, quiet=True, plots=False, patience=0, seed=3)
+    # an old run computed what the ADDED_FIELDS values compute (e.g. no rate term): resume it so
+    kw = dict(data=tiny_file, epochs=4, batch_size=16, quiet=True, plots=False, patience=0, seed=3, rate_weight=0.0)
     straight = fit(FitConfig(out=str(tmp_path / "a"), **kw))
     with pytest.raises(_Interrupted):
         fit(FitConfig(out=str(tmp_path / "b"), **kw), _interrupt_after=2)
@@ -295,6 +297,22 @@ def test_old_checkpoint_without_new_fields_resumes(tiny_file, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="eirnn_fast.train.fit"):
         fit(FitConfig(out=str(tmp_path / "c"), reg_form="mean", **kw))
     assert any("reg_form: 'sum' -> 'mean'" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_checkpoint_without_the_rate_fields_takes_rate_weight_0(tiny_file, tmp_path, caplog):
+    kw = dict(data=tiny_file, epochs=3, batch_size=16, quiet=True, plots=False, patience=0, seed=3)
+    with pytest.raises(_Interrupted):
+        fit(FitConfig(out=str(tmp_path / "r"), rate_weight=0.0, **kw), _interrupt_after=1)
+    ckpt_path = tmp_path / "r" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    for key in ("rate_weight", "rate_form", "session"):  # written before issue 15
+        del ckpt["config"][key]
+    torch.save(ckpt, ckpt_path)
+    assert FitConfig.from_saved(ckpt["config"]).rate_weight == 0.0
+    assert ADDED_FIELDS["rate_weight"] == 0.0 and "rate_weight" in protocol_fields("predecessor")
+    with caplog.at_level(logging.WARNING, logger="eirnn_fast.train.fit"):
+        fit(FitConfig(out=str(tmp_path / "r"), rate_weight=0.5, **kw))  # another computation: restarts
+    assert any("rate_weight: 0.0 -> 0.5" in rec.getMessage() for rec in caplog.records)
 
 
 @pytest.mark.parametrize("update, count", [("step", 6), ("epoch", 3)])

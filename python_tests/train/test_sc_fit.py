@@ -164,3 +164,78 @@ def test_evaluate_and_diagnose(tiny_file, tmp_path):
     assert "W_rec spectral radius" in text and "Input modulation ratio" in text
     assert report["weights"]["W_rec_spectral_radius"] == pytest.approx(0.9, rel=1e-3)
     assert len(report["inputs"]["channels"]) == 14
+
+
+def test_rate_term_in_the_batch_loss_and_rate_error_in_the_result(tiny_file, tmp_path):
+    from eirnn_fast.data import load_session
+    from eirnn_fast.losses import l_rate
+    from eirnn_fast.metrics import rate_error
+    from eirnn_fast.train.fit import build_model, loss_terms
+
+    session = load_session(tiny_file)
+    d = session.get_all_trials()
+    for form in ("log", "poisson"):
+        cfg = _cfg(tiny_file, tmp_path / "x", rate_weight=0.3, rate_form=form)
+        model, unit_index = build_model(cfg, session)
+        rates, _ = model(d["inputs"][:10])
+        _, extra = loss_terms(cfg, model, rates, d["targets"][:10], d["mask"][:10], unit_index, target_mean=10.0)
+        hand = 0.3 * l_rate(rates[:, :, unit_index], d["targets"][:10], d["mask"][:10], form=form)
+        assert extra["rate"].item() == pytest.approx(hand.item(), rel=1e-6)
+    off = FitConfig(rate_weight=0.0)
+    model, unit_index = build_model(off, session)
+    rates, _ = model(d["inputs"][:10])
+    assert (
+        "rate" not in loss_terms(off, model, rates, d["targets"][:10], d["mask"][:10], unit_index, target_mean=1.0)[1]
+    )
+
+    r = fit(_cfg(tiny_file, tmp_path / "run", epochs=2, rate_weight=0.5))
+    assert r["test_rate_error_median"] == r["test"]["rate_error"]["median_abs_log_ratio"]
+    assert r["test_frac_off_2x"] == r["test"]["rate_error"]["frac_off_2x"]
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["train_rate"] > 0 for line in lines)
+    ev = evaluate_run(tmp_path / "run", plots=True)
+    assert ev["rate_error_median"] == pytest.approx(r["test_rate_error_median"])
+    assert (tmp_path / "run" / "psth_eval.png").is_file()
+    # the same numbers from the metric on the saved split
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert len(ev["metrics"]["rate_error"]["per_neuron_log_ratio"]) == TINY["n_exc"] + TINY["n_inh"]
+    assert rate_error(np.zeros((3, 2, 1)), np.zeros((3, 2, 1)))["median_abs_log_ratio"] == 0.0
+    assert len(split["test"]) == ev["n_trials"]
+
+
+def test_session_option_selects_an_embedded_session(tmp_path):
+    from eirnn_fast.train.fit import load_fit_data
+
+    s = load_fit_data(FitConfig(session="08_14", max_trials=12))
+    assert len(s) == 12 and s.rates.shape[2] == 41
+    assert load_fit_data(FitConfig(max_trials=5)).rates.shape[2] == 14  # None: 08_13
+    with pytest.raises(ValueError, match="give data or session, not both"):
+        FitConfig.from_dict({"session": "08_14", "data": "x.mat"})
+    with pytest.raises(ValueError, match="session must be one of"):
+        FitConfig.from_dict({"session": "08_15"})
+    with pytest.raises(ValueError, match="rate_form must be one of"):
+        FitConfig.from_dict({"rate_form": "mse"})
+    with pytest.raises(ValueError, match="rate_weight must be >= 0"):
+        FitConfig.from_dict({"rate_weight": -1.0})
+
+
+def test_a_runaway_step_is_undone_and_halves_the_learning_rate(tiny_file, tmp_path, monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("eirnn_fast.train.fit")  # the module (the package exports fit())
+    real, calls = fit_module.loss_terms, {"n": 0}
+
+    def runaway_on_the_fifth_step(*args, **kwargs):
+        balanced, extra = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 1, step 2 (2 steps per epoch): rates ran away -> inf loss
+            balanced["neuron"] = balanced["neuron"] * float("inf")
+        return balanced, extra
+
+    monkeypatch.setattr(fit_module, "loss_terms", runaway_on_the_fifth_step)
+    r = fit(_cfg(tiny_file, tmp_path / "run", epochs=4, batch_size=16, scheduler="none"))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["runaway_steps"] for line in lines] == [0, 0, 1, 0]
+    assert [line["steps"] for line in lines] == [2, 2, 1, 2]
+    assert [line["lr"] for line in lines] == [1e-2, 1e-2, 5e-3, 5e-3]
+    assert all(np.isfinite(line["val_psth_corr"]) for line in lines) and np.isfinite(r["test_psth_corr"])
