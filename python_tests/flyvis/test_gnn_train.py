@@ -97,22 +97,29 @@ def _toy_model():
     return FlyVisGNN(g, hidden_dim=4, n_layers=2, w_init="randn", seed=0, dtype=torch.float64)
 
 
+#: every coefficient regularization_terms reads, all off
+NO_REGULARISER = {
+    k: 0.0
+    for k in (
+        "W_L1",
+        "W_L2",
+        "g_phi_weight_L1",
+        "g_phi_weight_L2",
+        "f_theta_weight_L1",
+        "f_theta_weight_L2",
+        "g_phi_diff",
+        "g_phi_norm",
+    )
+}
+
+
 def test_regulariser_values_on_toy_mlps():
     """Each regulariser against a hand computation of NeuralGraph's formula (the seeds' code) and of
     flyvis-gnn's where they differ."""
     m = _toy_model()
     W = m.W.detach()
     v = torch.linspace(-1, 1, 20, dtype=torch.float64)
-    base = dict(
-        W_L1=0.0,
-        W_L2=0.0,
-        g_phi_weight_L1=0.0,
-        g_phi_weight_L2=0.0,
-        f_theta_weight_L1=0.0,
-        f_theta_weight_L2=0.0,
-        g_phi_diff=0.0,
-        g_phi_norm=0.0,
-    )
+    base = dict(NO_REGULARISER)
     tot, parts = regularization_terms(m, v, 1.0, {**base, "W_L1": 2.0})
     assert float(tot.detach()) == pytest.approx(2.0 * float(W.abs().sum()))
     # NeuralGraph applies W_L2 (a norm, not squared) beside W_L1; flyvis-gnn skips it while W_L1 is on
@@ -178,16 +185,7 @@ def test_variant_b_regularisers_pair_each_neuron_with_a_permuted_source():
     with torch.no_grad():
         m.a.copy_(torch.randn(12, 2, dtype=torch.float64))
     v = torch.randn(12, dtype=torch.float64)
-    base = dict(
-        W_L1=0.0,
-        W_L2=0.0,
-        g_phi_weight_L1=0.0,
-        g_phi_weight_L2=0.0,
-        f_theta_weight_L1=0.0,
-        f_theta_weight_L2=0.0,
-        g_phi_diff=7.0,
-        g_phi_norm=0.5,
-    )
+    base = {**NO_REGULARISER, "g_phi_diff": 7.0, "g_phi_norm": 0.5}
     _, parts = regularization_terms(m, v, 0.8, base, generator=torch.Generator().manual_seed(5))
     perm = torch.randperm(12, generator=torch.Generator().manual_seed(5))
     a, ap = m.a.detach(), m.a.detach()[perm]
