@@ -104,15 +104,24 @@ def trial_features(
     return out.reshape(rates.shape[0], -1)
 
 
+def _standardise(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``(x - mean(ref)) / std(ref)`` per feature (column), with features whose spread in ``ref`` is at
+    rounding level (std <= 64 eps |mean|, e.g. bin 0, where every model trial starts from the same
+    state) set to exactly 0: dividing their rounding residue by ~1e-8, as ``std + 1e-8`` did, turned
+    it into O(1) spurious float32 gradients."""
+    mu, sd = ref.mean(0, keepdim=True), ref.std(0, keepdim=True)
+    floor = 64 * torch.finfo(ref.dtype).eps * ref.detach().abs().mean(0, keepdim=True)
+    const = sd <= floor
+    z = (x - mu) / torch.where(const, torch.ones_like(sd), sd)
+    return torch.where(const, torch.zeros_like(z), z)
+
+
 def _zscore(xm, xt, mode):
     if mode is None:
         return xm, xt
-    if mode == "per_side":
-        zm = (xm - xm.mean(0, keepdim=True)) / (xm.std(0, keepdim=True) + 1e-8)
-        zt = (xt - xt.mean(0, keepdim=True)) / (xt.std(0, keepdim=True) + 1e-8)
-        return zm, zt
-    mu, sd = xt.mean(0, keepdim=True), xt.std(0, keepdim=True) + 1e-8  # "data": data statistics for both
-    return (xm - mu) / sd, (xt - mu) / sd
+    if mode == "per_side":  # each side its own statistics
+        return _standardise(xm, xm), _standardise(xt, xt)
+    return _standardise(xm, xt), _standardise(xt, xt)  # "data": the data's statistics for both
 
 
 def _group_batches(xm, xt, gm, gt):
