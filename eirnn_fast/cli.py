@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,7 +67,48 @@ _HELP = {
 
 
 class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
+    """A user error: printed as one line ``eirnn-fast <command>: error: <what>`` (argument errors add
+    ``(usage: eirnn-fast <command> --help)``), exit status 2.
+    ``prog`` is the command (``eirnn-fast fit``); a message that starts with it is not prefixed twice."""
+
+    def __init__(self, message: str, prog: Optional[str] = None, usage: Optional[str] = None):
+        super().__init__(message)
+        self.prog, self.usage = prog, usage
+
+
+#: set to 1 to see the traceback of any error the CLI turns into a one-line message
+DEBUG_ENV = "EIRNN_FAST_DEBUG"
+
+
+def _error_line(prog: str, message: str) -> str:
+    message = message.strip().splitlines()[0] if message.strip() else "error"
+    for p in (prog + ": ", "eirnn-fast: "):
+        if message.startswith(p):
+            message = message[len(p) :]
+    return f"{prog}: error: {message}"
+
+
+def _subparser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The innermost parser of the command in ``args`` (``fit``, ``flyvis train``, ...)."""
+    for dest in ("command", "flyvis_command"):
+        name = getattr(args, dest, None)
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not name or not actions or name not in actions[0].choices:
+            break
+        parser = actions[0].choices[name]
+    return parser
+
+
+def _command_prog(args, argv) -> str:
+    """``eirnn-fast <command> [<subcommand>]`` from parsed args (or the raw argv when parsing failed)."""
+    words = []
+    if args is not None and getattr(args, "command", None):
+        words.append(args.command)
+        if args.command == "flyvis" and getattr(args, "flyvis_command", None):
+            words.append(args.flyvis_command)
+    else:
+        words = [a for a in argv[:1] if not a.startswith("-")]
+    return " ".join(["eirnn-fast"] + words)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -238,8 +280,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, status 2 (argparse's own usage dump is kept short)
-        raise CLIError(f"{self.prog}: {message}")
+    def error(self, message):  # the usage line, then one line in the CLI's format, status 2
+        raise CLIError(message, prog=self.prog, usage=self.format_usage())
 
 
 def _add_experiment_parser(sub) -> None:
@@ -566,7 +608,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = None
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the (sub)command that was given them, with its usage
+            _subparser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command != "info":
             from eirnn_fast.runtime import tune_cpu_allocator
 
@@ -582,11 +626,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
         return int(args.func(args) or 0)
     except CLIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        prog = exc.prog or _command_prog(args, argv)
+        hint = f" (usage: {prog} --help)" if exc.usage else ""  # argument errors point to the usage
+        print(_error_line(prog, str(exc)) + hint, file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"eirnn-fast: error: {msg}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as exc:  # user errors by contract (a KeyError is a bug: traceback)
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        if isinstance(exc, OSError) and exc.filename is not None:  # "No such file or directory: PATH", no errno
+            msg = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+        else:
+            msg = str(exc) or type(exc).__name__
+        print(_error_line(_command_prog(args, argv), msg), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         command = getattr(args, "command", None)

@@ -135,3 +135,37 @@ def test_interrupt_message_names_what_resumes(monkeypatch, capsys):
     for argv, expect in ((["explore", "x.yaml"], "finished nodes are kept"), (["fit"], "the fit resumes")):
         assert cli.main(argv) == 130
         assert expect in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, prog, what, usage",
+    [
+        (["fit", "--epochs", "x"], "eirnn-fast fit", "argument --epochs: invalid int value: 'x'", True),
+        (["fit", "--bogus", "1"], "eirnn-fast fit", "unrecognized arguments: --bogus 1", True),
+        (["flyvis", "train", "c.yaml", "--nope"], "eirnn-fast flyvis train", "unrecognized arguments: --nope", True),
+        (
+            ["flyvis", "train", "/no/such.yaml"],
+            "eirnn-fast flyvis train",
+            "No such file or directory: /no/such.yaml",
+            False,
+        ),
+        (["flyvis", "evaluate", "."], "eirnn-fast flyvis evaluate", "is not a run folder", False),
+        (["fit", "--session", "08_15"], "eirnn-fast fit", "session must be one of", False),
+        (["nosuch"], "eirnn-fast", "argument command: invalid choice: 'nosuch'", True),
+    ],
+)
+def test_every_error_has_one_format(argv, prog, what, usage, capsys, tmp_path, monkeypatch):
+    """One line `eirnn-fast <command>: error: <what>` (argument errors point to --help), status 2, no errno."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EIRNN_FAST_DEBUG", raising=False)
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: ") and what in lines[0], lines
+    assert "[Errno" not in lines[0] and lines[0].endswith(f"(usage: {prog} --help)") == usage, lines
+
+
+def test_debug_env_shows_the_traceback(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EIRNN_FAST_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        main(["flyvis", "train", "/no/such.yaml"])
