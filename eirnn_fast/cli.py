@@ -314,7 +314,7 @@ def _add_experiment_parser(sub) -> None:
 
         folder = resolve_suite(args.suite)
         if args.protocol is not None:
-            from eirnn_fast.train.protocols import protocol_fields
+            from eirnn_fast.train.config import protocol_fields
 
             protocol_fields(args.protocol)  # a bad name: one line, status 2, before any folder is made
         tag = f"{'_quick' if args.quick else ''}{'_' + args.protocol if args.protocol else ''}"

@@ -70,7 +70,7 @@ def load_suite(suite: str, protocol: Optional[str] = None) -> Tuple[Path, Dict[s
     """``(folder, {name: {"description": str, "fit": {...merged FitConfig fields...}, "override": {...}}})``;
     ``protocol`` (``"ours"`` | ``"predecessor"``) replaces the base's."""
     from eirnn_fast.train import FitConfig
-    from eirnn_fast.train.protocols import protocol_fields
+    from eirnn_fast.train.config import protocol_fields
 
     if protocol is not None:
         protocol_fields(protocol)  # ValueError naming `protocol` before anything else

@@ -1,7 +1,7 @@
 """SC training: :class:`FitConfig`, :func:`fit` (train / select on validation / report on test),
 the protocol presets (:mod:`eirnn_fast.train.protocols`)."""
 
-from eirnn_fast.train.config import FitConfig, read_config_file
+from eirnn_fast.train.config import FitConfig, protocol_fields, read_config_file
 from eirnn_fast.train.fit import (
     build_model,
     cosine_factor,
@@ -13,7 +13,7 @@ from eirnn_fast.train.fit import (
     seed_everything,
     trial_weight_at,
 )
-from eirnn_fast.train.protocols import PROTOCOLS, protocol_fields
+from eirnn_fast.train.protocols import PROTOCOLS
 
 __all__ = [
     "PROTOCOLS",

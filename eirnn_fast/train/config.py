@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
+from eirnn_fast.train.protocols import PROTOCOLS, predecessor_fields
 
 SCHEDULERS = ("plateau", "cosine", "none")
 SPLIT_SCHEMES = ("joint", "test_first")
@@ -123,7 +124,6 @@ class FitConfig:
 
     def validate(self) -> "FitConfig":
         from eirnn_fast.losses import ACTIVITY_FORMS, BALANCE_MODES, MASK_MODES, RATE_FORMS, REG_FORMS
-        from eirnn_fast.train.protocols import PROTOCOLS
 
         choices = (
             ("protocol", PROTOCOLS),
@@ -171,8 +171,6 @@ class FitConfig:
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "FitConfig":
         """The preset of ``values["protocol"]`` (default ``"ours"``) with ``values`` laid over it."""
-        from eirnn_fast.train.protocols import protocol_fields
-
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -198,8 +196,6 @@ class FitConfig:
 
     def protocol_overrides(self) -> Dict[str, Any]:
         """The fields a protocol sets whose value here differs from its preset (``{}`` = pure)."""
-        from eirnn_fast.train.protocols import protocol_fields
-
         preset = protocol_fields(self.protocol)
         return {k: getattr(self, k) for k, v in preset.items() if getattr(self, k) != v}
 
@@ -242,3 +238,19 @@ def read_config_file(path) -> Dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path}: config must be a table/object")
     return values.get("fit", values)
+
+
+def protocol_fields(name: str) -> Dict[str, Any]:
+    """``{field: value}`` that protocol ``name`` sets (a fresh dict; see :mod:`eirnn_fast.train.protocols`).
+    ``"ours"`` gives the :class:`FitConfig` defaults of the same fields, so switching protocols resets
+    all of them."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {name!r}")
+    fields = predecessor_fields()
+    if name == "predecessor":
+        return fields
+    defaults = {
+        f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        for f in dataclasses.fields(FitConfig)
+    }
+    return {k: defaults[k] for k in fields}

@@ -41,7 +41,6 @@ lambda_reg 1e-4, no activity term, plateau patience 50 (factor 0.5), 500 epochs,
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Dict
 
 PROTOCOLS = ("ours", "predecessor")
@@ -93,20 +92,10 @@ _PREDECESSOR: Dict[str, Any] = {
 }
 
 
-def protocol_fields(name: str) -> Dict[str, Any]:
-    """``{field: value}`` that protocol ``name`` sets (a fresh dict). ``"ours"`` gives the
-    :class:`FitConfig` defaults of the same fields, so switching protocols resets all of them."""
-    if name not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {name!r}")
-    if name == "predecessor":
-        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PREDECESSOR.items()}
-    from eirnn_fast.train.config import FitConfig
-
-    defaults = {
-        f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        for f in dataclasses.fields(FitConfig)
-    }
-    return {k: defaults[k] for k in _PREDECESSOR}
+def predecessor_fields() -> Dict[str, Any]:
+    """``{field: value}`` the predecessor's protocol sets (a fresh dict); :func:`FitConfig`'s
+    ``protocol_fields`` pairs it with "ours" (the same fields at their defaults)."""
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PREDECESSOR.items()}
 
 
 def describe_split(cfg) -> str:

@@ -13,9 +13,8 @@ import torch
 from eirnn_fast.data import load_session, make_synthetic_session, train_val_test_split
 from eirnn_fast.losses import trial_matching_loss
 from eirnn_fast.train import FitConfig, build_model, cosine_factor, fit, loss_terms, make_split, seed_everything
-from eirnn_fast.train.config import ADDED_FIELDS
+from eirnn_fast.train.config import ADDED_FIELDS, protocol_fields
 from eirnn_fast.train.fit import _Interrupted, _make_optimizer, _make_scheduler
-from eirnn_fast.train.protocols import protocol_fields
 
 TINY = dict(n_trials=40, n_time_bins=30, n_exc=5, n_inh=3)  # types come out interleaved: [2 2 1 1 2 1 1 1]
 
