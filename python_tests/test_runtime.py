@@ -21,3 +21,29 @@ def test_tune_cpu_allocator_applies_and_tensors_still_work():
 def test_tune_cpu_allocator_rejects_bad_thresholds(bad):
     with pytest.raises(ValueError, match="mmap_threshold"):
         eirnn_fast.tune_cpu_allocator(mmap_threshold=bad)
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path, monkeypatch):
+    """A write that fails midway (a killed process) leaves the previous file and no temporary."""
+    import json
+
+    import pytest
+
+    from eirnn_fast import atomic
+
+    p = tmp_path / "result.json"
+    atomic.atomic_write_json(p, {"a": 1})
+    assert json.loads(p.read_text()) == {"a": 1}
+
+    def boom(src, dst):
+        raise KeyboardInterrupt  # the process dies between writing and renaming
+
+    monkeypatch.setattr(atomic.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.atomic_write_json(p, {"a": 2})
+    assert json.loads(p.read_text()) == {"a": 1} and sorted(x.name for x in tmp_path.iterdir()) == ["result.json"]
+    monkeypatch.undo()
+    atomic.atomic_torch_save(tmp_path / "ck.pt", {"x": 1})
+    import torch
+
+    assert torch.load(tmp_path / "ck.pt")["x"] == 1

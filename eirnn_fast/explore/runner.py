@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from eirnn_fast.atomic import atomic_write_text
 from eirnn_fast.explore.logfmt import IterEntry, Mutation, format_value, mutations_from_text, parse_log
 from eirnn_fast.explore.space import Classifier, Constraints, RandomProposer, Reward
-from eirnn_fast.explore.tree import ROOT, ExplorationTree, Node, atomic_write_text
+from eirnn_fast.explore.tree import ROOT, ExplorationTree, Node
 
 KINDS = ("flyvis", "sc", "fake")
 _TOP_KEYS = {

@@ -22,11 +22,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from eirnn_fast.atomic import atomic_write_text
 
 ROOT = 0
 RERUN_MODES = ("robustness-check", "final-robustness")  # same config as the parent, new data seed
@@ -208,20 +208,3 @@ def _json_default(o):
     except ImportError:  # pragma: no cover
         pass
     return str(o)
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write via a temporary file in the same folder + ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -18,7 +18,6 @@ package defaults plus the rung's ``config`` overrides; ``data_path`` is the case
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+from eirnn_fast.atomic import atomic_write_json
 
 #: seed 004's Node 21 (8 samples, extent 8, 64,000 frames, noise 0.05): mean, std
 NODE21 = {
@@ -140,9 +141,7 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
     }
     if not keep_data:
         shutil.rmtree(data_dir, ignore_errors=True)
-    tmp = done.with_name("case.json.tmp")
-    tmp.write_text(json.dumps(case, indent=1, default=float))
-    os.replace(tmp, done)
+    atomic_write_json(done, case, indent=1, default=float)
     return case
 
 

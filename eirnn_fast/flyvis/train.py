@@ -52,6 +52,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
+from eirnn_fast.atomic import atomic_torch_save, atomic_write_json
 from eirnn_fast.flyvis.gnn import W_INIT_MODES, FlyVisGNN, GNNGraph
 
 # old (seeds / NeuralGraph) or alternative names -> field names
@@ -558,8 +559,8 @@ def reconcile_resume_config(config: FlyVisTrainConfig, stored: Dict[str, Any], w
 
 
 def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
+    atomic_torch_save(
+        path,
         {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
@@ -568,9 +569,7 @@ def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config)
             "torch_rng": torch.get_rng_state(),
             "config": config.to_dict(),
         },
-        tmp,
     )
-    os.replace(tmp, path)
 
 
 def train_flyvis_gnn(
@@ -759,7 +758,7 @@ def flyvis_evaluate_main(run_dir: Union[str, Path], analysis: bool = False) -> D
         res["analysis"] = M.recovery_analysis(
             arrays, data, model.src.cpu().numpy(), model.dst.cpu().numpy(), model.n_neurons, data.get("cell_type_names")
         )
-        _write_json(run / "analysis.json", res["analysis"])
+        atomic_write_json(run / "analysis.json", res["analysis"], default=float)
     prev = run / "result.json"
     if prev.exists():
         old = json.loads(prev.read_text())
@@ -767,14 +766,8 @@ def flyvis_evaluate_main(run_dir: Union[str, Path], analysis: bool = False) -> D
             **{k: v for k, v in old.items() if k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")},
             **res,
         }
-    _write_json(prev, res)
+    atomic_write_json(prev, res, default=float)
     return res
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
 
 
 def flyvis_train_main(config_path: Union[str, Path], out_dir: Union[str, Path]) -> Dict[str, Any]:

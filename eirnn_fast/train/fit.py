@@ -15,7 +15,6 @@ import copy
 import json
 import logging
 import math
-import os
 import random
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from eirnn_fast.atomic import atomic_torch_save, atomic_write_json
 from eirnn_fast.train.config import FitConfig
 
 logger = logging.getLogger(__name__)
@@ -568,7 +568,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         except Exception as exc:  # plots never lose a finished run
             logger.warning("plotting failed: %s", exc)
     result["wall_seconds"] = time.perf_counter() - t_start
-    (out / "result.json").write_text(json.dumps(_jsonable(result), indent=2))
+    atomic_write_json(out / "result.json", _jsonable(result))  # its existence means "done" to the suites
     return result
 
 
@@ -627,6 +627,4 @@ def _save_checkpoint(
         "rng": {"torch": torch.random.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
         "finished": finished,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)  # atomic: an interruption never leaves a half-written checkpoint
+    atomic_torch_save(path, ckpt)  # an interruption never leaves a half-written checkpoint
