@@ -335,6 +335,28 @@ class GenerateConfig:
     plots: bool = True
     progress: bool = True
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "GenerateConfig":
+        """Every value checked before anything is simulated or written (``ValueError`` naming the field)."""
+        for name in ("extent", "n_frames", "n_streams", "sequence_length", "chunk_frames"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(self.n_test_frames, bool) or not isinstance(self.n_test_frames, int) or self.n_test_frames < 0:
+            raise ValueError(f"n_test_frames must be a non-negative integer, got {self.n_test_frames!r}")
+        if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt must be > 0 (s), got {self.dt!r}")
+        lvl = self.noise_model_level
+        if not (isinstance(lvl, (int, float)) and math.isfinite(lvl) and lvl >= 0):
+            raise ValueError(f"noise_model_level must be a finite number >= 0, got {lvl!r}")
+        if self.tau_clamp not in TAU_CLAMPS:
+            raise ValueError(f"tau_clamp must be one of {TAU_CLAMPS}, got {self.tau_clamp!r}")
+        if self.backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+        return self
+
 
 def _streams(frames: np.ndarray, n_frames: int, n_streams: int) -> np.ndarray:
     # frames [M, C] (sequences back to back) -> [n_streams, n_frames / n_streams, C]

@@ -217,3 +217,28 @@ def test_cli_generate(tmp_path):
     assert rc == 0 and (tmp_path / "metadata.json").exists()
     # a bad option is one line on stderr and status 2, like every eirnn-fast command
     assert main(["flyvis", "generate", "--out-dir", str(tmp_path), "--backend", "gpu"]) == 2
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("noise_model_level", -1.0),
+        ("dt", 0.0),
+        ("chunk_frames", 0),
+        ("sequence_length", 0),
+        ("extent", 0),
+        ("n_test_frames", -1),
+        ("tau_clamp", "max"),
+        ("noise_model_level", float("nan")),
+    ],
+)
+def test_generate_refuses_bad_values_before_writing_anything(tmp_path, field, value):
+    from eirnn_fast.cli import main
+
+    with pytest.raises(ValueError, match=field):
+        GenerateConfig(**{field: value})
+    flag = "--" + field.replace("_", "-")
+    if field != "tau_clamp":  # argparse's choices refuse that one
+        out = tmp_path / "d"
+        assert main(["flyvis", "generate", "--out-dir", str(out), "--quiet", flag, str(value)]) == 2
+        assert not out.exists()
