@@ -17,7 +17,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
+from eirnn_fast.data.session import _INPUT_VARS_AFTER, DEFAULT_CLIP_PERCENTILE
 
 
 def _task_inputs(rng: np.random.Generator, n_trials: int, n_bins: int, bin_ms: float):
@@ -100,20 +100,7 @@ def make_synthetic_variables(
     inputs = np.zeros((K, T, 14), dtype=np.float32)  # model order, built like the loader does
     inputs[:, :, 0] = variables["input_fixation_on"].T
     inputs[:, :, 1:5] = variables["input_target_loc"].transpose(2, 1, 0)
-    for i, name in enumerate(
-        (
-            "input_go_signal",
-            "input_reward_on",
-            "input_eye_x",
-            "input_eye_y",
-            "input_is_face",
-            "input_is_nonface",
-            "input_is_bullseye",
-            "input_high_salience",
-            "input_low_salience",
-        ),
-        start=5,
-    ):
+    for i, name in enumerate(_INPUT_VARS_AFTER, start=5):  # the loader's channel order
         inputs[:, :, i] = variables[name].T
 
     gen_state, np_state = torch.random.get_rng_state(), np.random.get_state()
