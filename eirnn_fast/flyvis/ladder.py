@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from eirnn_fast.atomic import atomic_write_json
+from eirnn_fast.atomic import atomic_write_json, atomic_write_text
 
 #: seed 004's Node 21 (8 samples, extent 8, 64,000 frames, noise 0.05): mean, std
 NODE21 = {
@@ -241,3 +241,21 @@ def run_ladder(path, out_dir, progress: bool = True) -> List[Dict[str, Any]]:
             cases.append(run_case(rung, seed, out, keep_data=lad["keep_data"]))
             (out / "summary.md").write_text(summarise(cases))
     return cases
+
+
+RESULTS_BEGIN, RESULTS_END = "<!-- ladder:begin -->", "<!-- ladder:end -->"
+
+
+def write_results(path, table: str) -> None:
+    """Put ``table`` into the markdown file ``path`` between ``RESULTS_BEGIN`` / ``RESULTS_END``, keeping
+    the text around it (the prose of ``RESULTS.md``); a file without the markers gets the marked block
+    appended, a missing file is created."""
+    p = Path(path)
+    block = f"{RESULTS_BEGIN}\n{table.rstrip()}\n{RESULTS_END}"
+    text = p.read_text() if p.exists() else ""
+    i, j = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if 0 <= i < j:
+        text = text[:i] + block + text[j + len(RESULTS_END) :]
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+    atomic_write_text(p, text)

@@ -62,3 +62,19 @@ def test_ladder_case_is_resumable_and_summarised(tmp_path):
     (tmp_path / "bad2.yaml").write_text("rungs: []\n")
     with pytest.raises(ValueError, match="non-empty list 'rungs'"):
         load_ladder(tmp_path / "bad2.yaml")
+
+
+def test_ladder_results_keep_the_prose_around_the_table(tmp_path):
+    """`flyvis ladder --results` used to overwrite RESULTS.md with the bare table, prose and all."""
+    from eirnn_fast.flyvis.ladder import RESULTS_BEGIN, RESULTS_END, write_results
+
+    p = tmp_path / "RESULTS.md"
+    write_results(p, "| t1 |")  # a new file: just the marked block
+    assert p.read_text() == f"{RESULTS_BEGIN}\n| t1 |\n{RESULTS_END}\n"
+    p.write_text(f"# head\nintro\n\n{RESULTS_BEGIN}\n| old |\n{RESULTS_END}\n\n## analysis\nkept\n")
+    write_results(p, "| new |\n")
+    assert p.read_text() == f"# head\nintro\n\n{RESULTS_BEGIN}\n| new |\n{RESULTS_END}\n\n## analysis\nkept\n"
+    q = tmp_path / "plain.md"
+    q.write_text("# notes without markers\n")
+    write_results(q, "| t |")
+    assert q.read_text() == f"# notes without markers\n\n{RESULTS_BEGIN}\n| t |\n{RESULTS_END}\n"
