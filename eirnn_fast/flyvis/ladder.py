@@ -84,7 +84,7 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
     """Run (or load, when done) one case; returns its ``case.json`` dict."""
     from eirnn_fast.flyvis import metrics as M
     from eirnn_fast.flyvis.simulator import GenerateConfig, generate_dataset
-    from eirnn_fast.flyvis.train import FlyVisTrainConfig, load_training_data, train_flyvis_gnn
+    from eirnn_fast.flyvis.train import FlyVisTrainConfig, epochs_to_run, load_training_data, train_flyvis_gnn
 
     case_dir = Path(root) / rung.name / f"seed{seed}"
     done = case_dir / "case.json"
@@ -127,7 +127,9 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
         "seed": seed,
         "metrics": {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
         "notes": res.get("notes", []),
-        "iterations": int(info["iterations_run"]),
+        # the schedule's total (a resumed case ran only the rest in this process: iterations_run)
+        "iterations": int(info["iterations_per_epoch"]) * epochs_to_run(cfg),
+        "iterations_this_process": int(info["iterations_run"]),
         "epochs": cfg.n_epochs,
         "s_per_iteration": info["s_per_iteration"],
         "generate_s": gen_s,
