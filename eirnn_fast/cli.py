@@ -501,15 +501,17 @@ def _add_flyvis_commands(sub) -> None:
     )
     p_lad.add_argument("ladder", help="ladder YAML (see experiments/flyvis_recovery/ladder.yaml)")
     p_lad.add_argument("--out", default="runs/flyvis_ladder", help="folder of the cases (done cases are kept)")
-    p_lad.add_argument("--results", default=None, help="also write the summary table to this markdown file")
+    p_lad.add_argument(
+        "--results", default=None, help="write the table into this markdown file (between its ladder markers)"
+    )
 
     def _cmd_ladder(args: argparse.Namespace) -> int:
-        from eirnn_fast.flyvis.ladder import run_ladder, summarise
+        from eirnn_fast.flyvis.ladder import run_ladder, summarise, write_results
 
         cases = run_ladder(args.ladder, args.out)
         table = summarise(cases)
         if args.results:
-            Path(args.results).write_text(table)
+            write_results(args.results, table)  # between the file's ladder markers: its prose is kept
         print(table)
         return 0
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from eirnn_fast.atomic import atomic_write_json
+from eirnn_fast.atomic import atomic_write_json, atomic_write_text
 
 #: seed 004's Node 21 (8 samples, extent 8, 64,000 frames, noise 0.05): mean, std
 NODE21 = {
@@ -84,7 +84,7 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
     """Run (or load, when done) one case; returns its ``case.json`` dict."""
     from eirnn_fast.flyvis import metrics as M
     from eirnn_fast.flyvis.simulator import GenerateConfig, generate_dataset
-    from eirnn_fast.flyvis.train import FlyVisTrainConfig, load_training_data, train_flyvis_gnn
+    from eirnn_fast.flyvis.train import FlyVisTrainConfig, epochs_to_run, load_training_data, train_flyvis_gnn
 
     case_dir = Path(root) / rung.name / f"seed{seed}"
     done = case_dir / "case.json"
@@ -127,7 +127,9 @@ def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool =
         "seed": seed,
         "metrics": {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
         "notes": res.get("notes", []),
-        "iterations": int(info["iterations_run"]),
+        # the schedule's total (a resumed case ran only the rest in this process: iterations_run)
+        "iterations": int(info["iterations_per_epoch"]) * epochs_to_run(cfg),
+        "iterations_this_process": int(info["iterations_run"]),
         "epochs": cfg.n_epochs,
         "s_per_iteration": info["s_per_iteration"],
         "generate_s": gen_s,
@@ -241,3 +243,21 @@ def run_ladder(path, out_dir, progress: bool = True) -> List[Dict[str, Any]]:
             cases.append(run_case(rung, seed, out, keep_data=lad["keep_data"]))
             (out / "summary.md").write_text(summarise(cases))
     return cases
+
+
+RESULTS_BEGIN, RESULTS_END = "<!-- ladder:begin -->", "<!-- ladder:end -->"
+
+
+def write_results(path, table: str) -> None:
+    """Put ``table`` into the markdown file ``path`` between ``RESULTS_BEGIN`` / ``RESULTS_END``, keeping
+    the text around it (the prose of ``RESULTS.md``); a file without the markers gets the marked block
+    appended, a missing file is created."""
+    p = Path(path)
+    block = f"{RESULTS_BEGIN}\n{table.rstrip()}\n{RESULTS_END}"
+    text = p.read_text() if p.exists() else ""
+    i, j = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if 0 <= i < j:
+        text = text[:i] + block + text[j + len(RESULTS_END) :]
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+    atomic_write_text(p, text)

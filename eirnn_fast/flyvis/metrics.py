@@ -64,7 +64,7 @@ def r2_score(learned, true) -> float:
     x, y = _np(true).ravel(), _np(learned).ravel()
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if x.size < 2 or x.std() == 0 or y.std() == 0:
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:  # ptp, not std: a constant's std rounds to ~1e-17
         return float("nan")
     r = np.corrcoef(x, y)[0, 1]
     return float(r * r)
@@ -74,7 +74,7 @@ def pearson(a, b) -> float:
     a, b = _np(a).ravel(), _np(b).ravel()
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]
-    if a.size < 2 or a.std() == 0 or b.std() == 0:
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
@@ -410,7 +410,10 @@ def per_type_recovery(W_star, W_true, dst, tau_l, tau_t, vrest_l, vrest_t, type_
     can be negative) of its incoming W*, and the mean learned tau / V_rest of its neurons next to the true
     value with the RMSE over them; plus ``tau_R2_by_type`` / ``V_rest_R2_by_type``: R^2 of the per-type
     mean learned values against the 65 true ones (within one type the true value is constant, so a
-    within-type R^2 is undefined)."""
+    within-type R^2 is undefined). Which type carries the tau error: ``tau_var_share`` (the type's share
+    of the true tau's sum of squares about its mean, i.e. its lever on tau_R2) and ``tau_R2_without``
+    (tau_R2 over all neurons except this type's); ``tau_worst_type`` names the type whose removal raises
+    tau_R2 most."""
     ti = np.asarray(type_index).astype(np.int64)
     dst = np.asarray(dst).astype(np.int64)
     Ws, Wt = _np(W_star).ravel(), _np(W_true).ravel()
@@ -418,6 +421,8 @@ def per_type_recovery(W_star, W_true, dst, tau_l, tau_t, vrest_l, vrest_t, type_
     types = np.unique(ti)
     rows = {}
     etype = ti[dst]
+    ok_t = np.isfinite(tt)
+    ss_tau = float(((tt[ok_t] - tt[ok_t].mean()) ** 2).sum()) if ok_t.any() else float("nan")
     with np.errstate(all="ignore"):
         for t in types:
             n_mask, e_mask = ti == t, etype == t
@@ -430,13 +435,19 @@ def per_type_recovery(W_star, W_true, dst, tau_l, tau_t, vrest_l, vrest_t, type_
                 "tau_true": float(np.nanmean(tt[n_mask])),
                 "tau_learned": float(np.nanmean(tl[n_mask])),
                 "tau_rmse": float(np.sqrt(np.nanmean((tl[n_mask] - tt[n_mask]) ** 2))),
+                "tau_var_share": float(((tt[n_mask & ok_t] - tt[ok_t].mean()) ** 2).sum() / ss_tau)
+                if ss_tau > 0
+                else float("nan"),
+                "tau_R2_without": r2_score(tl[~n_mask], tt[~n_mask]),
                 "V_rest_true": float(np.nanmean(vt[n_mask])),
                 "V_rest_learned": float(np.nanmean(vl[n_mask])),
                 "V_rest_rmse": float(np.sqrt(np.nanmean((vl[n_mask] - vt[n_mask]) ** 2))),
             }
     col = lambda k: np.array([r[k] for r in rows.values()])  # noqa: E731
+    without = col("tau_R2_without")
     return {
         "types": rows,
+        "tau_worst_type": list(rows)[int(np.nanargmax(without))] if np.isfinite(without).any() else None,
         "tau_R2_by_type": r2_score(col("tau_learned"), col("tau_true")),
         "V_rest_R2_by_type": r2_score(col("V_rest_learned"), col("V_rest_true")),
     }

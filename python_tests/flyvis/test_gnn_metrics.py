@@ -257,6 +257,29 @@ def test_per_type_recovery_by_hand():
     assert b["tau_rmse"] == pytest.approx(np.sqrt((0.0 + 0.01 + 0.01) / 3))
     assert (a["n_neurons"], b["n_edges_in"]) == (2, 4)
     assert np.isnan(r["tau_R2_by_type"]) or 0 <= r["tau_R2_by_type"] <= 1
+    # lever on tau_R2: share of the true tau's sum of squares; mean 0.068, SS = 2 * 0.048^2 + 3 * 0.032^2
+    ss = 2 * 0.048**2 + 3 * 0.032**2
+    assert a["tau_var_share"] == pytest.approx(2 * 0.048**2 / ss) and b["tau_var_share"] == pytest.approx(
+        3 * 0.032**2 / ss
+    )
+    # leaving one type out leaves the other alone, whose true tau is constant: R^2 undefined (NaN)
+    assert np.isnan(a["tau_R2_without"]) and np.isnan(b["tau_R2_without"]) and r["tau_worst_type"] is None
+
+
+def test_tau_worst_type_names_the_type_whose_removal_raises_tau_R2_most():
+    rng = np.random.default_rng(5)
+    ti = np.repeat(np.arange(6), 7)
+    tau_t = np.repeat([0.02, 0.03, 0.05, 0.08, 0.12, 0.3], 7)
+    tau_l = tau_t * (1 + 0.05 * rng.standard_normal(tau_t.size))
+    tau_l[ti == 5] = 0.1  # the slow type learned 3x too fast
+    z = np.zeros(42)
+    r = M.per_type_recovery(z[:1], z[:1], [0], tau_l, tau_t, z, z, ti, list("abcdef"))
+    assert r["tau_worst_type"] == "f"
+    keep = ti != 5
+    assert r["types"]["f"]["tau_R2_without"] == pytest.approx(M.r2_score(tau_l[keep], tau_t[keep]))
+    assert r["types"]["f"]["tau_R2_without"] > 0.95 > M.r2_score(tau_l, tau_t)
+    d = tau_t - tau_t.mean()
+    assert r["types"]["f"]["tau_var_share"] == pytest.approx((d[ti == 5] ** 2).sum() / (d**2).sum())
 
 
 def test_activity_svd_rank_reference_matches_a_plain_svd():

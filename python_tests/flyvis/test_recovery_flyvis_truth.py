@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from eirnn_fast.flyvis import metrics as M
 from eirnn_fast.flyvis.simulator import GenerateConfig, generate_dataset
@@ -54,6 +55,12 @@ def test_ladder_case_is_resumable_and_summarised(tmp_path):
     assert 1 <= case["activity_svd_rank_reference"]["rank_99"] <= 100
     again = run_case(rung, 3, tmp_path)  # done: loaded, not rerun (NaN metrics compare as text)
     assert json.dumps(again, sort_keys=True, default=float) == json.dumps(case, sort_keys=True, default=float)
+    # a case stopped mid-training and resumed reports the schedule's iterations, not only the rest it ran
+    (folder / "case.json").unlink()
+    ck = torch.load(folder / "run" / "checkpoint.pt", weights_only=False)
+    assert (ck["epoch"], ck["iteration"]) == (2, 0)
+    resumed = run_case(rung, 3, tmp_path)  # the finished checkpoint: nothing left to run
+    assert resumed["iterations"] == 20 and resumed["iterations_this_process"] == 0
     table = summarise([case])
     assert rung.name in table and "Node 21" in table and "0.955 +- 0.029" in table
     (tmp_path / "bad.yaml").write_text("rungs:\n  - {extent: 1, noise: 0.05}\n")
@@ -62,3 +69,19 @@ def test_ladder_case_is_resumable_and_summarised(tmp_path):
     (tmp_path / "bad2.yaml").write_text("rungs: []\n")
     with pytest.raises(ValueError, match="non-empty list 'rungs'"):
         load_ladder(tmp_path / "bad2.yaml")
+
+
+def test_ladder_results_keep_the_prose_around_the_table(tmp_path):
+    """`flyvis ladder --results` used to overwrite RESULTS.md with the bare table, prose and all."""
+    from eirnn_fast.flyvis.ladder import RESULTS_BEGIN, RESULTS_END, write_results
+
+    p = tmp_path / "RESULTS.md"
+    write_results(p, "| t1 |")  # a new file: just the marked block
+    assert p.read_text() == f"{RESULTS_BEGIN}\n| t1 |\n{RESULTS_END}\n"
+    p.write_text(f"# head\nintro\n\n{RESULTS_BEGIN}\n| old |\n{RESULTS_END}\n\n## analysis\nkept\n")
+    write_results(p, "| new |\n")
+    assert p.read_text() == f"# head\nintro\n\n{RESULTS_BEGIN}\n| new |\n{RESULTS_END}\n\n## analysis\nkept\n"
+    q = tmp_path / "plain.md"
+    q.write_text("# notes without markers\n")
+    write_results(q, "| t |")
+    assert q.read_text() == f"# notes without markers\n\n{RESULTS_BEGIN}\n| t |\n{RESULTS_END}\n"
