@@ -28,7 +28,6 @@ from torch.profiler import ProfilerActivity, profile, record_function
 import eirnn_fast
 import eirnn_fast.losses as L
 from eirnn_fast.data import make_synthetic_variables, session_from_variables, train_val_split
-from eirnn_fast.models import select_units
 from eirnn_fast.train import FitConfig, build_model
 
 STAGES = (
@@ -118,11 +117,12 @@ def profile_epoch(model, unit_index, inputs, targets, mask, with_trial: bool, ep
                 xb, yb, mb = inputs[i : i + 64], targets[i : i + 64], mask[i : i + 64]
             rates = _staged_forward(model, xb)
             with record_function("stage:L_neuron fwd"):
-                rec = select_units(rates, unit_index)
-                loss = L.l_neuron(rec, yb, mb)
+                loss = L.l_neuron(rates, yb, mb, unit_index=unit_index)  # selected inside (the trainer's way)
             if with_trial:
                 with record_function("stage:L_trial fwd"):
-                    loss = loss + 0.5 * L.trial_matching_loss(rec, yb, mask=mb, backend=model.backend)
+                    loss = loss + 0.5 * L.trial_matching_loss(
+                        rates, yb, mask=mb, recorded_indices=unit_index, backend=model.backend
+                    )
             with record_function("stage:zero_grad"):
                 opt.zero_grad(set_to_none=True)
             with record_function("stage:backward"):
