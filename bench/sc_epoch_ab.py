@@ -5,7 +5,8 @@
 Each round runs one worker process per side (this interpreter, then ``--other``); a worker builds the
 bench's setup (``profile_sc_epoch._setup``: 835 trials x 219 bins, 65 units, fused backend), runs one
 warm-up epoch and ``--epochs`` timed epochs of the same loop (:func:`run_epoch`: the bench's loop,
-the losses given ``unit_index`` as the trainer passes it) and prints its times. The ratio other/ours
+the losses given ``unit_index`` as the trainer passes it; Adam ``fused=True`` on our side as the
+trainer's, the default one on the other unless ``--other-adam same``) and prints its times. The ratio other/ours
 is taken per round (medians and min over rounds), so load drift on a shared machine hits both sides.
 """
 
@@ -39,7 +40,7 @@ def run_epoch(model, unit_index, inputs, targets, mask, opt, params, with_trial)
         opt.step()
 
 
-def worker(with_trial: bool, epochs: int, backend: str) -> None:
+def worker(with_trial: bool, epochs: int, backend: str, fused_adam: bool) -> None:
     import torch
 
     import eirnn_fast
@@ -49,7 +50,7 @@ def worker(with_trial: bool, epochs: int, backend: str) -> None:
 
     eirnn_fast.tune_cpu_allocator()
     model, unit_index, inputs, targets, mask = _setup(backend)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused_adam or None)
     params = list(model.parameters())
     run_epoch(model, unit_index, inputs, targets, mask, opt, params, with_trial)
     times = []
@@ -68,15 +69,25 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--backend", default="fused")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--fused-adam", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--other-adam",
+        choices=("same", "default"),
+        default="default",
+        help="the other side's Adam: 'default' (the trainer's before fused=True) or the same fused one",
+    )
     a = p.parse_args(argv)
     if a.worker:
-        return worker(a.trial, a.epochs, a.backend)
+        return worker(a.trial, a.epochs, a.backend, a.fused_adam)
     cmd = [__file__, "--worker", "--epochs", str(a.epochs), "--backend", a.backend] + (["--trial"] if a.trial else [])
-    sides = {"ours": sys.executable, "other": a.other}
+    sides = {
+        "ours": (sys.executable, ["--fused-adam"]),
+        "other": (a.other, ["--fused-adam"] * (a.other_adam == "same")),
+    }
     best = {k: [] for k in sides}
     for _ in range(a.rounds):
-        for name, py in sides.items():
-            out = subprocess.run([py, *cmd], capture_output=True, text=True, check=True, cwd="/tmp").stdout
+        for name, (py, extra) in sides.items():
+            out = subprocess.run([py, *cmd, *extra], capture_output=True, text=True, check=True, cwd="/tmp").stdout
             res = json.loads(out.strip().splitlines()[-1])
             best[name].append(min(res["times"]))
     ratios = [o / u for o, u in zip(best["other"], best["ours"])]
@@ -84,6 +95,7 @@ def main(argv=None):
         json.dumps(
             {
                 "loss": "l_neuron" + ("+l_trial" if a.trial else ""),
+                "adam": {"ours": "fused", "other": "fused" if a.other_adam == "same" else "default"},
                 "ours_s": [round(t, 4) for t in best["ours"]],
                 "other_s": [round(t, 4) for t in best["other"]],
                 "ratio_median": round(statistics.median(ratios), 2),

@@ -44,7 +44,7 @@ def _setup(session, backend):
 
 
 def _epoch_fn(model, unit_index, inputs, targets, mask, with_trial):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # the trainer's (same on both sides)
     params = list(model.parameters())
 
     def epoch():
