@@ -234,7 +234,10 @@ def loss_terms(
             balanced["trial"] = trial_fn(tap("trial", recorded()), targets, mask=mask, **kw)
     extra = {"reg": cfg.reg_weight * REG_FUNCTIONS[cfg.reg_form](model)}
     if cfg.rate_weight > 0:
-        extra["rate"] = cfg.rate_weight * l_rate(recorded(), targets, mask, form=cfg.rate_form, bin_ms=bin_ms)
+        if cfg.rate_form == "log":  # per-neuron means: selected after the mean, as L_neuron
+            extra["rate"] = cfg.rate_weight * l_rate(rates, targets, mask, form="log", unit_index=unit_index)
+        else:
+            extra["rate"] = cfg.rate_weight * l_rate(recorded(), targets, mask, form=cfg.rate_form, bin_ms=bin_ms)
     if cfg.activity_weight > 0:
         target = cfg.activity_target_rate if cfg.activity_target_rate is not None else target_mean
         if cfg.activity_form == "predecessor":

@@ -41,7 +41,7 @@ def test_loss_terms_match_the_gathered_formulas_on_a_fixed_batch(feature):
     params = [p for p in model.parameters() if p.requires_grad]
     for name, value in old.items():
         got = new[name] if name in new else extra[name]
-        assert float(got) == pytest.approx(float(value), rel=1e-6, abs=1e-7), name
+        assert float(got.detach()) == pytest.approx(float(value.detach()), rel=1e-6, abs=1e-7), name
         g_new = torch.autograd.grad(got, params, retain_graph=True, allow_unused=True)
         g_old = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
         for a, b in zip(g_new, g_old):
