@@ -44,17 +44,22 @@ def _setup(session, backend):
 
 
 def _epoch_fn(model, unit_index, inputs, targets, mask, with_trial):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # the trainer's (same on both sides)
     params = list(model.parameters())
 
     def epoch():
         for i in range(0, inputs.shape[0], 64):
             rates, _ = model(inputs[i : i + 64])
-            rec = select_units(rates, unit_index)
-            loss = L.l_neuron(rec, targets[i : i + 64], mask[i : i + 64])
+            # the recorded units are selected inside the losses (as the trainer's loss_terms does):
+            # after L_neuron's trial mean, and as L_trial's population-mean weights
+            loss = L.l_neuron(rates, targets[i : i + 64], mask[i : i + 64], unit_index=unit_index)
             if with_trial:
                 loss = loss + 0.5 * L.trial_matching_loss(
-                    rec, targets[i : i + 64], mask=mask[i : i + 64], backend=model.backend
+                    rates,
+                    targets[i : i + 64],
+                    mask=mask[i : i + 64],
+                    recorded_indices=unit_index,
+                    backend=model.backend,
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -363,50 +363,69 @@ void reduce_partials_cpu(const T* m_partials, const T* gx_partials, int64_t n_ch
 
 // ---- output rates and state noise ---------------------------------------------------------------
 
+// The rates read x_{t-1}: for the rows of one trial with t >= 1 these are one contiguous block of
+// states, so softplus runs over up to kRateRows rows per call (one vector remainder per block
+// instead of one per 65-wide row, and the call overhead amortised).
+constexpr int64_t kRateRows = 64;
+
+template <typename F>
+inline void for_each_rate_block(int64_t T_steps, int64_t r_begin, int64_t r_end, F&& f) {
+  for (int64_t row = r_begin; row < r_end;) {
+    const int64_t b = row / T_steps, t = row - b * T_steps;
+    // t == 0 reads x0: a block of its own; otherwise up to the end of this trial
+    const int64_t stop = t == 0 ? row + 1 : std::min({r_end, (b + 1) * T_steps, row + kRateRows});
+    f(row, stop - row, b, t);
+    row = stop;
+  }
+}
+
 template <typename T>
 void rates_forward_cpu(const T* states, const T* x0, T scale, T base, T* rates, int64_t T_steps,
                        int64_t N, int64_t r_begin, int64_t r_end) {
-  std::vector<T> sp(N);
-  for (int64_t row = r_begin; row < r_end; ++row) {
-    const int64_t b = row / T_steps, t = row - b * T_steps;
+  std::vector<T> sp(kRateRows * N);
+  for_each_rate_block(T_steps, r_begin, r_end, [&](int64_t row, int64_t len, int64_t b, int64_t t) {
     const T* prev = t > 0 ? states + (row - 1) * N : x0 + b * N;
-    softplus_row(prev, sp.data(), N);
+    const int64_t n_el = len * N;
+    softplus_row(prev, sp.data(), n_el);
     T* __restrict out = rates + row * N;
     const T* __restrict s = sp.data();
 #pragma omp simd
-    for (int64_t n = 0; n < N; ++n) {
-      const T v = s[n] * scale + base;
-      out[n] = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.clamp
+    for (int64_t i = 0; i < n_el; ++i) {
+      const T v = s[i] * scale + base;
+      out[i] = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.clamp
     }
-  }
+  });
 }
 
 template <typename T>
 void rates_backward_cpu(const T* grad, const T* states, const T* x0, T scale, T base, T* d_states,
                         T* d_x0, double* sums, int64_t T_steps, int64_t N, int64_t r_begin,
                         int64_t r_end) {
-  std::vector<T> sp(N), dsp(N);
+  std::vector<T> sp(kRateRows * N), dsp(kRateRows * N);
   double sum_sp = 0.0, sum_g = 0.0;
-  for (int64_t row = r_begin; row < r_end; ++row) {
-    const int64_t b = row / T_steps, t = row - b * T_steps;
+  for_each_rate_block(T_steps, r_begin, r_end, [&](int64_t row, int64_t len, int64_t b, int64_t t) {
     const T* prev = t > 0 ? states + (row - 1) * N : x0 + b * N;
     T* __restrict dprev = t > 0 ? d_states + (row - 1) * N : d_x0 + b * N;
-    if (t == T_steps - 1) std::fill(d_states + row * N, d_states + (row + 1) * N, T(0));
-    softplus_and_grad_row(prev, sp.data(), dsp.data(), N);
-    const T* __restrict g = grad + row * N;
-    const T* __restrict s = sp.data();
-    const T* __restrict ds = dsp.data();
-    T acc_sp = T(0), acc_g = T(0);
+    const int64_t last = row + len - 1;  // the block's last row; x_{T-1} feeds no rate
+    if (last - b * T_steps == T_steps - 1) std::fill(d_states + last * N, d_states + (last + 1) * N, T(0));
+    softplus_and_grad_row(prev, sp.data(), dsp.data(), len * N);
+    for (int64_t r = 0; r < len; ++r) {  // per row: the partial sums keep their order, as before
+      const T* __restrict g = grad + (row + r) * N;
+      const T* __restrict s = sp.data() + r * N;
+      const T* __restrict ds = dsp.data() + r * N;
+      T* __restrict dp = dprev + r * N;
+      T acc_sp = T(0), acc_g = T(0);
 #pragma omp simd reduction(+ : acc_sp, acc_g)
-    for (int64_t n = 0; n < N; ++n) {
-      const T gm = s[n] * scale + base >= T(0) ? g[n] : T(0);
-      dprev[n] = gm * scale * ds[n];
-      acc_sp += gm * s[n];
-      acc_g += gm;
+      for (int64_t n = 0; n < N; ++n) {
+        const T gm = s[n] * scale + base >= T(0) ? g[n] : T(0);
+        dp[n] = gm * scale * ds[n];
+        acc_sp += gm * s[n];
+        acc_g += gm;
+      }
+      sum_sp += static_cast<double>(acc_sp);
+      sum_g += static_cast<double>(acc_g);
     }
-    sum_sp += static_cast<double>(acc_sp);
-    sum_g += static_cast<double>(acc_g);
-  }
+  });
   sums[0] = sum_sp;
   sums[1] = sum_g;
 }

@@ -46,10 +46,27 @@ def l_rate(
     form: str = "log",
     offset: float = RATE_OFFSET,
     bin_ms: float = 25.0,
+    unit_index: Optional[torch.Tensor] = None,  # [N] unit of each recorded neuron (model_rates: all units)
 ) -> torch.Tensor:
-    """Per-neuron rate loss (module docstring); a scalar, differentiable w.r.t. ``model_rates``."""
+    """Per-neuron rate loss (module docstring); a scalar, differentiable w.r.t. ``model_rates``.
+    With ``unit_index`` (``form="log"`` only) ``model_rates`` holds every unit and the recorded
+    neurons' means are selected after the mean over trials and bins (no ``[K, T, N]`` gather)."""
     if form not in RATE_FORMS:
         raise ValueError(f"rate form must be one of {RATE_FORMS}, got {form!r}")
+    if unit_index is not None:
+        if form != "log":
+            raise ValueError("unit_index is only for form='log' (the poisson form needs every bin's recorded rates)")
+        if model_rates.dim() != 3 or model_rates.shape[:2] != target_rates.shape[:2]:
+            raise ValueError(f"model rates {tuple(model_rates.shape)} and targets {tuple(target_rates.shape)} differ")
+        idx = torch.as_tensor(unit_index, device=model_rates.device).long()
+        if idx.shape != (target_rates.shape[2],):
+            raise ValueError(f"unit_index must be [{target_rates.shape[2]}], got shape {tuple(idx.shape)}")
+        try:
+            m = _masked_neuron_mean(model_rates, mask).index_select(0, idx)
+        except (IndexError, RuntimeError) as exc:
+            raise ValueError(f"unit_index holds a unit outside [0, {model_rates.shape[2]}): {exc}") from None
+        d = _masked_neuron_mean(target_rates.to(model_rates.dtype), mask)
+        return torch.log((m + offset) / (d + offset)).pow(2).mean()
     if model_rates.shape != target_rates.shape:
         raise ValueError(f"model rates {tuple(model_rates.shape)} and targets {tuple(target_rates.shape)} differ")
     target_rates = target_rates.to(model_rates.dtype)

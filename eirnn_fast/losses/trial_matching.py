@@ -36,6 +36,21 @@ def _select(model_rates, target_rates, recorded_indices):
     return model_rates[:, :, :n_rec]
 
 
+def _population_mean(model_rates, target_rates, recorded_indices):
+    """``[K, T]`` mean over the recorded units of ``model_rates``: with ``recorded_indices`` one
+    matrix-vector product with weights 1/n on those units (no ``[K, T, n]`` gather: the strided
+    gather and its scatter backward cost more than the rest of L_trial at the SC batch shape)."""
+    if recorded_indices is None:
+        return model_rates[:, :, : target_rates.shape[2]].mean(dim=2)
+    idx = torch.as_tensor(recorded_indices, device=model_rates.device).long().reshape(-1)
+    w = model_rates.new_zeros(model_rates.shape[2])
+    try:  # index_add_ refuses units outside the rates (negative ones included)
+        w.index_add_(0, idx, w.new_full((idx.numel(),), 1.0 / max(idx.numel(), 1)))
+    except (IndexError, RuntimeError) as exc:
+        raise ValueError(f"recorded_indices holds a unit outside [0, {model_rates.shape[2]}): {exc}") from None
+    return torch.matmul(model_rates, w)
+
+
 def _faithful_sinkhorn(D: torch.Tensor, n_iters: int, eps: float) -> torch.Tensor:
     """Predecessor's plan: unit row/column sums, fixed iteration count, unrolled autograd."""
     log_k = -D / eps
@@ -58,8 +73,7 @@ def faithful_trial_matching_loss(
     n_iters: int = 20,
 ) -> torch.Tensor:
     """The predecessor's L_trial (see the module docstring); plain PyTorch, unrolled gradient."""
-    model = _select(model_rates, target_rates, recorded_indices)
-    m_pop = model.mean(dim=2)  # [K, T]
+    m_pop = _population_mean(model_rates, target_rates, recorded_indices)  # [K, T]
     t_pop = target_rates.mean(dim=2)  # [K', T]
     if mask is not None:
         m_pop = m_pop * mask
@@ -234,8 +248,13 @@ def trial_matching_loss(
     if cost == "poisson" and zscore is not None:
         raise ValueError("cost='poisson' compares non-negative rates: use zscore=None")
 
-    model = _select(model_rates, target_rates, recorded_indices)
-    xm = trial_features(model, feature, neuron_type, mask)  # [K, F]
+    if feature == "pop_mean":
+        xm = _population_mean(model_rates, target_rates, recorded_indices).unsqueeze(2)  # [K, T, 1]
+        if mask is not None:
+            xm = xm * mask.unsqueeze(2).to(xm.dtype)
+        xm = xm.reshape(model_rates.shape[0], -1)
+    else:
+        xm = trial_features(_select(model_rates, target_rates, recorded_indices), feature, neuron_type, mask)  # [K, F]
     xt = trial_features(target_rates, feature, neuron_type, mask)  # [K', F]
     if cost == "poisson":
         xm = xm.clamp_min(0.0)  # rates are >= 0 by construction; guard rounding

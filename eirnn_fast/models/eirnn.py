@@ -42,8 +42,9 @@ LEARNABLE_ALPHA_MODES = ("none", "scalar", "population", "neuron")
 #: (same seed, same noise); ``batched`` = one ``randn`` for the whole ``[B, T, N]`` (one launch on
 #: GPU, different numbers); ``counter`` = counter-based draws added inside the extension
 #: (:func:`eirnn_fast.ops.state_noise_`: no ``[B, T, N]`` noise tensor, ~3x faster than ``randn`` on
-#: CPU; ``batched`` where the fused CPU kernels are not used); ``auto`` = ``per_step`` on CPU,
-#: ``batched`` elsewhere.
+#: CPU; ``batched`` where the fused CPU kernels are not used); ``auto`` (the default) = ``counter``
+#: (same standard-normal statistics, other numbers than the predecessor's; ``per_step`` keeps its
+#: exact stream).
 NOISE_DRAWS = ("auto", "per_step", "batched", "counter")
 
 
@@ -453,9 +454,7 @@ class EIRNN(nn.Module):
 
     def _draw_noise(self, batch: int, steps: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         mode = self.noise_draw
-        if mode == "auto":
-            mode = "per_step" if device.type == "cpu" else "batched"
-        if mode == "counter":  # only reached where the fused CPU kernels are not used
+        if mode in ("auto", "counter"):  # only reached where the fused CPU kernels are not used
             mode = "batched"
         if mode == "per_step":  # the predecessor's stream: randn_like(x) once per step
             return torch.stack([torch.randn(batch, self.n_total, dtype=dtype, device=device) for _ in range(steps)], 1)
@@ -510,7 +509,7 @@ class EIRNN(nn.Module):
             xi = noise.to(device=drive.device, dtype=drive.dtype)
         elif noise is False or not scale:
             xi = None
-        elif self.noise_draw == "counter" and self._fused_cpu(drive.device):
+        elif self.noise_draw in ("counter", "auto") and self._fused_cpu(drive.device):
             drive = state_noise_(drive, scale * alpha.mean().sqrt(), backend="fused")  # in place, no xi tensor
             xi = None
         else:

@@ -142,7 +142,9 @@ def _make_optimizer(cfg: FitConfig, model):
     groups = [{"params": rest, "lr": cfg.lr, "name": "weights"}]
     if alpha:
         groups.append({"params": alpha, "lr": cfg.lr * cfg.alpha_lr_scale, "name": "alpha"})
-    return torch.optim.Adam(groups)
+    # fused: one pass over all parameters per step and no per-step ``.item()`` of the step count
+    # (the single-tensor loop's host sync); same update as the loop, up to rounding
+    return torch.optim.Adam(groups, fused=True)
 
 
 def cosine_factor(cfg: FitConfig, epoch: int) -> float:
@@ -203,19 +205,43 @@ def loss_terms(
     from eirnn_fast.models import select_units
 
     tap = tap or (lambda name, x: x)
-    rec = select_units(rates, unit_index)  # [B, T, N_recorded]
+    rec = None  # [B, T, N_recorded], gathered only for the terms that need every trial's recorded units
+
+    def recorded():
+        nonlocal rec
+        if rec is None:
+            rec = select_units(rates, unit_index)
+        return rec
+
+    # L_neuron selects the recorded units' columns of its PSTH (same numbers as on the gathered
+    # rates, and the same tap statistics: the hidden units' gradient is 0)
     balanced = {
-        "neuron": l_neuron(tap("neuron", rec), targets, mask, smooth_ms=cfg.smooth_ms, mask_mode=cfg.lneuron_mask)
+        "neuron": l_neuron(
+            tap("neuron", rates),
+            targets,
+            mask,
+            smooth_ms=cfg.smooth_ms,
+            mask_mode=cfg.lneuron_mask,
+            unit_index=unit_index,
+        )
     }
     if trial_fn is not None and w_trial > 0:
-        balanced["trial"] = trial_fn(tap("trial", rec), targets, mask=mask, **(trial_kw or {}))
+        kw = dict(trial_kw or {})
+        if kw.get("feature", "pop_mean") == "pop_mean" and kw.get("recorded_indices") is None:
+            # the population mean over the recorded units is one matrix-vector product on all units
+            balanced["trial"] = trial_fn(tap("trial", rates), targets, mask=mask, recorded_indices=unit_index, **kw)
+        else:
+            balanced["trial"] = trial_fn(tap("trial", recorded()), targets, mask=mask, **kw)
     extra = {"reg": cfg.reg_weight * REG_FUNCTIONS[cfg.reg_form](model)}
     if cfg.rate_weight > 0:
-        extra["rate"] = cfg.rate_weight * l_rate(rec, targets, mask, form=cfg.rate_form, bin_ms=bin_ms)
+        if cfg.rate_form == "log":  # per-neuron means: selected after the mean, as L_neuron
+            extra["rate"] = cfg.rate_weight * l_rate(rates, targets, mask, form="log", unit_index=unit_index)
+        else:
+            extra["rate"] = cfg.rate_weight * l_rate(recorded(), targets, mask, form=cfg.rate_form, bin_ms=bin_ms)
     if cfg.activity_weight > 0:
         target = cfg.activity_target_rate if cfg.activity_target_rate is not None else target_mean
         if cfg.activity_form == "predecessor":
-            extra["activity"] = l_activity_predecessor(rec, lambda_mean=cfg.activity_weight, target_mean=target)
+            extra["activity"] = l_activity_predecessor(recorded(), lambda_mean=cfg.activity_weight, target_mean=target)
         else:
             extra["activity"] = cfg.activity_weight * l_activity_relative(rates, target, mask)
     return balanced, extra

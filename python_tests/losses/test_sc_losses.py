@@ -153,3 +153,23 @@ def test_interleaved_types_pair_with_units_of_their_own_type():
     rates = torch.zeros(3, 8, 30, dtype=torch.float64)
     rates[:, :, idx] = target
     assert float(l_neuron(rates, target, unit_index=idx)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_l_neuron_unit_index_selects_after_the_trial_mean():
+    """unit_index: the PSTH's columns are selected (no [K, T, N] gather); same loss and gradient as
+    selecting the rates first, in float64; a unit outside the rates is a ValueError naming it."""
+    g = torch.Generator().manual_seed(3)
+    rates = torch.rand(7, 11, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(7, 11, 4, generator=g, dtype=torch.float64)
+    mask = (torch.rand(7, 11, generator=g) > 0.2).double()
+    idx = torch.tensor([8, 0, 3, 5])
+    for mode in ("valid", "multiply"):
+        a = l_neuron(rates, t, mask=mask, unit_index=idx, mask_mode=mode)
+        b = l_neuron(rates[..., idx], t, mask=mask, mask_mode=mode)
+        ga = torch.autograd.grad(a, rates)[0]
+        gb = torch.autograd.grad(b, rates)[0]
+        assert float(a) == pytest.approx(float(b), rel=1e-12)
+        assert torch.allclose(ga, gb, rtol=1e-10, atol=1e-14)
+    for bad in ([9, 0, 1, 2], [-1, 0, 1, 2]):
+        with pytest.raises(ValueError, match="unit_index"):
+            l_neuron(rates, t, unit_index=bad)

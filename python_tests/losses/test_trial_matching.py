@@ -184,3 +184,24 @@ def test_constant_features_give_no_spurious_float32_gradient():
         loss = trial_matching_loss(base[None].expand(40, 30, 5) * gain + var, target, eps=0.1)
         (dg,) = torch.autograd.grad(loss, [gain])
         assert abs(float(dg)) < tol, (dtype, float(dg))
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_recorded_indices_population_mean_equals_the_gathered_rates(faithful):
+    """recorded_indices: the population mean is a weighted sum over all units (no gather); same loss
+    and gradient as gathering the recorded units first (float64); an index outside is a ValueError."""
+    from eirnn_fast.losses import trial_matching_loss
+
+    g = torch.Generator().manual_seed(5)
+    rates = torch.rand(12, 9, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(12, 9, 4, generator=g, dtype=torch.float64)
+    mask = (torch.rand(12, 9, generator=g) > 0.1).double()
+    idx = torch.tensor([7, 2, 9, 0])
+    kw = dict(mask=mask, faithful=faithful, backend="reference")
+    a = trial_matching_loss(rates, target, recorded_indices=idx, **kw)
+    b = trial_matching_loss(rates[:, :, idx], target, **kw)
+    ga, gb = (torch.autograd.grad(x, rates)[0] for x in (a, b))
+    assert float(a) == pytest.approx(float(b), rel=1e-10)
+    assert torch.allclose(ga, gb, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="recorded_indices"):
+        trial_matching_loss(rates, target, recorded_indices=torch.tensor([10, 0, 1, 2]), **kw)
