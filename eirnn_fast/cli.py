@@ -137,7 +137,11 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = _HELP.get(f.name, "") + f" (default: {default})"
-        if isinstance(default, bool):  # --x and --no-x: a protocol preset may have set either
+        if isinstance(default, bool):
+            on = f"--{f.name.replace('_', '-')}"
+            help_text = (_HELP.get(f.name, "") + "; " if f.name in _HELP else "") + (
+                f"default: {on if default else '--no-' + on[2:]}"
+            )  # --x and --no-x: a protocol preset may have set either
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif isinstance(default, dict):
             p.add_argument(flag, dest=f.name, type=json.loads, default=None, help=help_text)
@@ -581,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_diag = sub.add_parser("diagnose", help="data statistics and untrained-model diagnostics (seed 002, Priority 0)")
     p_diag.add_argument("--data", help="session .mat file (default: the embedded session --session names)")
     p_diag.add_argument("--session", default="08_13", help="embedded session without --data: 08_13 | 08_14")
-    p_diag.add_argument("--json", default="diagnose.json", help="where to write the JSON report ('' = don't)")
+    p_diag.add_argument("--json", default="", help="also write the JSON report to this file (default: not written)")
     p_diag.add_argument("--seed", type=int, default=0)
     p_diag.add_argument("--n-trials", type=int, default=10, help="trials run through the untrained model")
     p_diag.add_argument(

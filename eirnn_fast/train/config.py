@@ -149,8 +149,57 @@ class FitConfig:
 
             if self.session not in EMBEDDED_SESSIONS:
                 raise ValueError(f"session must be one of {sorted(EMBEDDED_SESSIONS)}, got {self.session!r}")
-        if self.epochs < 1 or self.batch_size < 0:
-            raise ValueError(f"need epochs >= 1 and batch_size >= 0, got {self.epochs}, {self.batch_size}")
+        from eirnn_fast._ext import BACKENDS
+        from eirnn_fast.models.eirnn import LEARNABLE_ALPHA_MODES, LEARNABLE_TAU_MODES
+        from eirnn_fast.models.embeddings import EMBED_TYPES
+
+        for name, allowed in (
+            ("learnable_alpha", LEARNABLE_ALPHA_MODES),
+            ("learnable_tau", LEARNABLE_TAU_MODES),
+            ("input_embed_type", EMBED_TYPES),
+            ("backend", BACKENDS),
+        ):  # the model's choices, checked here so a typo fails before the data loads
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {tuple(allowed)}, got {getattr(self, name)!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0 (0 = all training trials), got {self.batch_size}")
+        positive = ("lr", "alpha_init", "plateau_factor")
+        for name in positive:
+            if not getattr(self, name) > 0:  # also rejects NaN
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.alpha_init < 1 or not self.plateau_factor < 1:
+            raise ValueError(f"alpha_init and plateau_factor must be < 1, got {self.alpha_init}, {self.plateau_factor}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:  # 0: no such split (tests, quick runs)
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.val_fraction + self.test_fraction < 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + {self.test_fraction}"
+            )
+        nonneg = (
+            "lneuron_weight",
+            "ltrial_weight",
+            "reg_weight",
+            "activity_weight",
+            "noise_scale",
+            "spectral_radius",
+            "smooth_ms",
+            "grad_clip",
+        )
+        for name in nonneg:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("patience", "plateau_patience", "warmup_epochs", "ramp_epochs", "lr_warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.clip_percentile is not None and not 0 < self.clip_percentile <= 100:
+            raise ValueError(f"clip_percentile must be in (0, 100] or None, got {self.clip_percentile}")
+        if self.max_trials is not None and self.max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1 or None, got {self.max_trials}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
         if not self.alpha_lr_scale >= 0:
             raise ValueError(f"alpha_lr_scale must be >= 0 (0 freezes alpha), got {self.alpha_lr_scale}")
         if self.loss_ema_init is not None and not self.loss_ema_init > 0:

@@ -133,7 +133,7 @@ def test_trial_matching_within_condition_groups(tiny_file, tmp_path, monkeypatch
 
 
 def test_early_stopping_after_patience(tiny_file, tmp_path):
-    r = fit(_cfg(tiny_file, tmp_path / "stop", epochs=50, lr=0.0, patience=3, scheduler="none"))
+    r = fit(_cfg(tiny_file, tmp_path / "stop", epochs=50, lr=1e-30, patience=3, scheduler="none"))
     lines = (tmp_path / "stop" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 4  # nothing improves after epoch 0 (lr 0): 3 more epochs, then stop
     assert r["best_epoch"] == 0
