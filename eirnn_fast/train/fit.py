@@ -365,6 +365,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             random.setstate(ckpt["rng"]["python"])
             logger.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
         elif not changed and ckpt.get("finished", False) and (out / "result.json").is_file():
+            logger.info("already finished, loaded from %s", out / "result.json")
             return json.loads((out / "result.json").read_text())
     with open(out / "metrics.jsonl", "w") as fh:  # rewritten from the checkpoint's history on resume
         for line in history:
