@@ -92,3 +92,21 @@ def record(name, payload):
 def devices():
     """Devices to benchmark: the CPU always, CUDA when torch sees a GPU."""
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def sc_epoch_setup(session, backend: str):
+    """The SC-epoch bench's model and training batch tensors (the trainer's ``build_model``, seeded;
+    stratified 80/20 split, seed 42): ``(model, unit_index, inputs, targets, mask)``. Public API only,
+    so ``profile_sc_epoch.py`` runs it against an installed older version too."""
+    import numpy as np
+
+    from eirnn_fast.data import train_val_split
+    from eirnn_fast.train import FitConfig, build_model
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    model, unit_index = build_model(FitConfig(backend=backend, learnable_alpha="neuron"), session)
+    train, _ = train_val_split(session, 0.2, seed=42)
+    data = session.get_all_trials()
+    idx = torch.as_tensor(train)
+    return model, unit_index, data["inputs"][idx], data["targets"][idx], data["mask"][idx]

@@ -20,15 +20,14 @@ import argparse
 import collections
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from benchutils import sc_epoch_setup
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import eirnn_fast
 import eirnn_fast.losses as L
-from eirnn_fast.data import make_synthetic_variables, session_from_variables, train_val_split
-from eirnn_fast.train import FitConfig, build_model
+from eirnn_fast.data import make_synthetic_variables, session_from_variables
 
 STAGES = (
     "input projection",
@@ -59,14 +58,7 @@ _BWD_MAP = (
 
 def _setup(backend: str, n_trials: int = 1043):
     v = make_synthetic_variables(seed=0, n_trials=n_trials)
-    session = session_from_variables(v, source="synthetic 08_15 shape")
-    torch.manual_seed(0)
-    np.random.seed(0)
-    model, unit_index = build_model(FitConfig(backend=backend, learnable_alpha="neuron"), session)
-    train, _ = train_val_split(session, 0.2, seed=42)
-    data = session.get_all_trials()
-    idx = torch.as_tensor(train)
-    return model, unit_index, data["inputs"][idx], data["targets"][idx], data["mask"][idx]
+    return sc_epoch_setup(session_from_variables(v, source="synthetic 08_15 shape"), backend)
 
 
 def _staged_forward(model, u):

@@ -13,13 +13,12 @@ import copy
 
 import pytest
 import torch
-from benchutils import QUICK, device_name, record, time_call
+from benchutils import QUICK, device_name, record, sc_epoch_setup, time_call
 
 import eirnn_fast
 import eirnn_fast.losses as L
-from eirnn_fast.data import make_synthetic_variables, session_from_variables, train_val_split
+from eirnn_fast.data import make_synthetic_variables, session_from_variables
 from eirnn_fast.models import select_units
-from eirnn_fast.train import FitConfig, build_model
 
 N_TRIALS = 120 if QUICK else 1043
 MIN_RATIO = 3.0  # the floor
@@ -32,15 +31,7 @@ def session():
 
 
 def _setup(session, backend):
-    torch.manual_seed(0)
-    import numpy as np
-
-    np.random.seed(0)
-    model, unit_index = build_model(FitConfig(backend=backend, learnable_alpha="neuron"), session)
-    train, _ = train_val_split(session, 0.2, seed=42)
-    data = session.get_all_trials()
-    idx = torch.as_tensor(train)
-    return model, unit_index, data["inputs"][idx], data["targets"][idx], data["mask"][idx]
+    return sc_epoch_setup(session, backend)
 
 
 def _epoch_fn(model, unit_index, inputs, targets, mask, with_trial):
