@@ -23,6 +23,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from eirnn_fast.units import as_unit_index
+
 MASK_MODES = ("valid", "multiply")
 
 
@@ -75,9 +77,7 @@ def l_neuron(
         # the trial mean is linear per unit: select the recorded units' columns of the [T, N_units]
         # PSTH instead of the [K, T, N_units] rates (same numbers; the gather and its scatter
         # backward on the full batch were ~8 % of an SC epoch), without a host sync
-        idx = unit_index if isinstance(unit_index, torch.Tensor) else torch.as_tensor(unit_index)
-        if idx.dim() != 1 or (idx.numel() and (idx.is_floating_point() or idx.dtype == torch.bool)):
-            raise TypeError(f"unit_index must be a 1-D sequence of ints, got {idx.dtype} of shape {tuple(idx.shape)}")
+        idx = as_unit_index(unit_index, model_rates.device)
         if (
             model_rates.dim() != 3
             or model_rates.shape[:2] != target_rates.shape[:2]
@@ -89,7 +89,7 @@ def l_neuron(
             )
         pm = masked_psth(model_rates, mask, mask_mode)  # [T, N_units]
         try:  # index_select refuses negative and too-large units (plain indexing wraps negatives)
-            pm = pm.index_select(1, idx.to(model_rates.device, torch.long))
+            pm = pm.index_select(1, idx)
         except (IndexError, RuntimeError) as exc:
             raise ValueError(
                 f"unit_index holds a unit outside [0, {model_rates.shape[-1]}) (the rates have "

@@ -26,6 +26,8 @@ from typing import Optional
 
 import torch
 
+from eirnn_fast.units import as_unit_index
+
 RATE_FORMS = ("log", "poisson")
 #: sp/s added to model and data mean rates (the rate error's offset)
 RATE_OFFSET = 0.5
@@ -58,7 +60,7 @@ def l_rate(
             raise ValueError("unit_index is only for form='log' (the poisson form needs every bin's recorded rates)")
         if model_rates.dim() != 3 or model_rates.shape[:2] != target_rates.shape[:2]:
             raise ValueError(f"model rates {tuple(model_rates.shape)} and targets {tuple(target_rates.shape)} differ")
-        idx = torch.as_tensor(unit_index, device=model_rates.device).long()
+        idx = as_unit_index(unit_index, model_rates.device)
         if idx.shape != (target_rates.shape[2],):
             raise ValueError(f"unit_index must be [{target_rates.shape[2]}], got shape {tuple(idx.shape)}")
         try:

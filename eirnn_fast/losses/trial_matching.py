@@ -24,6 +24,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from eirnn_fast.ops.sinkhorn import sinkhorn
+from eirnn_fast.units import as_unit_index
 
 FEATURES = ("pop_mean", "pop_mean_by_type", "full")
 ZSCORES = ("per_side", "data", None)
@@ -42,7 +43,7 @@ def _population_mean(model_rates, target_rates, recorded_indices):
     gather and its scatter backward cost more than the rest of L_trial at the SC batch shape)."""
     if recorded_indices is None:
         return model_rates[:, :, : target_rates.shape[2]].mean(dim=2)
-    idx = torch.as_tensor(recorded_indices, device=model_rates.device).long().reshape(-1)
+    idx = as_unit_index(recorded_indices, model_rates.device, "recorded_indices")
     w = model_rates.new_zeros(model_rates.shape[2])
     try:  # index_add_ refuses units outside the rates (negative ones included)
         w.index_add_(0, idx, w.new_full((idx.numel(),), 1.0 / max(idx.numel(), 1)))

@@ -33,6 +33,7 @@ from eirnn_fast._ext import compiled as _ext_compiled
 from eirnn_fast.models import parametrize as P
 from eirnn_fast.models.embeddings import ALWAYS_ON_TYPES, EMBED_TYPES, make_input_embedding
 from eirnn_fast.ops import ei_rnn_rates, ei_rnn_scan, state_noise_
+from eirnn_fast.units import as_unit_index
 
 logger = logging.getLogger(__name__)
 
@@ -682,10 +683,7 @@ def select_units(rates: torch.Tensor, unit_index) -> torch.Tensor:
     slower, 27x with the backward, at the SC batch shape on the CI CPU); on the rows of a 2-D view
     it is a contiguous gather, so contiguous inputs go that way.
     """
-    idx = torch.as_tensor(unit_index, device=rates.device)
-    if idx.dim() != 1 or (idx.numel() and (idx.is_floating_point() or idx.dtype == torch.bool)):
-        raise TypeError(f"unit_index must be a 1-D sequence of ints, got {idx.dtype} of shape {tuple(idx.shape)}")
-    idx = idx.long()
+    idx = as_unit_index(unit_index, rates.device)
     n_units = rates.shape[-1] if rates.dim() else 0
     if idx.numel() and rates.device.type != "meta":  # "INDICES element is out of DATA bounds" named nothing
         lo, hi = int(idx.min()), int(idx.max())
