@@ -314,6 +314,7 @@ def _add_experiment_parser(sub) -> None:
         help="ours | predecessor: run every config under this protocol instead of the one its _base.toml names",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP.replace("OUT", "--out or a run folder in it"))
 
     def _cmd_experiment(args: argparse.Namespace) -> int:
         import time
@@ -341,6 +342,7 @@ def _add_experiment_parser(sub) -> None:
             progress=not args.quiet,
             protocol=args.protocol,
             session=args.session,
+            force=args.force,
         )
         print((out / "summary.md").read_text())
         if PRIORITY_TESTS <= set(p.stem for p in folder.glob("*.toml")):  # the shipped suite or a copy of it
@@ -544,6 +546,7 @@ def _add_explore_parser(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="proposer seed (default: the config's)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP.replace("OUT", "--out"))
 
     def _cmd_explore(args: argparse.Namespace) -> int:
         from eirnn_fast.explore import ExploreConfig, Explorer
@@ -559,8 +562,10 @@ def _add_explore_parser(sub) -> None:
         if args.seed is not None:
             cfg.seed = args.seed
         out = args.out or f"runs/explore/{cfg.name}"
-        ex = Explorer(cfg, out, engine=args.engine, quiet=args.quiet)
-        if ex.resumed and not args.quiet:
+        ex = Explorer(cfg, out, engine=args.engine, quiet=args.quiet, force=args.force)
+        if ex.resumed and ex.finished(args.iterations) and not args.quiet:
+            print(f"already finished, loaded from {out}/tree.json", flush=True)
+        elif ex.resumed and not args.quiet:
             print(
                 f"resuming {out}/tree.json: {len(ex.tree.finished_nodes())} finished node(s), "
                 f"{len(ex.tree.unfinished_nodes())} in flight (re-run)",
