@@ -358,6 +358,11 @@ def load_training_data(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, An
     cell_type_index``, ground truth ``W [E], tau [N], V_rest [N]``, ``dt``."""
     if isinstance(source, (str, Path)) and (Path(source) / "metadata.json").exists():
         data = training_data_from_generated(source)
+    elif isinstance(source, (str, Path)) and Path(source).is_dir():
+        raise ValueError(
+            f"{source} holds no complete dataset (no metadata.json, which `eirnn-fast flyvis generate` writes "
+            "last): run the generation again"
+        )
     elif isinstance(source, (str, Path)):
         with np.load(source, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
