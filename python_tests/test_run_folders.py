@@ -217,3 +217,19 @@ def test_unversioned_flyvis_checkpoint_resumes(fly_yaml, tmp_path):
     torch.save(ck, tmp_path / "old" / "checkpoint.pt")
     with pytest.raises(ValueError, match="format 'eirnn_fast.flyvis/9'"):
         train_flyvis_gnn(FlyVisTrainConfig(**cfg), data, out_dir=tmp_path / "old")
+    _, info = train_flyvis_gnn(FlyVisTrainConfig(**cfg), data, out_dir=tmp_path / "old", force=True)
+    assert info["resumed_from"] is None and info["iterations_run"] == 20
+
+
+def test_fit_checkpoint_of_another_format_refuses(tiny_mat, tmp_path):
+    from eirnn_fast.train import FitConfig, fit
+
+    cfg = FitConfig(data=tiny_mat, out=str(tmp_path / "r"), epochs=1, batch_size=16, quiet=True, plots=False)
+    fit(cfg)
+    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert ck["format"] == "eirnn_fast.fit/1"
+    ck["format"] = "eirnn_fast.fit/2"
+    torch.save(ck, tmp_path / "r" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="checkpoint format 'eirnn_fast.fit/2' is not 'eirnn_fast.fit/1'"):
+        fit(cfg)
+    assert fit(cfg, force=True)["epochs_run"] == 1

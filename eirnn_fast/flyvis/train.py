@@ -659,9 +659,12 @@ def train_flyvis_gnn(
     state = None
     if out is not None:
         ck = out / "checkpoint.pt"
-        state = _load_checkpoint(ck, config.device) if ck.is_file() else None
-        # killed before the first checkpoint: config.json (written first) holds the run's config
-        stored = state.get("config", {}) if state is not None else load_json(out / "config.json")
+        if force:  # whatever the folder holds goes (even a checkpoint this version cannot read)
+            state, stored = None, ({} if any((out / n).exists() for n in FLYVIS_OUTPUTS) else None)
+        else:
+            state = _load_checkpoint(ck, config.device) if ck.is_file() else None
+            # killed before the first checkpoint: config.json (written first) holds the run's config
+            stored = state.get("config", {}) if state is not None else load_json(out / "config.json")
         if stored is not None and not force:
             adopted = reconcile_resume_config(config, stored, str(ck))
             if adopted and not config.quiet:

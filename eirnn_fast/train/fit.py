@@ -350,12 +350,19 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
     best = {"val_corr": -float("inf"), "epoch": -1, "state": copy.deepcopy(model.state_dict())}
     bad_epochs = 0
     ckpt_path = out / "checkpoint.pt"
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.is_file() else None
-    if ckpt is not None:
-        checkpoint_format(ckpt)  # a format this version cannot read raises, naming it
+    # force: whatever the folder holds goes (even a checkpoint this version cannot read)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.is_file() and not force else None
+    if ckpt is not None and ckpt.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{ckpt_path}: checkpoint format {checkpoint_format(ckpt)!r} is not {CHECKPOINT_FORMAT!r} "
+            "(another version or another command wrote it); use --force to start afresh there"
+        )
     # the run folder's config: the checkpoint's (the state it holds) or, killed before the first
     # epoch ended, config.json (written first)
-    stored = (ckpt.get("config") or {}) if ckpt is not None else load_json(out / "config.json")
+    if force:
+        stored = {} if any((out / name).exists() for name in FIT_OUTPUTS) else None
+    else:
+        stored = (ckpt.get("config") or {}) if ckpt is not None else load_json(out / "config.json")
     finished = ckpt is not None and bool(ckpt.get("finished", False))
     decision = decide(
         out,
