@@ -26,7 +26,6 @@ FLY = dict(
     hidden_dim_update=8,
     batch_size=4,
     iterations_per_epoch=10,
-    checkpoint_every=5,
     log_every=5,
     dtype="float64",
 )
