@@ -189,7 +189,8 @@ def test_tree_of_the_previous_version_resumes(tmp_path):
     cfg = ExploreConfig.from_dict(EXPLORE)
     Explorer(cfg, out, engine="serial").run(iterations=2)
     tree = json.loads((out / "tree.json").read_text())
-    del tree["meta"]["config"]
+    assert tree["format"] == "eirnn_fast.explore.tree/1"
+    del tree["meta"]["config"], tree["format"]
     (out / "tree.json").write_text(json.dumps(tree))
     again = Explorer(ExploreConfig.from_dict(EXPLORE), out, engine="serial")
     assert again.resumed and again.tree.meta["config"]["name"] == "t"
@@ -197,6 +198,11 @@ def test_tree_of_the_previous_version_resumes(tmp_path):
     assert sorted(n.id for n in ExplorationTree.load(out / "tree.json").run_nodes()) == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="name: 't' -> 'u'"):
         Explorer(ExploreConfig.from_dict({**EXPLORE, "name": "u"}), out, engine="serial")
+    (out / "tree.json").write_text(json.dumps({**tree, "format": "eirnn_fast.explore.tree/7"}))
+    with pytest.raises(ValueError, match="tree file format 'eirnn_fast.explore.tree/7'"):
+        Explorer(ExploreConfig.from_dict(EXPLORE), out, engine="serial")
+    assert not Explorer(ExploreConfig.from_dict(EXPLORE), out, engine="serial", force=True).resumed
+    assert not (out / "tree.json").exists()
 
 
 def test_unversioned_flyvis_checkpoint_resumes(fly_yaml, tmp_path):

@@ -240,7 +240,9 @@ class Explorer:
         self._executor: Optional[Executor] = None
         record = _config_record(config)
         stored, compared = None, record
-        if self.tree_path.exists():
+        if self.tree_path.exists() and force:  # whatever the folder holds goes (even an unreadable tree)
+            stored = {}
+        elif self.tree_path.exists():
             meta = ExplorationTree.load(self.tree_path).meta
             stored = meta.get("config")
             if stored is None:  # a tree of an older version recorded only the name and kind: it resumes
