@@ -66,6 +66,9 @@ _HELP = {
 }
 
 
+_FORCE_HELP = "OUT holds a run of another config: start afresh there (its old outputs are removed)"
+
+
 class CLIError(Exception):
     """A user error: printed as one line ``eirnn-fast <command>: error: <what>`` (argument errors add
     ``(usage: eirnn-fast <command> --help)``), exit status 2.
@@ -133,6 +136,7 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--config", help="TOML or JSON file of FitConfig fields (flags given here override it)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT has a checkpoint")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     for f in dataclasses.fields(FitConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -184,7 +188,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         what = cfg.data or f"embedded {EMBEDDED_SESSIONS[cfg.session or DEFAULT_SESSION]}"
         print(f"eirnn-fast fit: data {what} -> {cfg.out}", flush=True)
     t0 = time.perf_counter()
-    r = fit(cfg, resume=not args.no_resume)
+    r = fit(cfg, resume=not args.no_resume, force=args.force)
     wall = time.perf_counter() - t0
     s, m = r["session"], r["model"]
     changed = ", ".join(f"{k}={v}" for k, v in r["protocol_overrides"].items())
@@ -310,6 +314,7 @@ def _add_experiment_parser(sub) -> None:
         help="ours | predecessor: run every config under this protocol instead of the one its _base.toml names",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP.replace("OUT", "--out or a run folder in it"))
 
     def _cmd_experiment(args: argparse.Namespace) -> int:
         import time
@@ -337,6 +342,7 @@ def _add_experiment_parser(sub) -> None:
             progress=not args.quiet,
             protocol=args.protocol,
             session=args.session,
+            force=args.force,
         )
         print((out / "summary.md").read_text())
         if PRIORITY_TESTS <= set(p.stem for p in folder.glob("*.toml")):  # the shipped suite or a copy of it
@@ -457,6 +463,7 @@ def _add_flyvis_commands(sub) -> None:
     )
     p_train.add_argument("config", help="YAML config with the seeds' parameter names (see README)")
     p_train.add_argument("--out", default="runs/flyvis", help="run folder (resumes if it has a checkpoint)")
+    p_train.add_argument("--force", action="store_true", help=_FORCE_HELP.replace("OUT", "--out"))
     p_train.add_argument(
         "--threads",
         type=int,
@@ -472,7 +479,7 @@ def _add_flyvis_commands(sub) -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        result = flyvis_train_main(args.config, args.out)
+        result = flyvis_train_main(args.config, args.out, force=args.force)
         print(json.dumps(result.get("metrics", result), indent=1, default=str))
         return 0
 
@@ -539,6 +546,7 @@ def _add_explore_parser(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="proposer seed (default: the config's)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP.replace("OUT", "--out"))
 
     def _cmd_explore(args: argparse.Namespace) -> int:
         from eirnn_fast.explore import ExploreConfig, Explorer
@@ -554,8 +562,10 @@ def _add_explore_parser(sub) -> None:
         if args.seed is not None:
             cfg.seed = args.seed
         out = args.out or f"runs/explore/{cfg.name}"
-        ex = Explorer(cfg, out, engine=args.engine, quiet=args.quiet)
-        if ex.resumed and not args.quiet:
+        ex = Explorer(cfg, out, engine=args.engine, quiet=args.quiet, force=args.force)
+        if ex.resumed and ex.finished(args.iterations) and not args.quiet:
+            print(f"already finished, loaded from {out}/tree.json", flush=True)
+        elif ex.resumed and not args.quiet:
             print(
                 f"resuming {out}/tree.json: {len(ex.tree.finished_nodes())} finished node(s), "
                 f"{len(ex.tree.unfinished_nodes())} in flight (re-run)",

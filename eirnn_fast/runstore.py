@@ -1,4 +1,5 @@
-"""The one resume rule for a run folder (issue 17, deliverable 1; not yet wired into the commands).
+"""The one resume rule for a run folder, used by ``fit``, ``flyvis train``, ``experiment`` (each run
+folder and the suite folder) and ``explore``.
 
 A run folder holds one config. Re-running a command into it:
 
@@ -9,15 +10,21 @@ A run folder holds one config. Re-running a command into it:
 - a different config: :class:`RunFolderConflict` naming every differing key (``old -> new``),
   unless ``force``, which starts afresh and removes the old run's stale outputs.
 
-Writes go through :mod:`eirnn_fast.atomic`.
+Writes go through :mod:`eirnn_fast.atomic`: a file that marks a run (or a dataset) as done is
+written last and atomically, so a killed process never leaves one that a later command reads as
+complete.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
+
+from eirnn_fast.atomic import atomic_write_text
 
 _MISSING = "<missing>"
 
@@ -74,20 +81,62 @@ def decide(
     stale_outputs: Iterable[str] = (),
     legacy_defaults: Optional[Mapping[str, Any]] = None,
     free_keys: Iterable[str] = (),
+    source=None,
 ) -> ResumeDecision:
     """Apply the one resume rule; with ``force`` (or a conflict forced) remove ``stale_outputs``
-    (names relative to ``run_dir``) before a fresh start."""
+    (names relative to ``run_dir``) before a fresh start. ``source``: the file a resumed or finished
+    run is loaded from, named in the message (default: ``run_dir``)."""
     run_dir = Path(run_dir)
+    where = run_dir if source is None else source
     if stored_config is not None and not force:
         diff = config_diff(stored_config, config, legacy_defaults=legacy_defaults, free_keys=free_keys)
         if diff:
             raise RunFolderConflict(run_dir, diff)
         if finished:
-            return ResumeDecision("finished", f"already finished, loaded from {run_dir}")
-        return ResumeDecision("resume", f"resumed from {run_dir}")
+            return ResumeDecision("finished", f"already finished, loaded from {where}")
+        return ResumeDecision("resume", f"resumed from {where}")
     if stored_config is not None:
         remove_outputs(run_dir, stale_outputs)
     return ResumeDecision("fresh", f"starting a fresh run in {run_dir}")
+
+
+def announce(decision: ResumeDecision, quiet: bool = False, prefix: str = "") -> None:
+    """Say a resume or an "already finished" on stderr (a fresh start into a new folder is silent)."""
+    if not quiet and decision.action != "fresh":
+        print(prefix + decision.message, file=sys.stderr, flush=True)
+
+
+def load_json(path) -> Optional[dict]:
+    """The JSON object stored in ``path``; None when there is no such file. A file that is not a
+    JSON object raises ``ValueError`` naming it (older versions wrote some files non-atomically: a
+    kill could truncate them)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is unreadable ({exc}); use --force to start afresh in its folder") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} does not hold a JSON object; use --force to start afresh in its folder")
+    return value
+
+
+def trim_jsonl(path, keep) -> None:
+    """Rewrite a JSON-lines log atomically with the lines ``keep(record)`` accepts; a line a kill cut
+    off (not JSON) is dropped. No file: nothing to do."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and keep(record):
+            kept.append(line + "\n")
+    atomic_write_text(path, "".join(kept))
 
 
 def remove_outputs(run_dir, names: Iterable[str]) -> None:
@@ -101,8 +150,9 @@ def remove_outputs(run_dir, names: Iterable[str]) -> None:
 
 
 def checkpoint_format(obj: Mapping[str, Any]) -> str:
-    """The format of a stored checkpoint: its ``"format"`` key (``eirnn_fast.fit/1``), or
-    ``"eirnn_fast.flyvis/0"`` for today's unversioned FlyVis checkpoint."""
+    """The format of a stored checkpoint: its ``"format"`` key (``eirnn_fast.fit/1``,
+    ``eirnn_fast.flyvis/1``), or ``"eirnn_fast.flyvis/0"`` for the unversioned FlyVis checkpoint written
+    before formats existed (same keys as ``flyvis/1``; both read)."""
     fmt = obj.get("format")
     if fmt is None:
         return "eirnn_fast.flyvis/0"

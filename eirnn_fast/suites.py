@@ -18,9 +18,12 @@ import math
 import os
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from eirnn_fast.atomic import atomic_write_json, atomic_write_text
+from eirnn_fast.executor import Executor
+from eirnn_fast.runstore import decide, load_json
 
 ENGINES = ("local", "ray")
 BASE_FILE = "_base.toml"
@@ -113,19 +116,34 @@ def _run_one(job: Dict[str, Any]) -> Dict[str, Any]:
     return {"name": job["name"], "seed": job["seed"], "result": result}
 
 
-def _finished(job: Dict[str, Any]) -> bool:
-    """A run folder holds this job's finished result (``result.json`` from the same config)."""
+def _run_decision(job: Dict[str, Any], force: bool):
+    """The run folder rule for one job's folder (``fresh``, ``resume`` or ``finished``: result.json, written
+    last and atomically, from the same config); a different config raises
+    :class:`~eirnn_fast.runstore.RunFolderConflict` unless ``force``, which removes the old run's outputs."""
     from eirnn_fast.train import FitConfig
-    from eirnn_fast.train.config import same_run
+    from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS
+    from eirnn_fast.train.fit import FIT_OUTPUTS
 
     run = job["run_dir"]
-    if not (run / "result.json").is_file():
-        return False
-    try:
-        saved = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return not same_run(saved, FitConfig.from_dict(job["fit"]).to_dict())
+    return decide(
+        run,
+        FitConfig.from_dict(job["fit"]).to_dict(),
+        load_json(run / "config.json"),
+        finished=(run / "result.json").is_file(),
+        force=force,
+        stale_outputs=FIT_OUTPUTS,
+        legacy_defaults=ADDED_FIELDS,
+        free_keys=RUNTIME_FIELDS,
+        source=run / "result.json",
+    )
+
+
+#: suite.json keys that define the suite's runs (the rest, seeds / engine / workers, only how many and how)
+SUITE_KEYS = ("suite", "protocol", "quick", "data", "session", "epochs")
+#: what suite.json of an older version meant by a key it lacks
+SUITE_LEGACY_DEFAULTS = {"session": None, "epochs": None, "data": None, "quick": False}
+#: the suite folder's own outputs (the run folders have theirs)
+SUITE_OUTPUTS = ("summary.json", "summary.md", "comparison.png", "priorities_checks.json", "suite.json")
 
 
 def _jobs(
@@ -173,14 +191,20 @@ def run_suite(
     progress: bool = True,
     protocol: Optional[str] = None,
     session: Optional[str] = None,
+    force: bool = False,
 ) -> Dict[str, Any]:
     """Run (or resume) every experiment x seed of a suite, then summarise. Returns the summary dict.
 
     ``data`` (a .mat path) or ``session`` (an embedded session name, ``"08_14"``) replaces the
     configs' session (default: the embedded 08_13).
 
-    ``protocol`` runs the suite under that protocol instead of the one its base names. A run folder
-    whose ``result.json`` came from another configuration is run again.
+    ``protocol`` runs the suite under that protocol instead of the one its base names.
+
+    Run folders (:mod:`eirnn_fast.runstore`): a finished run of the same config is kept, an
+    interrupted one resumes; the suite folder (``suite.json``: suite, protocol, quick, data, session,
+    epochs) or a run folder holding another config raises
+    :class:`~eirnn_fast.runstore.RunFolderConflict` before any run starts, unless ``force``, which
+    removes the old outputs of the folders that differ. More seeds, other workers or engine: free.
 
     ``workers`` parallel runs (default: one per core, at most the number of runs); each run gets
     ``cores // workers`` torch threads. ``engine="ray"`` submits each run as a Ray task
@@ -192,34 +216,51 @@ def run_suite(
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     folder, experiments = load_suite(suite, protocol)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     n_runs = len(experiments) * seeds
     workers = max(1, min(workers or cores, n_runs))
     threads = max(1, cores // workers)
     jobs = _jobs(experiments, out_dir, seeds, data, epochs, quick, threads, session=session)
-    todo = [j for j in jobs if not _finished(j)]
     protocols = sorted({j["fit"].get("protocol", "ours") for j in jobs})
-    (out_dir / "suite.json").write_text(
-        json.dumps(
-            {
-                "suite": str(folder),
-                "protocol": protocols[0] if len(protocols) == 1 else protocols,
-                "experiments": {
-                    k: {"description": v["description"], "override": v["override"]} for k, v in experiments.items()
-                },
-                "seeds": seeds,
-                "quick": quick,
-                "data": data,
-                "session": session,
-                "epochs": epochs,
-                "engine": engine,
-                "workers": workers,
-            },
-            indent=1,
-            default=str,
-        )
+    record = {
+        "suite": folder.name,
+        "protocol": protocols[0] if len(protocols) == 1 else protocols,
+        "experiments": {
+            k: {"description": v["description"], "override": v["override"]} for k, v in experiments.items()
+        },
+        "seeds": seeds,
+        "quick": quick,
+        "data": data,
+        "session": session,
+        "epochs": epochs,
+        "engine": engine,
+        "workers": workers,
+    }
+    # the suite folder first, then every run folder: a conflict refuses before any run starts
+    stored = load_json(out_dir / "suite.json")
+    if stored is not None and "suite" in stored:
+        stored = {**stored, "suite": Path(str(stored["suite"])).name}  # older versions stored the path
+    comparable = json.loads(json.dumps({k: record[k] for k in SUITE_KEYS}, default=str))
+    decide(
+        out_dir,
+        comparable,
+        None if stored is None else {k: v for k, v in stored.items() if k in SUITE_KEYS},
+        force=force,
+        stale_outputs=SUITE_OUTPUTS,
+        # a suite.json without the protocol (older versions): the run folders' configs, which record it, decide
+        legacy_defaults={**SUITE_LEGACY_DEFAULTS, "protocol": comparable["protocol"]},
     )
+    decisions = [_run_decision(job, force) for job in jobs]
+    todo = [j for j, d in zip(jobs, decisions) if d.action != "finished"]
+    done = load_json(out_dir / "summary.json") if not todo else None  # written last: the suite's "done"
+    if done is not None:
+        if progress:
+            print(f"already finished, loaded from {out_dir / 'summary.json'} ({len(jobs)} runs)", file=sys.stderr)
+        return done
+    if len(todo) < len(jobs) and progress:
+        print(f"resumed {out_dir}: {len(jobs) - len(todo)} of {len(jobs)} runs already finished", file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "suite.json", record, indent=1, default=str)
 
     from tqdm.auto import tqdm
 
@@ -231,54 +272,18 @@ def run_suite(
         disable=not progress or not sys.stderr.isatty(),
     )
     failures = []
-    if todo:
-        if engine == "ray":
-            failures = _run_ray(todo, address, bar)
-        elif workers == 1:
-            for job in todo:
-                try:
-                    _run_one(job)
-                except Exception as exc:  # keep going: one broken config must not lose the others
-                    failures.append({"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"})
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_run_one, job): job for job in todo}
-                for fut in as_completed(futures):
-                    job = futures[fut]
-                    try:
-                        fut.result()
-                    except Exception as exc:
-                        failures.append(
-                            {"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"}
-                        )
-                    bar.update(1)
+    # workers == 1 runs in this process; engine ray: one Ray task per run with its threads as num_cpus
+    kind = "ray" if engine == "ray" else ("serial" if workers == 1 else "local")
+    with Executor(kind, workers, ray_address=address, ray_options=lambda job: {"num_cpus": job["threads"]}) as executor:
+        for job, outcome in executor.run(_run_one, todo):
+            if not outcome.ok:  # keep going: one broken config must not lose the others
+                failures.append({"name": job["name"], "seed": job["seed"], "error": outcome.error})
+            bar.update(1)
     bar.close()
     summary = summarize(out_dir, experiments, seeds, protocol=protocols[0] if len(protocols) == 1 else protocols)
     summary["failures"] = failures
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write_json(out_dir / "summary.json", summary, indent=1, default=str)  # written last: the suite's "done"
     return summary
-
-
-def _run_ray(todo, address, bar):
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("--engine ray needs Ray: pip install 'eirnn_fast[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(_run_one)
-    refs = {remote.options(num_cpus=job["threads"]).remote(job): job for job in todo}
-    failures, pending = [], list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        job = refs[done[0]]
-        try:
-            ray.get(done[0])
-        except Exception as exc:
-            failures.append({"name": job["name"], "seed": job["seed"], "error": f"{type(exc).__name__}: {exc}"})
-        bar.update(1)
-    return failures
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -343,7 +348,7 @@ def summarize(
         "metric": "PSTH correlation (mean over neurons of Pearson r of trial-averaged PSTHs, 25-ms bins, "
         "no smoothing); best_val = best epoch on validation, test = that model on the test split",
     }
-    (out_dir / "summary.md").write_text(summary_markdown(summary))
+    atomic_write_text(out_dir / "summary.md", summary_markdown(summary))
     try:
         comparison_plot(summary, out_dir / "comparison.png")
         summary["plot"] = str(out_dir / "comparison.png")
@@ -528,5 +533,5 @@ def check_priorities(
     for v in checks.values():
         if "criteria" in v:
             v["pass"] = all(v["criteria"].values())
-    (out_dir / "priorities_checks.json").write_text(json.dumps(checks, indent=1))
+    atomic_write_json(out_dir / "priorities_checks.json", checks, indent=1)
     return checks

@@ -1,6 +1,6 @@
 import pytest
 
-from eirnn_fast.runstore import RunFolderConflict, checkpoint_format, config_diff, decide
+from eirnn_fast.runstore import RunFolderConflict, checkpoint_format, config_diff, decide, load_json, trim_jsonl
 
 
 def test_config_diff_legacy_and_free_keys():
@@ -30,3 +30,22 @@ def test_checkpoint_format():
     assert checkpoint_format({"model": {}}) == "eirnn_fast.flyvis/0"
     with pytest.raises(ValueError, match="format"):
         checkpoint_format({"format": 3})
+
+
+def test_trim_jsonl_drops_lines_after_the_checkpoint_and_a_cut_off_line(tmp_path):
+    log = tmp_path / "history.jsonl"
+    log.write_text('{"epoch": 0, "iteration": 5}\n{"epoch": 0, "iteration": 10}\n{"epoch": 1, "itera')
+    trim_jsonl(log, lambda r: (r["epoch"], r["iteration"]) <= (0, 5))
+    assert log.read_text() == '{"epoch": 0, "iteration": 5}\n'
+    trim_jsonl(tmp_path / "absent.jsonl", lambda r: True)  # no file: nothing to do
+    assert not (tmp_path / "absent.jsonl").exists()
+
+
+def test_load_json(tmp_path):
+    assert load_json(tmp_path / "none.json") is None
+    (tmp_path / "cut.json").write_text('{"lr": 0.0')
+    with pytest.raises(ValueError, match="cut.json is unreadable.*--force"):
+        load_json(tmp_path / "cut.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ValueError, match="does not hold a JSON object"):
+        load_json(tmp_path / "list.json")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from eirnn_fast.runstore import RunFolderConflict
 from eirnn_fast.suites import load_suite, run_suite, suite_dirs
 
 
@@ -79,7 +80,7 @@ def test_mini_suite_writes_summary_and_resumes(tmp_path):
     assert json.loads((out / "summary.json").read_text())["rows"][0]["n_seeds"] == 1
 
 
-def test_mini_suite_under_another_protocol_reruns_and_records_it(tmp_path):
+def test_mini_suite_under_another_protocol_refuses_then_reruns_with_force(tmp_path):
     folder = tmp_path / "one"
     folder.mkdir()
     (folder / "_base.toml").write_text('[fit]\nprotocol = "ours"\nmax_trials = 60\nepochs = 2\nplots = false\n')
@@ -88,7 +89,10 @@ def test_mini_suite_under_another_protocol_reruns_and_records_it(tmp_path):
     run_suite(str(folder), str(out), workers=1, progress=False)
     result = out / "baseline" / "seed_42" / "result.json"
     stamp = result.stat().st_mtime_ns
-    summary = run_suite(str(folder), str(out), workers=1, progress=False, protocol="predecessor")
+    with pytest.raises(RunFolderConflict, match="protocol: 'ours' -> 'predecessor'"):  # the suite folder's
+        run_suite(str(folder), str(out), workers=1, progress=False, protocol="predecessor")
+    assert result.stat().st_mtime_ns == stamp
+    summary = run_suite(str(folder), str(out), workers=1, progress=False, protocol="predecessor", force=True)
     assert result.stat().st_mtime_ns != stamp  # the result of the other protocol was not reused
     assert json.loads(result.read_text())["protocol"] == "predecessor" and summary["protocol"] == "predecessor"
     assert "Protocol: predecessor" in (out / "summary.md").read_text()

@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from eirnn_fast.atomic import atomic_write_text
+from eirnn_fast.executor import Executor, WorkerDied
 from eirnn_fast.explore.logfmt import IterEntry, Mutation, format_value, mutations_from_text, parse_log
+from eirnn_fast.explore.objectives import run_node
 from eirnn_fast.explore.space import Classifier, Constraints, RandomProposer, Reward
 from eirnn_fast.explore.tree import ROOT, ExplorationTree, Node
+from eirnn_fast.runstore import decide
 
 KINDS = ("flyvis", "sc", "fake")
 _TOP_KEYS = {
@@ -56,6 +59,35 @@ _TOP_KEYS = {
     "fake",
     "gpus_per_slot",
 }
+
+
+#: exploration config keys that may change between runs into one folder (how long it runs, its prose)
+EXPLORE_FREE_KEYS = ("iterations", "description")
+
+
+def _config_record(config: "ExploreConfig") -> Dict[str, Any]:
+    """What an exploration folder's tree records of its config: the YAML's keys with the command
+    line's slots and seed, as JSON stores them."""
+    record = {**config.raw, "name": config.name, "kind": config.kind, "slots": config.slots, "seed": config.seed}
+    if isinstance(record.get("fake"), dict):  # the fake objective's fault injection changes no node's result
+        record["fake"] = {k: v for k, v in record["fake"].items() if k not in _FAKE_FAULT_KEYS}
+    return json.loads(json.dumps(record, default=str))
+
+
+_FAKE_FAULT_KEYS = ("die_on_node", "fail_on_node", "sleep")
+
+
+def explore_outputs(config: "ExploreConfig") -> tuple:
+    """What an exploration writes into its folder: removed by a forced fresh start."""
+    return (
+        "tree.json",
+        "nodes",
+        "cache",
+        "summary.json",
+        "summary.md",
+        f"{config.name}_analysis.md",
+        f"{config.name}_memory.md",
+    )
 
 
 class ExplorationInterrupted(RuntimeError):
@@ -185,7 +217,12 @@ class Explorer:
         engine: str = "local",
         quiet: bool = True,
         propose_fn: Optional[Callable] = None,
+        force: bool = False,
     ):
+        """The run folder rule (:mod:`eirnn_fast.runstore`) on ``out_dir/tree.json``: a tree of the same
+        config resumes (finished nodes kept, nodes in flight re-run), one of another config raises
+        :class:`~eirnn_fast.runstore.RunFolderConflict` naming the keys unless ``force``, which removes
+        the old exploration's outputs. ``iterations`` and ``description`` may change between runs."""
         if engine not in ("local", "ray", "serial"):
             raise ValueError(f"engine must be local, ray or serial, got {engine!r}")
         self.cfg = config
@@ -200,14 +237,28 @@ class Explorer:
             config.constraints, seed=config.seed, p_two=float(config.proposer.get("p_two", 0.3))
         )
         self.per_slot = bool(config.slot_models)
-        if self.tree_path.exists():
+        self._executor: Optional[Executor] = None
+        record = _config_record(config)
+        stored, compared = None, record
+        if self.tree_path.exists() and force:  # whatever the folder holds goes (even an unreadable tree)
+            stored = {}
+        elif self.tree_path.exists():
+            meta = ExplorationTree.load(self.tree_path).meta
+            stored = meta.get("config")
+            if stored is None:  # a tree of an older version recorded only the name and kind: it resumes
+                stored = {k: meta.get(k) for k in ("name", "kind")}  # under today's other settings
+                compared = {k: record.get(k) for k in ("name", "kind")}
+        decision = decide(
+            self.out,
+            compared,
+            stored,
+            force=force,
+            stale_outputs=explore_outputs(config),
+            free_keys=EXPLORE_FREE_KEYS,
+            source=self.tree_path,
+        )
+        if decision.action == "resume":
             self.tree = ExplorationTree.load(self.tree_path)
-            for key in ("name", "kind"):
-                if self.tree.meta.get(key) != getattr(config, key):
-                    raise ValueError(
-                        f"{self.tree_path}: belongs to exploration {key}={self.tree.meta.get(key)!r}, "
-                        f"not {getattr(config, key)!r}"
-                    )
             self.resumed = True
         else:
             self.tree = ExplorationTree(
@@ -220,6 +271,20 @@ class Explorer:
                 },
             )
             self.resumed = False
+        self.tree.meta["config"] = record
+
+    def finished(self, iterations: Optional[int] = None) -> bool:
+        """Every node of the search (``iterations``, default the config's) and the final robustness
+        re-runs finished: :meth:`run` has nothing left to do."""
+        tree, total = self.tree, int(iterations or self.cfg.iterations)
+        if tree.unfinished_nodes() or len([n for n in tree.run_nodes() if n.mode != "final-robustness"]) < total:
+            return False
+        n_final = int(self.cfg.robustness.get("final_reruns", 0))
+        for s in range(self.cfg.slots) if self.per_slot else [None]:
+            have = [n for n in tree.run_nodes(s) if n.mode == "final-robustness"]
+            if n_final and tree.best(s) is not None and len(have) < n_final:
+                return False
+        return True
 
     # -- helpers --------------------------------------------------------------------------------
     def _say(self, msg: str) -> None:
@@ -576,51 +641,23 @@ class Explorer:
             n.status = "running"
         self.tree.save(self.tree_path)
         tasks = {n.id: self._task(n) for n in nodes}
-        from eirnn_fast.explore.objectives import run_node
-
-        if self.engine == "serial":
-            for n in nodes:
-                self._finish(n, run_node(tasks[n.id]))
+        if self._executor is None:  # kept across batches: the pool's workers are started once
+            self._executor = Executor(
+                self.engine,
+                self.cfg.slots,
+                mp_context="spawn",  # workers import torch afresh: no inherited threads or CUDA state
+                ray_options=lambda task: {"num_gpus": self.cfg.gpus_per_slot},
+                ray_log_to_driver=not self.quiet,
+            )
+        by_id = {n.id: n for n in nodes}
+        try:
+            for task, outcome in self._executor.run(run_node, [tasks[n.id] for n in nodes]):
+                result = outcome.value if outcome.ok else {"status": "failed", "error": outcome.error}
+                self._finish(by_id[task["node_id"]], result)
                 self._count(budget)
-        elif self.engine == "local":
-            import multiprocessing as mp
-            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-            from concurrent.futures.process import BrokenProcessPool
-
-            pool = self._pool
-            if pool is None:
-                pool = self._pool = ProcessPoolExecutor(max_workers=self.cfg.slots, mp_context=mp.get_context("spawn"))
-            futs = {pool.submit(run_node, tasks[n.id]): n for n in nodes}
-            try:
-                pending = set(futs)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        self._finish(futs[f], f.result())
-                        self._count(budget)
-            except BrokenProcessPool as exc:
-                self._close_pool()
-                raise RuntimeError(
-                    f"a worker process died ({exc}); finished nodes are saved in {self.tree_path}, "
-                    f"restart the same command to resume"
-                ) from exc
-        else:
-            try:
-                import ray
-            except ImportError:
-                raise RuntimeError(
-                    "--engine ray needs Ray: pip install 'ray[default]' (or use --engine local)"
-                ) from None
-            if not ray.is_initialized():
-                ray.init(ignore_reinit_error=True, log_to_driver=not self.quiet)
-            remote = ray.remote(num_gpus=self.cfg.gpus_per_slot)(run_node)
-            refs = {remote.remote(tasks[n.id]): n for n in nodes}
-            pending = list(refs)
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for r in done:
-                    self._finish(refs[r], ray.get(r))
-                    self._count(budget)
+        except WorkerDied as exc:
+            self._close_pool()
+            raise WorkerDied(f"{exc} (finished nodes are in {self.tree_path})") from exc
 
     def _count(self, budget: List[int]) -> None:
         if budget:
@@ -630,9 +667,9 @@ class Explorer:
                 raise ExplorationInterrupted("stopped after the requested number of finished nodes")
 
     def _close_pool(self) -> None:
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if getattr(self, "_executor", None) is not None:
+            self._executor.close()
+            self._executor = None
 
     def run(self, iterations: Optional[int] = None, max_new_nodes: Optional[int] = None) -> Dict[str, Any]:
         """Run (or resume) until ``iterations`` nodes have finished, then the final robustness
@@ -641,7 +678,6 @@ class Explorer:
         total = int(iterations or cfg.iterations)
         self.out.mkdir(parents=True, exist_ok=True)
         budget = [int(max_new_nodes)] if max_new_nodes else []
-        self._pool = None
         t0 = time.perf_counter()
         tree.meta.setdefault("runs", []).append(
             {"started": time.time(), "resumed": self.resumed, "engine": self.engine}

@@ -31,6 +31,7 @@ from eirnn_fast.atomic import atomic_write_text
 ROOT = 0
 RERUN_MODES = ("robustness-check", "final-robustness")  # same config as the parent, new data seed
 STATUSES = ("pending", "running", "done", "failed")
+TREE_FORMAT = "eirnn_fast.explore.tree/1"
 
 
 @dataclass
@@ -153,12 +154,16 @@ class ExplorationTree:
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         return {
+            "format": TREE_FORMAT,
             "meta": self.meta,
             "nodes": [dataclasses.asdict(n) for n in sorted(self.nodes.values(), key=lambda n: n.id)],
         }
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ExplorationTree":
+        fmt = d.get("format", "eirnn_fast.explore.tree/0")  # /0: the trees written before formats (same keys)
+        if fmt not in ("eirnn_fast.explore.tree/0", TREE_FORMAT):
+            raise ValueError(f"tree file format {fmt!r} is not one this version reads ({TREE_FORMAT!r})")
         t = cls()
         t.meta = dict(d.get("meta", {}))
         t.nodes = {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
+from eirnn_fast.atomic import atomic_write_json
 from eirnn_fast.flyvis.connectome import Connectome, load_connectome
 from eirnn_fast.flyvis.parameters import DEFAULT_PARAMS, FlyVisParameters, resolve_parameters, weight_statistics
 from eirnn_fast.flyvis.stimuli import GREY, KINDS, make_stimuli
@@ -371,7 +373,6 @@ def generate_dataset(config: GenerateConfig, seed: int, out_dir) -> Dict:
     ``connectome.npz`` (src, dst, type_index, u, v, column, input_indices), ``metadata.json`` and
     plots. Everything is regenerated from ``seed`` (parameters, stimuli, noise)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = config
     if cfg.n_streams < 1 or cfg.n_frames < cfg.n_streams:
         raise ValueError(f"need n_streams >= 1 and n_frames >= n_streams, got {cfg.n_streams}, {cfg.n_frames}")
@@ -381,6 +382,15 @@ def generate_dataset(config: GenerateConfig, seed: int, out_dir) -> Dict:
                 f"{name}={getattr(cfg, name)} is not a multiple of n_streams={cfg.n_streams} "
                 "(each stream gets the same number of frames)"
             )
+    done = finished_dataset(out, cfg, seed)
+    if done is not None:
+        if cfg.progress:
+            print(f"already finished, loaded from {out / 'metadata.json'}", file=sys.stderr)
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    # metadata.json marks a complete dataset: it goes first and comes back last (atomically), so a
+    # killed generation is never read as complete, not even as the earlier dataset of this folder
+    (out / "metadata.json").unlink(missing_ok=True)
     t_start = time.perf_counter()
     con = load_connectome(cfg.extent)
     params = resolve_parameters(cfg.params_path or cfg.params, con, seed)
@@ -451,7 +461,7 @@ def generate_dataset(config: GenerateConfig, seed: int, out_dir) -> Dict:
     meta = dict(
         format="eirnn_fast.flyvis dataset v1",
         seed=seed,
-        config={**asdict(cfg), "kinds": list(cfg.kinds)},
+        config=_config_record(cfg),
         connectome=con.summary(),
         aggregation=_Aggregator(con, cfg.backend).name,
         equation="tau dv/dt = -v + V_rest + sum_j W_ij ReLU(v_j) + I; x[t+1] = x[t] + dt*y[t] + noise*N(0,1)",
@@ -469,7 +479,33 @@ def generate_dataset(config: GenerateConfig, seed: int, out_dir) -> Dict:
 
         first = np.load(out / chunks[0]["file"])
         meta["plots"] = plots.dataset_plots(con, first["x"], first["stimulus"], out)
-    (out / "metadata.json").write_text(json.dumps(meta, indent=1, default=float))
+    atomic_write_json(out / "metadata.json", meta, indent=1, default=float)
+    return meta
+
+
+def _config_record(cfg: GenerateConfig) -> Dict:
+    """The config as metadata.json stores it (JSON types: tuples are lists)."""
+    return json.loads(json.dumps({**asdict(cfg), "kinds": list(cfg.kinds)}, default=float))
+
+
+#: GenerateConfig fields that change no number of the dataset
+_GENERATE_FREE_KEYS = ("plots", "progress")
+
+
+def finished_dataset(out_dir, config: GenerateConfig, seed: int) -> Optional[Dict]:
+    """metadata.json of a complete dataset in ``out_dir`` generated from ``config`` and ``seed`` (every
+    chunk file present), else None: ``generate_dataset`` then regenerates it."""
+    out = Path(out_dir)
+    try:
+        meta = json.loads((out / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("seed") != seed:
+        return None
+    stored = {k: v for k, v in (meta.get("config") or {}).items() if k not in _GENERATE_FREE_KEYS}
+    wanted = {k: v for k, v in _config_record(config).items() if k not in _GENERATE_FREE_KEYS}
+    if stored != wanted or not all((out / c["file"]).is_file() for c in meta.get("chunks", [])):
+        return None
     return meta
 
 

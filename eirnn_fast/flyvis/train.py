@@ -54,6 +54,16 @@ import torch
 
 from eirnn_fast.atomic import atomic_torch_save, atomic_write_json
 from eirnn_fast.flyvis.gnn import W_INIT_MODES, FlyVisGNN, GNNGraph
+from eirnn_fast.runstore import (
+    ResumeDecision,
+    RunFolderConflict,
+    announce,
+    checkpoint_format,
+    config_diff,
+    load_json,
+    remove_outputs,
+    trim_jsonl,
+)
 
 # old (seeds / NeuralGraph) or alternative names -> field names
 ALIASES = {
@@ -348,6 +358,11 @@ def load_training_data(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, An
     cell_type_index``, ground truth ``W [E], tau [N], V_rest [N]``, ``dt``."""
     if isinstance(source, (str, Path)) and (Path(source) / "metadata.json").exists():
         data = training_data_from_generated(source)
+    elif isinstance(source, (str, Path)) and Path(source).is_dir():
+        raise ValueError(
+            f"{source} holds no complete dataset (no metadata.json, which `eirnn-fast flyvis generate` writes "
+            "last): run the generation again"
+        )
     elif isinstance(source, (str, Path)):
         with np.load(source, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -528,33 +543,57 @@ _LEGACY_DEFAULTS = {
 }
 
 
+#: what a run folder of ``flyvis train`` holds: removed by a forced fresh start
+FLYVIS_OUTPUTS = (
+    "checkpoint.pt",
+    "config.json",
+    "history.jsonl",
+    "metrics.jsonl",
+    "result.json",
+    "analysis.json",
+    "recovery_W.png",
+    "recovery_tau.png",
+    "recovery_V_rest.png",
+    "embedding.png",
+)
+CHECKPOINT_FORMAT = "eirnn_fast.flyvis/1"
+#: checkpoint formats this version reads: the unversioned one written before formats existed, and /1
+READABLE_FORMATS = ("eirnn_fast.flyvis/0", CHECKPOINT_FORMAT)
+
+
+def _comparable(config: FlyVisTrainConfig, values: Dict[str, Any]) -> Dict[str, Any]:
+    """``values`` restricted to the config's fields (``extra`` and :data:`_RESUME_FREE_KEYS` left out) as
+    JSON would store them (tuples -> lists)."""
+    names = {f.name for f in dataclasses.fields(config)} - _RESUME_FREE_KEYS - {"extra"}
+    return json.loads(json.dumps({k: v for k, v in values.items() if k in names}, default=str))
+
+
+def _legacy_defaults(config: FlyVisTrainConfig) -> Dict[str, Any]:
+    """What a stored config that lacks a key meant by it: its old meaning (:data:`_LEGACY_DEFAULTS`) or,
+    for a key added without changing what the code did, the field's default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    return _comparable(config, {**defaults, **_LEGACY_DEFAULTS})
+
+
 def reconcile_resume_config(config: FlyVisTrainConfig, stored: Dict[str, Any], where: str) -> list:
     """Make ``config`` continue the run whose config is ``stored`` (a checkpoint's or config.json's dict).
 
     Keys the stored config lacks take their old meaning (:data:`_LEGACY_DEFAULTS`). A key the caller set
     explicitly (``config._explicit``; every key for configs built directly) that differs raises
-    ``ValueError`` naming the keys; a key left at its default takes the run's stored value, so a run
-    started before a default changed resumes as it started. Returns the adopted keys."""
-    old = json.loads(json.dumps({**_LEGACY_DEFAULTS, **stored}, default=str))
-    new = json.loads(json.dumps(config.to_dict(), default=str))
+    :class:`~eirnn_fast.runstore.RunFolderConflict` (a ``ValueError``) naming the keys; a key left at its
+    default takes the run's stored value, so a run started before a default changed resumes as it
+    started. Returns the adopted keys."""
+    legacy = _legacy_defaults(config)
+    old = {**legacy, **_comparable(config, stored)}
+    diff = config_diff(old, _comparable(config, config.to_dict()))
     explicit = getattr(config, "_explicit", None)
-    names = {f.name for f in dataclasses.fields(config)}
-    differ, adopted = [], []
-    for k in sorted(names - _RESUME_FREE_KEYS - {"extra"}):
-        if k in old and old[k] != new.get(k):
-            if explicit is None or k in explicit:
-                differ.append(k)
-            else:
-                adopted.append(k)
-    if differ:
-        detail = ", ".join(f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in differ[:6])
-        raise ValueError(
-            f"{where} was written with another config ({detail}): use another run folder or delete the "
-            "checkpoint to start over"
-        )
+    adopted = [k for k in diff if explicit is not None and k not in explicit]
     for k in adopted:
-        setattr(config, k, stored.get(k, _LEGACY_DEFAULTS.get(k)))
+        setattr(config, k, stored.get(k, _LEGACY_DEFAULTS.get(k, legacy.get(k))))
     config.validate()
+    rest = {k: v for k, v in diff.items() if k not in adopted}
+    if rest:
+        raise RunFolderConflict(Path(where).parent if Path(where).suffix else where, rest)
     return adopted
 
 
@@ -562,6 +601,7 @@ def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config)
     atomic_torch_save(
         path,
         {
+            "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "epoch": epoch,
@@ -572,20 +612,42 @@ def _save_checkpoint(path: Path, model, opt, epoch: int, iteration: int, config)
     )
 
 
+def _load_checkpoint(path: Path, device) -> Dict[str, Any]:
+    state = torch.load(path, map_location=device, weights_only=False)
+    fmt = checkpoint_format(state)
+    if fmt not in READABLE_FORMATS:
+        raise ValueError(f"{path}: checkpoint format {fmt!r} is not one this version reads ({READABLE_FORMATS})")
+    return state
+
+
+def _trim_logs(out: Path, epoch: int, iteration: int) -> None:
+    """On resume from a checkpoint at (epoch, iteration): drop the log lines written after it (they are
+    logged again) and any line a kill cut off, so every line of the logs describes saved work."""
+    trim_jsonl(out / "history.jsonl", lambda r: (r.get("epoch", 0), r.get("iteration", 0)) <= (epoch, iteration))
+    trim_jsonl(out / "metrics.jsonl", lambda r: r.get("epoch", 0) < epoch)
+
+
 def train_flyvis_gnn(
     config: FlyVisTrainConfig,
     data: Union[str, Path, Dict[str, Any]],
     graph=None,
     out_dir: Optional[Union[str, Path]] = None,
     resume: bool = True,
+    force: bool = False,
 ):
     """Train a :class:`FlyVisGNN` on ``data`` (see :func:`load_training_data`).
 
     With ``out_dir``: writes ``config.json``, ``history.jsonl`` (every ``log_every`` iterations:
     loss, data loss, each regulariser, seconds per iteration), ``metrics.jsonl`` (one line per
     epoch, with recovery metrics when ground truth is present), ``checkpoint.pt`` (end of each
-    epoch and every ``checkpoint_every`` iterations); ``resume`` continues from ``checkpoint.pt``.
-    Returns ``(model, info)`` with ``info`` holding the last log line and timing.
+    epoch and every ``checkpoint_every`` iterations).
+
+    The run folder rule (:mod:`eirnn_fast.runstore`): a folder holding a run of the same config
+    continues from its checkpoint (``resume=False``: that run afresh); keys the caller did not set take
+    the run's values (:func:`reconcile_resume_config`); a different config raises
+    :class:`~eirnn_fast.runstore.RunFolderConflict` naming the keys unless ``force``, which removes the
+    old run's outputs (:data:`FLYVIS_OUTPUTS`) first. Returns ``(model, info)`` with ``info`` holding
+    the last log line, timing and ``"resumed_from"`` (the checkpoint's ``(epoch, iteration)`` or None).
     """
     from tqdm.auto import tqdm
 
@@ -595,12 +657,23 @@ def train_flyvis_gnn(
     graph = graph if graph is not None else graph_from_data(data)
     out = Path(out_dir) if out_dir is not None else None
     state = None
-    if out is not None and resume and (out / "checkpoint.pt").exists():
+    if out is not None:
         ck = out / "checkpoint.pt"
-        state = torch.load(ck, map_location=config.device, weights_only=False)
-        adopted = reconcile_resume_config(config, state.get("config", {}), str(ck))
-        if adopted and not config.quiet:
-            print(f"resuming {out} with the run's own {', '.join(adopted)} (not set in the config)", file=sys.stderr)
+        if force:  # whatever the folder holds goes (even a checkpoint this version cannot read)
+            state, stored = None, ({} if any((out / n).exists() for n in FLYVIS_OUTPUTS) else None)
+        else:
+            state = _load_checkpoint(ck, config.device) if ck.is_file() else None
+            # killed before the first checkpoint: config.json (written first) holds the run's config
+            stored = state.get("config", {}) if state is not None else load_json(out / "config.json")
+        if stored is not None and not force:
+            adopted = reconcile_resume_config(config, stored, str(ck))
+            if adopted and not config.quiet:
+                print(
+                    f"resuming {out} with the run's own {', '.join(adopted)} (not set in the config)", file=sys.stderr
+                )
+        if stored is not None and (force or not resume):
+            remove_outputs(out, FLYVIS_OUTPUTS)
+            state = None
     torch.manual_seed(config.seed)
     model = build_model(config, graph)
     opt = make_optimizer(model, config)
@@ -624,17 +697,27 @@ def train_flyvis_gnn(
     start_epoch, start_iter = 0, 0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        atomic_write_json(out / "config.json", config.to_dict(), default=str)
         if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             start_epoch, start_iter = state["epoch"], state["iteration"]
+            _trim_logs(out, start_epoch, start_iter)
+            if not config.quiet and start_epoch < epochs_to_run(config):
+                print(
+                    f"resumed from {out / 'checkpoint.pt'} at epoch {start_epoch}, iteration {start_iter}",
+                    file=sys.stderr,
+                )
             if start_iter >= n_iter:
                 start_epoch, start_iter = start_epoch + 1, 0
     hist_fh = open(out / "history.jsonl", "a") if out is not None else None
     disable = config.quiet or not sys.stderr.isatty()
-    info: Dict[str, Any] = {"iterations_per_epoch": n_iter, "xnorm": xnorm}
+    info: Dict[str, Any] = {
+        "iterations_per_epoch": n_iter,
+        "xnorm": xnorm,
+        "resumed_from": None if state is None else (state["epoch"], state["iteration"]),
+    }
     t_start = time.perf_counter()
     n_done = 0
     try:
@@ -698,7 +781,8 @@ def train_flyvis_gnn(
                     _save_checkpoint(out / "checkpoint.pt", model, opt, epoch, it + 1, config)
             start_iter = 0
             if out is not None:
-                _save_checkpoint(out / "checkpoint.pt", model, opt, epoch + 1, 0, config)
+                # the epoch's line first, then its checkpoint: a kill between re-runs from the previous
+                # checkpoint, which drops the line (_trim_logs)
                 line = {
                     "epoch": epoch,
                     "iterations": n_iter,
@@ -710,6 +794,7 @@ def train_flyvis_gnn(
                     line.update({k: v for k, v in ev.items() if isinstance(v, (int, float))})
                 with open(out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(line) + "\n")
+                _save_checkpoint(out / "checkpoint.pt", model, opt, epoch + 1, 0, config)
     finally:
         if hist_fh is not None:
             hist_fh.close()
@@ -732,15 +817,17 @@ def load_run(run_dir: Union[str, Path]):
         raise ValueError(f"{run}/config.json has no data_path")
     data = load_training_data(cfg.data_path)
     model = build_model(cfg, graph_from_data(data))
-    state = torch.load(run / "checkpoint.pt", map_location=cfg.device, weights_only=False)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(_load_checkpoint(run / "checkpoint.pt", cfg.device)["model"])
     return cfg, model, data
 
 
-def flyvis_evaluate_main(run_dir: Union[str, Path], analysis: bool = False) -> Dict[str, Any]:
+def flyvis_evaluate_main(
+    run_dir: Union[str, Path], analysis: bool = False, train_info: Optional[Dict[str, Any]] = None
+) -> Dict[str, Any]:
     """Evaluate a trained run: all metrics + plots into ``run_dir`` and ``result.json`` (written
-    atomically). ``analysis``: also seed 003's analysis tools (:func:`metrics.recovery_analysis`) into
-    ``analysis.json`` and the ``analysis`` key of the result."""
+    atomically, last). ``analysis``: also seed 003's analysis tools (:func:`metrics.recovery_analysis`)
+    into ``analysis.json`` and the ``analysis`` key of the result. ``train_info``: the training times
+    to record (default: those of the run's earlier result.json)."""
     from eirnn_fast.flyvis import gnn_plots
     from eirnn_fast.flyvis import metrics as M
 
@@ -760,25 +847,43 @@ def flyvis_evaluate_main(run_dir: Union[str, Path], analysis: bool = False) -> D
         )
         atomic_write_json(run / "analysis.json", res["analysis"], default=float)
     prev = run / "result.json"
-    if prev.exists():
-        old = json.loads(prev.read_text())
-        res = {
-            **{k: v for k, v in old.items() if k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")},
-            **res,
-        }
+    old = train_info if train_info is not None else (load_json(prev) or {})
+    res = {
+        **{k: v for k, v in old.items() if k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")},
+        **res,
+    }
     atomic_write_json(prev, res, default=float)
     return res
 
 
-def flyvis_train_main(config_path: Union[str, Path], out_dir: Union[str, Path]) -> Dict[str, Any]:
-    """Train from a YAML config (``data_path`` names the npz), then evaluate; returns result.json's dict."""
+def _finished_result(out: Path, cfg: FlyVisTrainConfig) -> Optional[Dict[str, Any]]:
+    """result.json of a run folder whose training reached the end of ``cfg``'s schedule, else None.
+    result.json is written last (atomically, after the evaluation), so its presence means done; one
+    without the evaluation's keys (an older version wrote the training times first) does not."""
+    res = load_json(out / "result.json") if (out / "checkpoint.pt").is_file() else None
+    if res is None or "metric_definitions" not in res:
+        return None
+    state = _load_checkpoint(out / "checkpoint.pt", "cpu")
+    return res if state["epoch"] >= epochs_to_run(cfg) else None
+
+
+def flyvis_train_main(
+    config_path: Union[str, Path], out_dir: Union[str, Path], *, force: bool = False
+) -> Dict[str, Any]:
+    """Train from a YAML config (``data_path`` names the npz), then evaluate; returns result.json's dict.
+    A finished run of the same config is not trained again: "already finished, loaded from ..."."""
     cfg = FlyVisTrainConfig.from_yaml(config_path)
     if not cfg.data_path:
         raise ValueError(f"config key 'data_path': required by flyvis_train_main ({config_path})")
     out = Path(out_dir)
-    _, info = train_flyvis_gnn(cfg, cfg.data_path, out_dir=out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(
-        json.dumps({k: info[k] for k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")}, indent=2)
-    )
-    return flyvis_evaluate_main(out)
+    if not force and (out / "checkpoint.pt").is_file():
+        stored = _load_checkpoint(out / "checkpoint.pt", "cpu").get("config", {})
+        reconcile_resume_config(cfg, stored, str(out / "checkpoint.pt"))  # a different config refuses here
+        done = _finished_result(out, cfg)
+        if done is not None:
+            decision = ResumeDecision("finished", f"already finished, loaded from {out / 'result.json'}")
+            announce(decision, cfg.quiet)
+            return done
+    _, info = train_flyvis_gnn(cfg, cfg.data_path, out_dir=out, force=force)
+    train = {k: info[k] for k in ("train_seconds", "s_per_iteration", "iterations_per_epoch")}
+    return flyvis_evaluate_main(out, train_info=train)

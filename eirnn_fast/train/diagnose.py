@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from eirnn_fast.atomic import atomic_write_json
 from eirnn_fast.data.session import INPUT_CHANNELS
 
 
@@ -228,7 +229,7 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
     out_dir = ckpt_path.parent
     from eirnn_fast.train.fit import _jsonable
 
-    (out_dir / "evaluation.json").write_text(json.dumps(_jsonable(result), indent=2))
+    atomic_write_json(out_dir / "evaluation.json", _jsonable(result))
     if plots:
         from eirnn_fast.models import select_units
         from eirnn_fast.train.plots import plot_psths

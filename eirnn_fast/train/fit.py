@@ -24,10 +24,26 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from eirnn_fast.atomic import atomic_torch_save, atomic_write_json
-from eirnn_fast.train.config import FitConfig
+from eirnn_fast.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from eirnn_fast.runstore import ResumeDecision, announce, checkpoint_format, decide, load_json, remove_outputs
+from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS, FitConfig
 
 logger = logging.getLogger(__name__)
+
+#: what a fit writes into its run folder (and ``eirnn-fast evaluate`` beside it): removed by a forced
+#: fresh start, so no output of the old run is left beside the new one
+FIT_OUTPUTS = (
+    "result.json",
+    "checkpoint.pt",
+    "config.json",
+    "split.json",
+    "metrics.jsonl",
+    "training_curves.png",
+    "psth_test.png",
+    "evaluation.json",
+    "psth_eval.png",
+)
+CHECKPOINT_FORMAT = "eirnn_fast.fit/1"
 
 ALPHA_PARAM_NAMES = (
     "_alpha_logit",
@@ -279,16 +295,20 @@ class _Interrupted(Exception):
     pass
 
 
-def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] = None) -> dict:
+def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_after: Optional[int] = None) -> dict:
     """Train, select on validation, report on test. Writes into ``cfg.out``: ``config.json``,
     ``split.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``result.json``, ``training_curves.png``,
-    ``psth_test.png``. With ``resume`` and an existing checkpoint of the same config, training
-    continues from it (same result as an uninterrupted run). Returns the result dict."""
+    ``psth_test.png``. Returns the result dict.
+
+    The run folder rule (:mod:`eirnn_fast.runstore`): a folder holding a run of the same config
+    resumes from its checkpoint (same result as an uninterrupted run; ``resume=False`` starts that run
+    afresh), a finished one returns its ``result.json`` ("already finished, loaded from ..."); a
+    different config raises :class:`~eirnn_fast.runstore.RunFolderConflict` naming the differing keys,
+    unless ``force``, which removes the old run's outputs (:data:`FIT_OUTPUTS`) first."""
     from eirnn_fast.data.splits import trial_labels
     from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_neuron
     from eirnn_fast.metrics import noise_ceiling, psth_correlation
     from eirnn_fast.models import select_units
-    from eirnn_fast.train.config import same_run
     from eirnn_fast.train.protocols import describe_split
 
     cfg.validate()
@@ -326,58 +346,84 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
         groups = torch.as_tensor(np.unique(labels, return_inverse=True)[1].reshape(-1), dtype=torch.long)  # [K]
 
     config_dict = cfg.to_dict()
-    (out / "config.json").write_text(json.dumps(config_dict, indent=2))
-    (out / "split.json").write_text(
-        json.dumps(
-            {
-                **split,
-                "seed": cfg.seed,
-                "stratify_by": cfg.stratify_by,
-                "scheme": cfg.split_scheme,
-                "description": describe_split(cfg),
-                "source": session.meta.get("source", ""),
-            }
-        )
-    )
-
     start_epoch, history = 0, []
     best = {"val_corr": -float("inf"), "epoch": -1, "state": copy.deepcopy(model.state_dict())}
     bad_epochs = 0
     ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        changed = same_run(ckpt.get("config") or {}, config_dict)
-        if changed:  # never silently: say which settings differ from the checkpoint's run
-            logger.warning(
-                "%s was written by a run with other settings (%s): starting afresh",
-                ckpt_path,
-                ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changed.items())[:6]),
-            )
-        if not changed and not ckpt.get("finished", False):
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scheduler is not None and ckpt.get("scheduler") is not None:
-                scheduler.load_state_dict(ckpt["scheduler"])
-            balancer.load_state_dict(ckpt["balancer"])
-            start_epoch, history, best, bad_epochs = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["bad_epochs"]
-            torch.random.set_rng_state(ckpt["rng"]["torch"])
-            np.random.set_state(ckpt["rng"]["numpy"])
-            random.setstate(ckpt["rng"]["python"])
-            logger.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
-        elif not changed and ckpt.get("finished", False) and (out / "result.json").is_file():
-            logger.info("already finished, loaded from %s", out / "result.json")
-            return json.loads((out / "result.json").read_text())
-    with open(out / "metrics.jsonl", "w") as fh:  # rewritten from the checkpoint's history on resume
-        for line in history:
-            fh.write(json.dumps(line) + "\n")
+    # force: whatever the folder holds goes (even a checkpoint this version cannot read)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.is_file() and not force else None
+    if ckpt is not None and ckpt.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{ckpt_path}: checkpoint format {checkpoint_format(ckpt)!r} is not {CHECKPOINT_FORMAT!r} "
+            "(another version or another command wrote it); use --force to start afresh there"
+        )
+    # the run folder's config: the checkpoint's (the state it holds) or, killed before the first
+    # epoch ended, config.json (written first)
+    if force:
+        stored = {} if any((out / name).exists() for name in FIT_OUTPUTS) else None
+    else:
+        stored = (ckpt.get("config") or {}) if ckpt is not None else load_json(out / "config.json")
+    finished = ckpt is not None and bool(ckpt.get("finished", False))
+    decision = decide(
+        out,
+        config_dict,
+        stored,
+        finished=finished and (out / "result.json").is_file(),
+        force=force,
+        stale_outputs=FIT_OUTPUTS,
+        legacy_defaults=ADDED_FIELDS,
+        free_keys=RUNTIME_FIELDS,
+        source=out / "result.json" if finished else ckpt_path,
+    )
+    if decision.action != "fresh" and not resume:  # --no-resume: the same run again, from scratch
+        remove_outputs(out, FIT_OUTPUTS)
+        decision, ckpt = ResumeDecision("fresh", f"starting afresh in {out}"), None
+    if decision.action == "finished":
+        announce(decision, cfg.quiet)
+        logger.info("%s", decision.message)
+        return json.loads((out / "result.json").read_text())
+    skip_training = False
+    if decision.action == "resume" and ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        balancer.load_state_dict(ckpt["balancer"])
+        start_epoch, history, best, bad_epochs = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["bad_epochs"]
+        torch.random.set_rng_state(ckpt["rng"]["torch"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        random.setstate(ckpt["rng"]["python"])
+        # trained to the end but killed before result.json: evaluate the saved best state, train no more
+        skip_training = finished
+        announce(
+            ResumeDecision("resume", f"{decision.message} at epoch {start_epoch}" + (" (training done)" * finished)),
+            cfg.quiet,
+        )
+        logger.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    atomic_write_json(out / "config.json", config_dict)
+    atomic_write_json(
+        out / "split.json",
+        {
+            **split,
+            "seed": cfg.seed,
+            "stratify_by": cfg.stratify_by,
+            "scheme": cfg.split_scheme,
+            "description": describe_split(cfg),
+            "source": session.meta.get("source", ""),
+        },
+        indent=None,
+    )
+    # rewritten from the checkpoint's history on resume (a line a kill cut off is dropped)
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(line) + "\n" for line in history))
 
     params = [p for p in model.parameters() if p.requires_grad]
     batch = cfg.batch_size or len(tr)
     show = not (cfg.quiet or not sys.stderr.isatty())
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="fit", disable=not show, initial=start_epoch, total=cfg.epochs)
-    stopped_early = False
+    epochs = range(start_epoch, start_epoch if skip_training else cfg.epochs)
+    bar = tqdm(epochs, desc="fit", disable=not show, initial=start_epoch, total=cfg.epochs)
+    stopped_early = skip_training and len(history) < cfg.epochs
     # (model, optimizer) states before the last update, undone if it led to a runaway (not checkpointed:
     # a runaway on the first step after a resume is skipped without undoing the update before it)
     last_good = None
@@ -481,7 +527,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, _interrupt_after: Optional[int] 
             "best_epoch": best["epoch"],
         }
         history.append(line)
-        with open(out / "metrics.jsonl", "a") as fh:
+        with open(out / "metrics.jsonl", "a") as fh:  # a log: the checkpoint below is the record
             fh.write(json.dumps(line) + "\n")
         stop = cfg.patience and bad_epochs >= cfg.patience
         _save_checkpoint(
@@ -638,7 +684,7 @@ def _save_checkpoint(
     finished: bool,
 ) -> None:
     ckpt = {
-        "format": "eirnn_fast.fit/1",
+        "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),

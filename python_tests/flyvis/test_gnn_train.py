@@ -292,7 +292,7 @@ def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
     assert len(lines) == 8 and lines[-1]["recurrent"] and not lines[0]["recurrent"]
     assert {"loss", "loss_data", "regul_g_phi_norm", "s_per_iter"} <= set(lines[0])
     # a resume with other training settings is refused, not silently mixed
-    with pytest.raises(ValueError, match="another config.*lr"):
+    with pytest.raises(ValueError, match="different config.*lr"):
         train_flyvis_gnn(
             FlyVisTrainConfig(**{**cfg.to_dict(), "lr": 5e-3, "extra": {}}), data, out_dir=tmp_path / "part"
         )
@@ -433,7 +433,7 @@ def test_a_run_started_before_the_defaults_changed_still_resumes(tiny, tmp_path)
     assert info["iterations_run"] == 20  # the second epoch only: resumed, not restarted
     assert user.annealing == "flyvis_gnn" and user.W_L2_with_L1 is False and user.g_phi_reg_detach is True
     assert user.coeff_W_L1_rate is None
-    with pytest.raises(ValueError, match="another config.*g_phi_diff_step: 'additive' -> 'multiplicative'"):
+    with pytest.raises(ValueError, match="different config.*g_phi_diff_step: 'additive' -> 'multiplicative'"):
         train_flyvis_gnn(
             FlyVisTrainConfig.from_dict({**small, "n_epochs": 3, "g_phi_diff_step": "multiplicative"}),
             data,

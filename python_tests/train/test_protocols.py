@@ -12,6 +12,7 @@ import torch
 
 from eirnn_fast.data import load_session, make_synthetic_session, train_val_test_split
 from eirnn_fast.losses import trial_matching_loss
+from eirnn_fast.runstore import RunFolderConflict
 from eirnn_fast.train import FitConfig, build_model, cosine_factor, fit, loss_terms, make_split, seed_everything
 from eirnn_fast.train.config import ADDED_FIELDS, protocol_fields
 from eirnn_fast.train.fit import _Interrupted, _make_optimizer, _make_scheduler
@@ -290,12 +291,13 @@ def test_old_checkpoint_without_new_fields_resumes(tiny_file, tmp_path, caplog):
     assert not [r for r in caplog.records if r.name == "eirnn_fast.train.fit"]
     assert resumed["test_psth_corr"] == straight["test_psth_corr"]
     assert (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[:2] == first  # not re-run
-    # a checkpoint of another computation restarts, and says why
+    # a checkpoint of another computation refuses, naming the key; force starts afresh
     with pytest.raises(_Interrupted):
         fit(FitConfig(out=str(tmp_path / "c"), **kw), _interrupt_after=1)
-    with caplog.at_level(logging.WARNING, logger="eirnn_fast.train.fit"):
+    with pytest.raises(RunFolderConflict, match="reg_form: 'sum' -> 'mean'"):
         fit(FitConfig(out=str(tmp_path / "c"), reg_form="mean", **kw))
-    assert any("reg_form: 'sum' -> 'mean'" in rec.getMessage() for rec in caplog.records)
+    r = fit(FitConfig(out=str(tmp_path / "c"), reg_form="mean", **kw), force=True)
+    assert r["epochs_run"] == 4
 
 
 def test_a_checkpoint_without_the_rate_fields_takes_rate_weight_0(tiny_file, tmp_path, caplog):
@@ -309,9 +311,10 @@ def test_a_checkpoint_without_the_rate_fields_takes_rate_weight_0(tiny_file, tmp
     torch.save(ckpt, ckpt_path)
     assert FitConfig.from_saved(ckpt["config"]).rate_weight == 0.0
     assert ADDED_FIELDS["rate_weight"] == 0.0 and "rate_weight" in protocol_fields("predecessor")
-    with caplog.at_level(logging.WARNING, logger="eirnn_fast.train.fit"):
-        fit(FitConfig(out=str(tmp_path / "r"), rate_weight=0.5, **kw))  # another computation: restarts
-    assert any("rate_weight: 0.0 -> 0.5" in rec.getMessage() for rec in caplog.records)
+    with pytest.raises(RunFolderConflict, match="rate_weight: 0.0 -> 0.5"):  # another computation: refused
+        fit(FitConfig(out=str(tmp_path / "r"), rate_weight=0.5, **kw))
+    r = fit(FitConfig(out=str(tmp_path / "r"), rate_weight=0.0, **kw))  # the old run: resumes to the end
+    assert r["epochs_run"] == 3
 
 
 @pytest.mark.parametrize("update, count", [("step", 6), ("epoch", 3)])
