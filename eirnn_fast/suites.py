@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from eirnn_fast.atomic import atomic_write_json, atomic_write_text
 from eirnn_fast.executor import Executor
 from eirnn_fast.runstore import decide, load_json
+from eirnn_fast.runtime import threads_per_worker
 
 ENGINES = ("local", "ray")
 BASE_FILE = "_base.toml"
@@ -207,7 +208,7 @@ def run_suite(
     removes the old outputs of the folders that differ. More seeds, other workers or engine: free.
 
     ``workers`` parallel runs (default: one per core, at most the number of runs); each run gets
-    ``cores // workers`` torch threads. ``engine="ray"`` submits each run as a Ray task
+    ``cores // workers`` torch threads (``OMP_NUM_THREADS`` when set). ``engine="ray"`` submits each run as a Ray task
     (``num_cpus`` = its threads) to ``address`` (``ray.init``'s argument; ``None`` = local Ray).
     """
     if engine not in ENGINES:
@@ -219,7 +220,7 @@ def run_suite(
     cores = os.cpu_count() or 1
     n_runs = len(experiments) * seeds
     workers = max(1, min(workers or cores, n_runs))
-    threads = max(1, cores // workers)
+    threads = threads_per_worker(workers, cores)
     jobs = _jobs(experiments, out_dir, seeds, data, epochs, quick, threads, session=session)
     protocols = sorted({j["fit"].get("protocol", "ours") for j in jobs})
     record = {

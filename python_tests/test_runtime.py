@@ -47,3 +47,25 @@ def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path, monkeypatch):
     import torch
 
     assert torch.load(tmp_path / "ck.pt")["x"] == 1
+
+
+@pytest.mark.parametrize(
+    "env, workers, cores, expected",
+    [
+        (None, 1, 2, 2),  # unset: the cores shared out
+        (None, 2, 2, 1),
+        (None, 3, 2, 1),  # never 0
+        ("1", 1, 2, 1),  # the user's OMP_NUM_THREADS wins (a shared machine)
+        ("3", 2, 2, 3),
+        ("0", 1, 4, 4),  # not a positive integer: ignored
+        ("abc", 2, 4, 2),
+    ],
+)
+def test_threads_per_worker(monkeypatch, env, workers, cores, expected):
+    from eirnn_fast.runtime import threads_per_worker
+
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    assert threads_per_worker(workers, cores) == expected
