@@ -137,6 +137,38 @@ CsrGraph::CsrGraph(const at::Tensor& rowptr, const at::Tensor& col, const at::Te
   num_dst_ = num_dst;
 }
 
+CsrGraph CsrGraph::unchecked(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+                             const at::Tensor& rowptr_t, const at::Tensor& col_t,
+                             const at::Tensor& perm_t) {
+  TORCH_CHECK_VALUE(rowptr.dim() == 1 && rowptr.size(0) >= 1, "CsrGraph: rowptr must be 1-D with >= 1 entry, got shape ",
+                    rowptr.sizes());
+  TORCH_CHECK_VALUE(rowptr_t.dim() == 1 && rowptr_t.size(0) >= 1,
+                    "CsrGraph: rowptr_t must be 1-D with >= 1 entry, got shape ", rowptr_t.sizes());
+  TORCH_CHECK_TYPE(rowptr.scalar_type() == at::kInt || rowptr.scalar_type() == at::kLong,
+                   "CsrGraph: index arrays must be int32 or int64, got ", rowptr.scalar_type());
+  TORCH_CHECK_VALUE(col.dim() == 1, "CsrGraph: col must be 1-D, got shape ", col.sizes());
+  const int64_t E = col.size(0);
+  const at::ScalarType itype = rowptr.scalar_type();
+  const at::Device dev = rowptr.device();
+  check_index_array(rowptr_t, "rowptr_t", rowptr_t.size(0), itype, dev);
+  check_index_array(col, "col", E, itype, dev);
+  check_index_array(perm, "perm", E, itype, dev);
+  check_index_array(col_t, "col_t", E, itype, dev);
+  check_index_array(perm_t, "perm_t", E, itype, dev);
+  for (const at::Tensor* t : {&rowptr, &col, &perm, &rowptr_t, &col_t, &perm_t})
+    TORCH_CHECK_VALUE(t->is_contiguous(), "CsrGraph: the index arrays must be contiguous");
+  CsrGraph out;
+  out.rowptr_ = rowptr;
+  out.col_ = col;
+  out.perm_ = perm;
+  out.rowptr_t_ = rowptr_t;
+  out.col_t_ = col_t;
+  out.perm_t_ = perm_t;
+  out.num_dst_ = rowptr.size(0) - 1;
+  out.num_src_ = rowptr_t.size(0) - 1;
+  return out;
+}
+
 CsrGraph CsrGraph::to(const at::Device& device) const {
   CsrGraph out;
   // .to() returns the same tensor when nothing changes: fine, nothing ever writes to them.

@@ -27,6 +27,15 @@ class CsrGraph {
   // A copy on `device` (already validated: no checks again).
   CsrGraph to(const at::Device& device) const;
 
+  // The six arrays of an already validated CsrGraph, as the registered ops receive them
+  // (torch.ops.eirnn_fast.*: eirnn_fast.ops.EdgeGraph passes the private copies it got from a
+  // validated CsrGraph). O(1) checks only (1-D, lengths, one dtype and device); the contents are
+  // trusted, like torch.sparse_csr_tensor(..., check_invariants=False). num_dst / num_src are
+  // rowptr.size(0) - 1 / rowptr_t.size(0) - 1. No copies are made.
+  static CsrGraph unchecked(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+                            const at::Tensor& rowptr_t, const at::Tensor& col_t,
+                            const at::Tensor& perm_t);
+
   const at::Tensor& rowptr() const { return rowptr_; }
   const at::Tensor& col() const { return col_; }
   const at::Tensor& perm() const { return perm_; }

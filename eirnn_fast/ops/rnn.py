@@ -1,4 +1,4 @@
-"""Fused Dale's-law E-I rate-RNN recurrence: validation + ``torch.autograd.Function`` over ``eirnn_fast._C``."""
+"""Fused Dale's-law E-I rate-RNN recurrence: validation around the registered ops ``torch.ops.eirnn_fast.*``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from eirnn_fast import _ext
+from eirnn_fast.ops import _library
 from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference
 
@@ -53,31 +54,6 @@ def _validate(drive, x0, w_rec, alpha):
     if alpha.shape not in ((), (1,), (n,)):
         raise ValueError(f"alpha must be a scalar, [1] or [N] = [{n}], got shape {tuple(alpha.shape)}")
     return drive, x0, w_rec, alpha
-
-
-class _EIRNNScan(torch.autograd.Function):
-    """Autograd wiring: forward and backward are separate fused entry points of ``_C``."""
-
-    @staticmethod
-    def forward(ctx, drive, x0, w_rec, alpha):  # drive [B,T,N], x0 [B,N], w_rec [N,N], alpha [N]
-        states = _ext._C.ei_rnn_scan_fwd(drive, x0, w_rec, alpha)
-        ctx.save_for_backward(x0, w_rec, alpha, states)
-        return states
-
-    @staticmethod
-    @first_order_only("ei_rnn_scan")
-    def backward(ctx, grad_states):
-        x0, w_rec, alpha, states = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        d_drive, d_x0, d_w, d_alpha = _ext._C.ei_rnn_scan_bwd(
-            grad_states, x0, w_rec, alpha, states, bool(need[2]), bool(need[3])
-        )
-        return (
-            d_drive if need[0] else None,
-            d_x0 if need[1] else None,
-            d_w if need[2] else None,
-            d_alpha if need[3] else None,
-        )
 
 
 def ei_rnn_scan(
@@ -135,24 +111,10 @@ def ei_rnn_scan(
     batch = drive.shape[0]
     x0_b = x0.expand(batch, n).contiguous()
     alpha_n = alpha.reshape(-1).expand(n).contiguous()
-    return _EIRNNScan.apply(drive.contiguous(), x0_b, w_rec.contiguous(), alpha_n)
+    return _library.op("ei_rnn_scan_fwd")(drive.contiguous(), x0_b, w_rec.contiguous(), alpha_n)
 
 
 # ---------------------------------------------------------------------------- around the scan
-class _EIRates(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, states, x0, scale, base):  # states [B,T,N], x0 [B,N], scale/base 0-d
-        ctx.save_for_backward(states, x0, scale, base)
-        return _ext._C.ei_rates_fwd(states, x0, scale, base)
-
-    @staticmethod
-    @first_order_only("ei_rnn_rates")
-    def backward(ctx, grad_rates):
-        states, x0, scale, base = ctx.saved_tensors
-        d_states, d_x0, d_scale, d_base = _ext._C.ei_rates_bwd(grad_rates, states, x0, scale, base)
-        return d_states, d_x0, d_scale.reshape(scale.shape), d_base.reshape(base.shape)
-
-
 def ei_rnn_rates(
     states: torch.Tensor,  # [B, T, N]
     x0: torch.Tensor,  # [B, N] or [N]
@@ -195,7 +157,7 @@ def ei_rnn_rates(
         raise RuntimeError("ei_rnn_rates: the fused kernel is CPU only; use backend='auto' on CUDA")
     if not fused:
         return ei_rnn_rates_reference(states, x0, rate_scale, rate_baseline)
-    return _EIRates.apply(states.contiguous(), x0.expand(batch, n).contiguous(), rate_scale, rate_baseline)
+    return _library.op("ei_rates_fwd")(states.contiguous(), x0.expand(batch, n).contiguous(), rate_scale, rate_baseline)
 
 
 class _StateNoise(torch.autograd.Function):
@@ -203,7 +165,7 @@ class _StateNoise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, drive, std, seed):
-        _ext._C.noise_add_(drive, std, seed)
+        _library.op("noise_add_")(drive, std, seed)
         ctx.mark_dirty(drive)
         ctx.seed = seed
         ctx.std_shape = std.shape
@@ -214,7 +176,7 @@ class _StateNoise(torch.autograd.Function):
     def backward(ctx, grad):
         d_std = None
         if ctx.needs_input_grad[1]:
-            d_std = _ext._C.noise_dot(grad.contiguous(), ctx.seed).reshape(ctx.std_shape)
+            d_std = _library.op("noise_dot")(grad.contiguous(), ctx.seed).reshape(ctx.std_shape)
         return grad, d_std, None
 
 

@@ -1,0 +1,89 @@
+// The registered eirnn_fast ops (torch.ops.eirnn_fast.*): one adapter per schema in library.cpp.
+// The adapters turn the kernels' C++ signatures into schema-friendly ones: an EdgeGraph arrives as
+// its six CSR tensors, and a gradient that was not requested comes back as an empty [0] tensor
+// (a schema output cannot be undefined; the Python autograd formulas return None for it).
+// Registered for CPU in library.cpp and for CUDA in library_cuda.cpp.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+#include "message_passing/message_passing_ops.h"
+#include "rnn/rnn_ops.h"
+#include "sinkhorn/sinkhorn_ops.h"
+
+namespace eirnn_fast::registry {
+
+inline at::Tensor or_empty(const at::Tensor& t, const at::Tensor& like) {
+  return t.defined() ? t : at::empty({0}, like.options());
+}
+
+using T2 = std::tuple<at::Tensor, at::Tensor>;
+using T4 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using T5 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using T7 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+inline T4 ei_rnn_scan_bwd(const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& w,
+                          const at::Tensor& alpha, const at::Tensor& states, bool need_w, bool need_alpha) {
+  auto [dd, dx, dw, da] = eirnn_fast::ei_rnn_scan_bwd(grad, x0, w, alpha, states, need_w, need_alpha);
+  return {dd, dx, or_empty(dw, states), or_empty(da, states)};
+}
+
+// noise_add_ is declared mutating its first argument and returning nothing.
+inline void noise_add_(at::Tensor drive, const at::Tensor& std, int64_t seed) {
+  eirnn_fast::noise_add_(drive, std, seed);
+}
+
+#define EIRNN_CSR_ARGS                                                                          \
+  const at::Tensor &rowptr, const at::Tensor &col, const at::Tensor &perm, const at::Tensor &rowptr_t, \
+      const at::Tensor &col_t, const at::Tensor &perm_t
+#define EIRNN_CSR_GRAPH CsrGraph::unchecked(rowptr, col, perm, rowptr_t, col_t, perm_t)
+
+inline at::Tensor edge_spmm_fwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& x) {
+  return eirnn_fast::edge_spmm_fwd(EIRNN_CSR_GRAPH, weight, x);
+}
+
+inline T2 edge_spmm_bwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& x, const at::Tensor& grad,
+                        bool need_weight, bool need_x) {
+  auto [dw, dx] = eirnn_fast::edge_spmm_bwd(EIRNN_CSR_GRAPH, weight, x, grad, need_weight, need_x);
+  return {or_empty(dw, weight), or_empty(dx, weight)};
+}
+
+inline at::Tensor edge_mlp_fwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& a, const at::Tensor& b,
+                               const at::Tensor& hw, const at::Tensor& hb, const at::Tensor& ow,
+                               const at::Tensor& ob) {
+  return eirnn_fast::edge_mlp_fwd(EIRNN_CSR_GRAPH, weight, a, b, hw, hb, ow, ob);
+}
+
+inline T7 edge_mlp_bwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& a, const at::Tensor& b,
+                       const at::Tensor& hw, const at::Tensor& hb, const at::Tensor& ow, const at::Tensor& ob,
+                       const at::Tensor& grad, bool need_weight, bool need_a, bool need_b, bool need_params) {
+  auto [dw, da, db, dhw, dhb, dow, dob] = eirnn_fast::edge_mlp_bwd(EIRNN_CSR_GRAPH, weight, a, b, hw, hb, ow, ob,
+                                                                   grad, need_weight, need_a, need_b, need_params);
+  // The parameter gradients are views of one buffer: an op's outputs must not alias each other.
+  const auto own = [&](const at::Tensor& t) { return t.defined() ? t.clone() : at::empty({0}, weight.options()); };
+  return {or_empty(dw, weight), or_empty(da, weight), or_empty(db, weight), own(dhw), own(dhb), own(dow), own(dob)};
+}
+
+#undef EIRNN_CSR_ARGS
+#undef EIRNN_CSR_GRAPH
+
+// Every op's name and adapter, registered once per dispatch key (CPU, CUDA).
+#define EIRNN_FAST_REGISTER_IMPLS(m)                                                 \
+  do {                                                                               \
+    (m).impl("ei_rnn_scan_fwd", &eirnn_fast::ei_rnn_scan_fwd);                       \
+    (m).impl("ei_rnn_scan_bwd", &eirnn_fast::registry::ei_rnn_scan_bwd);             \
+    (m).impl("ei_rates_fwd", &eirnn_fast::ei_rates_fwd);                             \
+    (m).impl("ei_rates_bwd", &eirnn_fast::ei_rates_bwd);                             \
+    (m).impl("noise_add_", &eirnn_fast::registry::noise_add_);                       \
+    (m).impl("noise_dot", &eirnn_fast::noise_dot);                                   \
+    (m).impl("edge_spmm_fwd", &eirnn_fast::registry::edge_spmm_fwd);                 \
+    (m).impl("edge_spmm_bwd", &eirnn_fast::registry::edge_spmm_bwd);                 \
+    (m).impl("edge_mlp_fwd", &eirnn_fast::registry::edge_mlp_fwd);                   \
+    (m).impl("edge_mlp_bwd", &eirnn_fast::registry::edge_mlp_bwd);                   \
+    (m).impl("sinkhorn_solve", &eirnn_fast::sinkhorn_solve);                         \
+    (m).impl("sinkhorn_plan", &eirnn_fast::sinkhorn_plan_from_potentials);           \
+  } while (0)
+
+}  // namespace eirnn_fast::registry
