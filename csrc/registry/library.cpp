@@ -33,4 +33,13 @@ TORCH_LIBRARY(eirnn_fast, m) {
   m.def("sinkhorn_plan(Tensor C, Tensor log_a, Tensor log_b, Tensor g, Tensor eps) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(eirnn_fast, CPU, m) { EIRNN_FAST_REGISTER_IMPLS(m); }
+TORCH_LIBRARY_IMPL(eirnn_fast, CPU, m) {
+  EIRNN_FAST_REGISTER_DEVICE_IMPLS(m, cpu);
+  // CPU-only kernels (the Python layer runs their references on other devices)
+  m.impl("ei_rates_fwd", &eirnn_fast::ei_rates_fwd);
+  m.impl("ei_rates_bwd", &eirnn_fast::ei_rates_bwd);
+  m.impl("noise_add_", &eirnn_fast::registry::noise_add_);
+  m.impl("noise_dot", &eirnn_fast::noise_dot);
+  m.impl("edge_mlp_fwd", &eirnn_fast::registry::edge_mlp_fwd);
+  m.impl("edge_mlp_bwd", &eirnn_fast::registry::edge_mlp_bwd);
+}

@@ -2,7 +2,7 @@
 // The adapters turn the kernels' C++ signatures into schema-friendly ones: an EdgeGraph arrives as
 // its six CSR tensors, and a gradient that was not requested comes back as an empty [0] tensor
 // (a schema output cannot be undefined; the Python autograd formulas return None for it).
-// Registered for CPU in library.cpp and for CUDA in library_cuda.cpp.
+// Registered for CPU in library.cpp and, for the ops with a CUDA kernel, for CUDA in library_cuda.cpp.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -24,9 +24,11 @@ using T4 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using T5 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using T7 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-inline T4 ei_rnn_scan_bwd(const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& w,
-                          const at::Tensor& alpha, const at::Tensor& states, bool need_w, bool need_alpha) {
-  auto [dd, dx, dw, da] = eirnn_fast::ei_rnn_scan_bwd(grad, x0, w, alpha, states, need_w, need_alpha);
+template <T4 (*Bwd)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                    const at::Tensor&, bool, bool)>
+T4 ei_rnn_scan_bwd(const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& alpha,
+                   const at::Tensor& states, bool need_w, bool need_alpha) {
+  auto [dd, dx, dw, da] = Bwd(grad, x0, w, alpha, states, need_w, need_alpha);
   return {dd, dx, or_empty(dw, states), or_empty(da, states)};
 }
 
@@ -40,13 +42,15 @@ inline void noise_add_(at::Tensor drive, const at::Tensor& std, int64_t seed) {
       const at::Tensor &col_t, const at::Tensor &perm_t
 #define EIRNN_CSR_GRAPH CsrGraph::unchecked(rowptr, col, perm, rowptr_t, col_t, perm_t)
 
-inline at::Tensor edge_spmm_fwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& x) {
-  return eirnn_fast::edge_spmm_fwd(EIRNN_CSR_GRAPH, weight, x);
+template <at::Tensor (*Fwd)(const CsrGraph&, const at::Tensor&, const at::Tensor&)>
+at::Tensor edge_spmm_fwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& x) {
+  return Fwd(EIRNN_CSR_GRAPH, weight, x);
 }
 
-inline T2 edge_spmm_bwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& x, const at::Tensor& grad,
-                        bool need_weight, bool need_x) {
-  auto [dw, dx] = eirnn_fast::edge_spmm_bwd(EIRNN_CSR_GRAPH, weight, x, grad, need_weight, need_x);
+template <T2 (*Bwd)(const CsrGraph&, const at::Tensor&, const at::Tensor&, const at::Tensor&, bool, bool)>
+T2 edge_spmm_bwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tensor& x, const at::Tensor& grad,
+                 bool need_weight, bool need_x) {
+  auto [dw, dx] = Bwd(EIRNN_CSR_GRAPH, weight, x, grad, need_weight, need_x);
   return {or_empty(dw, weight), or_empty(dx, weight)};
 }
 
@@ -69,21 +73,16 @@ inline T7 edge_mlp_bwd(EIRNN_CSR_ARGS, const at::Tensor& weight, const at::Tenso
 #undef EIRNN_CSR_ARGS
 #undef EIRNN_CSR_GRAPH
 
-// Every op's name and adapter, registered once per dispatch key (CPU, CUDA).
-#define EIRNN_FAST_REGISTER_IMPLS(m)                                                 \
-  do {                                                                               \
-    (m).impl("ei_rnn_scan_fwd", &eirnn_fast::ei_rnn_scan_fwd);                       \
-    (m).impl("ei_rnn_scan_bwd", &eirnn_fast::registry::ei_rnn_scan_bwd);             \
-    (m).impl("ei_rates_fwd", &eirnn_fast::ei_rates_fwd);                             \
-    (m).impl("ei_rates_bwd", &eirnn_fast::ei_rates_bwd);                             \
-    (m).impl("noise_add_", &eirnn_fast::registry::noise_add_);                       \
-    (m).impl("noise_dot", &eirnn_fast::noise_dot);                                   \
-    (m).impl("edge_spmm_fwd", &eirnn_fast::registry::edge_spmm_fwd);                 \
-    (m).impl("edge_spmm_bwd", &eirnn_fast::registry::edge_spmm_bwd);                 \
-    (m).impl("edge_mlp_fwd", &eirnn_fast::registry::edge_mlp_fwd);                   \
-    (m).impl("edge_mlp_bwd", &eirnn_fast::registry::edge_mlp_bwd);                   \
-    (m).impl("sinkhorn_solve", &eirnn_fast::sinkhorn_solve);                         \
-    (m).impl("sinkhorn_plan", &eirnn_fast::sinkhorn_plan_from_potentials);           \
+// The ops with a kernel on both devices, registered once per dispatch key (DEVICE = cpu / cuda:
+// the *_cpu / *_cuda entry points of rnn/, message_passing/, sinkhorn/).
+#define EIRNN_FAST_REGISTER_DEVICE_IMPLS(m, DEVICE)                                                     \
+  do {                                                                                                 \
+    (m).impl("ei_rnn_scan_fwd", &eirnn_fast::ei_rnn_scan_fwd_##DEVICE);                                \
+    (m).impl("ei_rnn_scan_bwd", &eirnn_fast::registry::ei_rnn_scan_bwd<&eirnn_fast::ei_rnn_scan_bwd_##DEVICE>); \
+    (m).impl("edge_spmm_fwd", &eirnn_fast::registry::edge_spmm_fwd<&eirnn_fast::edge_spmm_fwd_##DEVICE>); \
+    (m).impl("edge_spmm_bwd", &eirnn_fast::registry::edge_spmm_bwd<&eirnn_fast::edge_spmm_bwd_##DEVICE>); \
+    (m).impl("sinkhorn_solve", &eirnn_fast::sinkhorn_solve_##DEVICE);                                  \
+    (m).impl("sinkhorn_plan", &eirnn_fast::sinkhorn_plan_##DEVICE);                                    \
   } while (0)
 
 }  // namespace eirnn_fast::registry

@@ -71,6 +71,19 @@ def _op_samples():
     ]
 
 
+CUDA_OPS = {"ei_rnn_scan_fwd", "ei_rnn_scan_bwd", "edge_spmm_fwd", "edge_spmm_bwd", "sinkhorn_solve", "sinkhorn_plan"}
+
+
+def test_kernels_registered_per_dispatch_key():
+    """Every op has a CPU kernel; the CUDA key holds exactly the ops with a CUDA kernel, when built with CUDA."""
+    from eirnn_fast import _ext
+
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    for name in _library.OP_NAMES:
+        assert has(f"eirnn_fast::{name}", "CPU"), name
+        assert has(f"eirnn_fast::{name}", "CUDA") == (_ext.cuda_kernels() and name in CUDA_OPS), name
+
+
 def test_every_op_has_a_sample():
     assert sorted({name for name, _ in _op_samples()}) == sorted(_library.OP_NAMES)
 
