@@ -29,10 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from eirnn_fast._ext import BACKENDS
-from eirnn_fast._ext import compiled as _ext_compiled
 from eirnn_fast.models import parametrize as P
 from eirnn_fast.models.embeddings import ALWAYS_ON_TYPES, EMBED_TYPES, make_input_embedding
-from eirnn_fast.ops import ei_rnn_rates, ei_rnn_scan, state_noise_
+from eirnn_fast.ops import _backend, ei_rnn_rates, ei_rnn_scan, state_noise_
 from eirnn_fast.units import as_unit_index
 
 logger = logging.getLogger(__name__)
@@ -461,10 +460,6 @@ class EIRNN(nn.Module):
             return torch.stack([torch.randn(batch, self.n_total, dtype=dtype, device=device) for _ in range(steps)], 1)
         return torch.randn(batch, steps, self.n_total, dtype=dtype, device=device)
 
-    def _fused_cpu(self, device: torch.device) -> bool:
-        """Whether this forward runs the compiled CPU kernels (``backend`` not ``reference``)."""
-        return device.type == "cpu" and self.backend != "reference" and _ext_compiled()
-
     def forward(
         self,
         inputs: torch.Tensor,
@@ -510,7 +505,10 @@ class EIRNN(nn.Module):
             xi = noise.to(device=drive.device, dtype=drive.dtype)
         elif noise is False or not scale:
             xi = None
-        elif self.noise_draw in ("counter", "auto") and self._fused_cpu(drive.device):
+        elif (
+            self.noise_draw in ("counter", "auto")
+            and _backend.choose("eirnn_counter_noise", self.backend, drive.device) == "fused"
+        ):
             drive = state_noise_(drive, scale * alpha.mean().sqrt(), backend="fused")  # in place, no xi tensor
             xi = None
         else:
@@ -525,7 +523,7 @@ class EIRNN(nn.Module):
             x0,
             self.rate_scale,
             self.rate_baseline,
-            backend="reference" if self.backend == "reference" else "auto",
+            backend=_backend.for_model_op(self.backend),
         )
         outputs = F.linear(rates[..., : self.n_exc], self.W_out, self.b_out)
         if return_states:

@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from eirnn_fast import _ext
-from eirnn_fast.ops import _library
+from eirnn_fast.ops import _backend, _library
 from eirnn_fast.reference.message_passing import (
     edge_message_passing_reference,
     edge_mlp_messages_reference,
@@ -30,7 +30,7 @@ from eirnn_fast.reference.message_passing import (
 #: Columns (frames) per fused call; wider ``node_values`` are processed in blocks of this many.
 MAX_FEATURES = 128
 #: Widest hidden layer of the fused edge-MLP kernel (per-edge activations live on the stack).
-MLP_MAX_HIDDEN = 256
+MLP_MAX_HIDDEN = _backend.MLP_MAX_HIDDEN
 
 _INDEX_DTYPES = (torch.int32, torch.int64)
 _INT32_MAX = 2**31 - 1
@@ -334,9 +334,8 @@ def edge_message_passing(
             f"got shape {tuple(node_values.shape) if not squeeze else (node_values.shape[0],)}"
         )
     edge_weight = _check_edge_weight(graph, edge_weight, node_values.dtype, node_values.device, "node_values")
-    fused = _ext.use_fused(backend, node_values.device, "edge_message_passing")
     F = node_values.shape[1]
-    if not fused or F == 0:
+    if _backend.choose("edge_message_passing", backend, node_values.device, empty=F == 0) != "fused":
         out = edge_message_passing_reference(graph._src, graph._dst, graph.num_dst, edge_weight, node_values)
     elif F <= MAX_FEATURES:
         out = _library.op("edge_spmm_fwd")(*graph._arrays, edge_weight.contiguous(), node_values.contiguous())
@@ -430,17 +429,8 @@ def edge_mlp_message_passing(
             raise ValueError(f"{name} is on {t.device} but a_dst is on {a_dst.device}")
     edge_weight = _check_edge_weight(graph, edge_weight, a_dst.dtype, a_dst.device, "a_dst")
 
-    fused = _ext.use_fused(backend, a_dst.device, "edge_mlp_message_passing")
-    if fused and (a_dst.device.type != "cpu" or H > MLP_MAX_HIDDEN):
-        why = (
-            "only a CPU kernel exists for the edge-MLP variant"
-            if a_dst.device.type != "cpu"
-            else f"H={H} > MLP_MAX_HIDDEN={MLP_MAX_HIDDEN}"
-        )
-        if backend == "fused":
-            raise RuntimeError(f"edge_mlp_message_passing: backend='fused' requested but {why}")
-        fused = False  # documented fallback: the reference on the same device
-    if not fused or F == 0 or H == 0:
+    path = _backend.choose("edge_mlp_message_passing", backend, a_dst.device, hidden=H, empty=F == 0 or H == 0)
+    if path != "fused":
         return edge_mlp_messages_reference(
             graph._src, graph._dst, edge_weight, a_dst, b_src, hidden_weights, hidden_biases, out_weight, out_bias
         )

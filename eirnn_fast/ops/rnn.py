@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Union
 
 import numpy as np
 import torch
 
-from eirnn_fast import _ext
-from eirnn_fast.ops import _library
+from eirnn_fast.ops import _backend, _library
 from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference
 
 #: Largest N the CUDA kernel takes (W and the state tile live in shared memory or L1/L2);
-#: larger networks run the reference on the GPU with a warning.
-CUDA_MAX_UNITS = 256
+#: larger networks run the reference on the GPU with a warning (decided in ``ops/_backend.py``).
+CUDA_MAX_UNITS = _backend.CUDA_MAX_UNITS
 
 
 def _tensor(name: str, value) -> torch.Tensor:
@@ -95,17 +93,8 @@ def ei_rnn_scan(
     the outputs and gradients exactly as in the reference.
     """
     drive, x0, w_rec, alpha = _validate(drive, x0, w_rec, alpha)
-    fused = _ext.use_fused(backend, drive.device, "ei_rnn_scan")
+    fused = _backend.choose("ei_rnn_scan", backend, drive.device, n_units=drive.shape[2]) == "fused"
     n = drive.shape[2]
-    if fused and drive.device.type == "cuda" and n > CUDA_MAX_UNITS:
-        if backend == "fused":
-            raise ValueError(f"ei_rnn_scan: the CUDA kernel takes N <= {CUDA_MAX_UNITS} units, got N={n}")
-        warnings.warn(
-            f"ei_rnn_scan: N={n} > {CUDA_MAX_UNITS} is beyond the CUDA kernel; running the reference",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        fused = False
     if not fused:
         return ei_rnn_scan_reference(drive, x0, w_rec, alpha)
     batch = drive.shape[0]
@@ -152,10 +141,7 @@ def ei_rnn_rates(
     for name, t in (("x0", x0), ("rate_scale", rate_scale), ("rate_baseline", rate_baseline)):
         if t.dtype != states.dtype or t.device != states.device:
             raise TypeError(f"{name} is {t.dtype} on {t.device} but states are {states.dtype} on {states.device}")
-    fused = _ext.use_fused(backend, states.device, "ei_rnn_rates") and states.device.type == "cpu"
-    if backend == "fused" and states.device.type != "cpu":
-        raise RuntimeError("ei_rnn_rates: the fused kernel is CPU only; use backend='auto' on CUDA")
-    if not fused:
+    if _backend.choose("ei_rnn_rates", backend, states.device) != "fused":
         return ei_rnn_rates_reference(states, x0, rate_scale, rate_baseline)
     return _library.op("ei_rates_fwd")(states.contiguous(), x0.expand(batch, n).contiguous(), rate_scale, rate_baseline)
 
@@ -227,15 +213,10 @@ def state_noise_(
         seed = int(torch.randint(0, 2**62, (1,)).item())
     else:
         seed = _check_seed(seed)
-    _ext.check_backend(backend)
-    if drive.device.type == "meta":  # shape-only: no values to draw into
-        if backend == "fused":
-            raise RuntimeError("state_noise_: backend='fused' has no meta kernel; use backend='auto'")
+    path = _backend.choose("state_noise_", backend, drive.device, contiguous=drive.is_contiguous())
+    if path == "meta":  # shape-only: no values to draw into
         return drive.addcmul_(torch.empty_like(drive), std)
-    if backend == "fused" and drive.device.type != "cpu":
-        raise RuntimeError("state_noise_: the fused draws are CPU only; use backend='auto' on CUDA")
-    fused = drive.device.type == "cpu" and _ext.use_fused(backend, drive.device, "state_noise_")
-    if not fused or not drive.is_contiguous():
+    if path == "reference":
         gen = torch.Generator(device=drive.device).manual_seed(seed)
         xi = torch.randn(drive.shape, dtype=drive.dtype, device=drive.device, generator=gen)
         return drive.addcmul_(xi, std)  # in place, like the fused path

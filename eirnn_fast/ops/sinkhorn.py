@@ -15,8 +15,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 
-from eirnn_fast import _ext
-from eirnn_fast.ops import _library
+from eirnn_fast.ops import _backend, _library
 from eirnn_fast.reference.sinkhorn import (
     POISSON_X_FLOOR,
     cost_matrix_reference,
@@ -283,7 +282,7 @@ def _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonc
     log_a = _log_weights("a", a, B, n, x)
     log_b = _log_weights("b", b, B, m, x)
     e = _validate_eps(eps, B, x)
-    fused = _ext.use_fused(backend, x.device, "sinkhorn")
+    fused = _backend.choose("sinkhorn", backend, x.device) == "fused"
     return x, y, log_a, log_b, e, fused
 
 
