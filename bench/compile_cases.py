@@ -2,9 +2,11 @@
 
 Each case is a function of tensors built by ``make_cases()``; ``python_tests/ops/test_compile.py``
 compiles the same cases with ``fullgraph=True`` and compares them with eager. Run as a script to
-print ``torch._dynamo.explain`` counts (graphs, graph breaks) per case::
+print ``torch._dynamo.explain`` counts (graphs, graph breaks) per case, and with ``--inductor``
+also compile every case with the inductor backend (``fullgraph=True``; minutes of C++ compilation)
+and print its largest deviation from eager::
 
-    OMP_NUM_THREADS=1 python bench/compile_cases.py
+    OMP_NUM_THREADS=1 python bench/compile_cases.py [--inductor]
 """
 
 from __future__ import annotations
@@ -105,10 +107,31 @@ def explain_all():
     return rows
 
 
+def inductor_all():
+    """name -> largest |compiled - eager| over the output and the gradients (inductor, fullgraph)."""
+    out = {}
+    for name, (fn, args, module) in make_cases().items():
+        torch._dynamo.reset()
+        args = [a.clone().requires_grad_(module is None) for a in args]
+        leaves = list(args) if module is None else list(module.parameters())
+        res = []
+        for f in (torch.compile(fn, fullgraph=True, backend="inductor"), fn):
+            y = f(*args)
+            g = torch.autograd.grad(y.sum(), leaves, allow_unused=True)
+            res.append([y] + [t for t in g if t is not None])
+        out[name] = max(float((a - b).detach().abs().max()) for a, b in zip(*res))
+    return out
+
+
 if __name__ == "__main__":
+    import sys
+
     print(f"torch {torch.__version__}")
     print(f"{'case':45s} graphs  breaks")
     for name, graphs, breaks, reasons in explain_all():
         print(f"{name:45s} {graphs:6d}  {breaks:6d}")
         for r in reasons[:3]:
             print(f"    - {r}")
+    if "--inductor" in sys.argv:
+        for name, dev in inductor_all().items():
+            print(f"inductor {name:45s} max |compiled - eager| = {dev:.3g}")
