@@ -42,7 +42,8 @@ LEARNABLE_ALPHA_MODES = ("none", "scalar", "population", "neuron")
 #: (same seed, same noise); ``batched`` = one ``randn`` for the whole ``[B, T, N]`` (one launch on
 #: GPU, different numbers); ``counter`` = counter-based draws added inside the extension
 #: (:func:`eirnn_fast.ops.state_noise_`: no ``[B, T, N]`` noise tensor, ~3x faster than ``randn`` on
-#: CPU; ``batched`` where the fused CPU kernels are not used); ``auto`` (the default) = ``counter``
+#: CPU; ``batched`` where the fused CPU kernels are not used and under ``torch.compile``, whose
+#: graph cannot read the draws' seed back); ``auto`` (the default) = ``counter``
 #: (same standard-normal statistics, other numbers than the predecessor's; ``per_step`` keeps its
 #: exact stream).
 NOISE_DRAWS = ("auto", "per_step", "batched", "counter")

@@ -82,7 +82,10 @@ def choose(
         return "reference"
     if backend == "reference":
         return "reference"
-    if op == "eirnn_counter_noise":  # the model's noise: counter draws wherever the CPU kernels run
+    if op == "eirnn_counter_noise":  # the model's noise: counter draws wherever the CPU kernels run,
+        # except under torch.compile: their seed is drawn on the host (a graph break); torch.randn traces
+        if torch.compiler.is_compiling():
+            return "reference"
         return "fused" if device.type == "cpu" and _ext.compiled() else "reference"
     if op in ("state_noise_",) and backend == "fused" and device.type != "cpu":
         raise RuntimeError("state_noise_: the fused draws are CPU only; use backend='auto' on CUDA")
