@@ -11,23 +11,6 @@
 #include "common/checks.h"
 #include "message_passing/message_passing.h"
 
-#ifdef EIRNN_FAST_WITH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime.h>
-#endif
-
-// Index-type dispatch: int32 or int64 CSR arrays, exposed as index_t.
-#define EIRNN_DISPATCH_INDEX(type, name, ...)                                              \
-  [&] {                                                                                    \
-    if ((type) == at::kInt) {                                                              \
-      using index_t = int32_t;                                                             \
-      return __VA_ARGS__();                                                                \
-    }                                                                                      \
-    TORCH_CHECK((type) == at::kLong, name, ": CSR arrays must be int32 or int64, got ", type); \
-    using index_t = int64_t;                                                               \
-    return __VA_ARGS__();                                                                  \
-  }()
 
 namespace eirnn_fast {
 namespace {
@@ -72,11 +55,7 @@ at::Tensor check_layout(const at::Tensor& rowptr, const at::Tensor& col, const a
   return at::repeat_interleave(at::arange(rows, r.options()), counts, /*dim=*/0, /*output_size=*/E);
 }
 
-#ifdef EIRNN_FAST_WITH_CUDA
-void check_cuda(int err, const char* what) {
-  TORCH_CHECK(err == 0, what, " failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
-#endif
+}  // namespace
 
 void check_weight(const CsrGraph& g, const at::Tensor& weight) {
   EIRNN_CHECK_DIM(weight, 1, "[E]");
@@ -86,8 +65,6 @@ void check_weight(const CsrGraph& g, const at::Tensor& weight) {
   TORCH_CHECK(weight.device() == g.device(), "weight is on ", weight.device(),
               " but the graph is on ", g.device());
 }
-
-}  // namespace
 
 CsrGraph::CsrGraph(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
                    const at::Tensor& rowptr_t, const at::Tensor& col_t, const at::Tensor& perm_t,
@@ -137,6 +114,38 @@ CsrGraph::CsrGraph(const at::Tensor& rowptr, const at::Tensor& col, const at::Te
   num_dst_ = num_dst;
 }
 
+CsrGraph CsrGraph::unchecked(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+                             const at::Tensor& rowptr_t, const at::Tensor& col_t,
+                             const at::Tensor& perm_t) {
+  TORCH_CHECK_VALUE(rowptr.dim() == 1 && rowptr.size(0) >= 1, "CsrGraph: rowptr must be 1-D with >= 1 entry, got shape ",
+                    rowptr.sizes());
+  TORCH_CHECK_VALUE(rowptr_t.dim() == 1 && rowptr_t.size(0) >= 1,
+                    "CsrGraph: rowptr_t must be 1-D with >= 1 entry, got shape ", rowptr_t.sizes());
+  TORCH_CHECK_TYPE(rowptr.scalar_type() == at::kInt || rowptr.scalar_type() == at::kLong,
+                   "CsrGraph: index arrays must be int32 or int64, got ", rowptr.scalar_type());
+  TORCH_CHECK_VALUE(col.dim() == 1, "CsrGraph: col must be 1-D, got shape ", col.sizes());
+  const int64_t E = col.size(0);
+  const at::ScalarType itype = rowptr.scalar_type();
+  const at::Device dev = rowptr.device();
+  check_index_array(rowptr_t, "rowptr_t", rowptr_t.size(0), itype, dev);
+  check_index_array(col, "col", E, itype, dev);
+  check_index_array(perm, "perm", E, itype, dev);
+  check_index_array(col_t, "col_t", E, itype, dev);
+  check_index_array(perm_t, "perm_t", E, itype, dev);
+  for (const at::Tensor* t : {&rowptr, &col, &perm, &rowptr_t, &col_t, &perm_t})
+    TORCH_CHECK_VALUE(t->is_contiguous(), "CsrGraph: the index arrays must be contiguous");
+  CsrGraph out;
+  out.rowptr_ = rowptr;
+  out.col_ = col;
+  out.perm_ = perm;
+  out.rowptr_t_ = rowptr_t;
+  out.col_t_ = col_t;
+  out.perm_t_ = perm_t;
+  out.num_dst_ = rowptr.size(0) - 1;
+  out.num_src_ = rowptr_t.size(0) - 1;
+  return out;
+}
+
 CsrGraph CsrGraph::to(const at::Device& device) const {
   CsrGraph out;
   // .to() returns the same tensor when nothing changes: fine, nothing ever writes to them.
@@ -151,7 +160,7 @@ CsrGraph CsrGraph::to(const at::Device& device) const {
   return out;
 }
 
-at::Tensor edge_spmm_fwd(const CsrGraph& graph, const at::Tensor& weight_in, const at::Tensor& x_in) {
+at::Tensor edge_spmm_fwd_cpu(const CsrGraph& graph, const at::Tensor& weight_in, const at::Tensor& x_in) {
   check_weight(graph, weight_in);
   EIRNN_CHECK_DIM(x_in, 2, "[num_src, F]");
   EIRNN_CHECK_SAME(x_in, weight_in);
@@ -165,25 +174,6 @@ at::Tensor edge_spmm_fwd(const CsrGraph& graph, const at::Tensor& weight_in, con
   const int64_t R = graph.num_dst();
   at::Tensor out = empty_for_kernel({R, F}, x.options());
   if (R == 0) return out;
-
-  if (x.is_cuda()) {
-#ifdef EIRNN_FAST_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(x.device());
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_fwd_cuda", [&] {
-      EIRNN_DISPATCH_INDEX(rowptr.scalar_type(), "edge_spmm_fwd", [&] {
-        check_cuda(mp::spmm_cuda<scalar_t, index_t>(
-                       rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), perm.data_ptr<index_t>(),
-                       weight.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                       out.data_ptr<scalar_t>(), R, F, stream),
-                   "edge_message_passing forward kernel");
-      });
-    });
-    return out;
-#else
-    TORCH_CHECK(false, "edge_message_passing: eirnn_fast was built without CUDA kernels");
-#endif
-  }
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_fwd_cpu", [&] {
     EIRNN_DISPATCH_INDEX(rowptr.scalar_type(), "edge_spmm_fwd", [&] {
@@ -201,7 +191,7 @@ at::Tensor edge_spmm_fwd(const CsrGraph& graph, const at::Tensor& weight_in, con
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd(const CsrGraph& graph, const at::Tensor& weight_in,
+std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd_cpu(const CsrGraph& graph, const at::Tensor& weight_in,
                                                  const at::Tensor& x_in, const at::Tensor& grad_in,
                                                  bool need_weight, bool need_x) {
   check_weight(graph, weight_in);
@@ -219,27 +209,6 @@ std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd(const CsrGraph& graph, const at
   if (need_weight) d_w = at::empty({E}, weight.options());
   if (need_x) d_x = empty_for_kernel({num_src, F}, x.options());
   if (!(need_weight || need_x) || num_src == 0) return {d_w, d_x};
-
-  if (x.is_cuda()) {
-#ifdef EIRNN_FAST_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(x.device());
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_bwd_cuda", [&] {
-      EIRNN_DISPATCH_INDEX(rowptr_t.scalar_type(), "edge_spmm_bwd", [&] {
-        check_cuda(mp::spmm_bwd_cuda<scalar_t, index_t>(
-                       rowptr_t.data_ptr<index_t>(), col_t.data_ptr<index_t>(),
-                       perm_t.data_ptr<index_t>(), weight.data_ptr<scalar_t>(),
-                       x.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
-                       need_x ? d_x.data_ptr<scalar_t>() : nullptr,
-                       need_weight ? d_w.data_ptr<scalar_t>() : nullptr, num_src, F, stream),
-                   "edge_message_passing backward kernel");
-      });
-    });
-    return {d_w, d_x};
-#else
-    TORCH_CHECK(false, "edge_message_passing: eirnn_fast was built without CUDA kernels");
-#endif
-  }
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_bwd_cpu", [&] {
     EIRNN_DISPATCH_INDEX(rowptr_t.scalar_type(), "edge_spmm_bwd", [&] {

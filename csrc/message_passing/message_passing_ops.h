@@ -1,4 +1,4 @@
-// Torch-facing entry points of the sparse edge message passing (registered in bindings.cpp).
+// Torch-facing entry points of the sparse edge message passing (registered in registry/library.cpp).
 //
 // The graph arrives as a CsrGraph: the two CSR layouts built by eirnn_fast.ops.EdgeGraph, checked
 // once when the CsrGraph is made (O(E)) and then held as private copies that no Python code can
@@ -10,6 +10,18 @@
 #include <ATen/ATen.h>
 
 #include <tuple>
+
+// Index-type dispatch: int32 or int64 CSR arrays, exposed as index_t.
+#define EIRNN_DISPATCH_INDEX(type, name, ...)                                              \
+  [&] {                                                                                    \
+    if ((type) == at::kInt) {                                                              \
+      using index_t = int32_t;                                                             \
+      return __VA_ARGS__();                                                                \
+    }                                                                                      \
+    TORCH_CHECK((type) == at::kLong, name, ": CSR arrays must be int32 or int64, got ", type); \
+    using index_t = int64_t;                                                               \
+    return __VA_ARGS__();                                                                  \
+  }()
 
 namespace eirnn_fast {
 
@@ -26,6 +38,15 @@ class CsrGraph {
 
   // A copy on `device` (already validated: no checks again).
   CsrGraph to(const at::Device& device) const;
+
+  // The six arrays of an already validated CsrGraph, as the registered ops receive them
+  // (torch.ops.eirnn_fast.*: eirnn_fast.ops.EdgeGraph passes the private copies it got from a
+  // validated CsrGraph). O(1) checks only (1-D, lengths, one dtype and device); the contents are
+  // trusted, like torch.sparse_csr_tensor(..., check_invariants=False). num_dst / num_src are
+  // rowptr.size(0) - 1 / rowptr_t.size(0) - 1. No copies are made.
+  static CsrGraph unchecked(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+                            const at::Tensor& rowptr_t, const at::Tensor& col_t,
+                            const at::Tensor& perm_t);
 
   const at::Tensor& rowptr() const { return rowptr_; }
   const at::Tensor& col() const { return col_; }
@@ -44,14 +65,22 @@ class CsrGraph {
   int64_t num_src_ = 0, num_dst_ = 0;
 };
 
-// weight [E] (original edge order), x [num_src, F] -> out [num_dst, F]
-at::Tensor edge_spmm_fwd(const CsrGraph& graph, const at::Tensor& weight, const at::Tensor& x);
+// weight: [E], float, on the graph's device (shared by the CPU and CUDA entry points)
+void check_weight(const CsrGraph& g, const at::Tensor& weight);
+
+// weight [E] (original edge order), x [num_src, F] -> out [num_dst, F]. One entry point per device
+// (message_passing_ops.cpp, message_passing_ops_cuda.cpp), registered per dispatch key.
+at::Tensor edge_spmm_fwd_cpu(const CsrGraph& graph, const at::Tensor& weight, const at::Tensor& x);
+at::Tensor edge_spmm_fwd_cuda(const CsrGraph& graph, const at::Tensor& weight, const at::Tensor& x);
 
 // weight [E], x [num_src, F], grad [num_dst, F]
 //   -> (d_weight [E] or undefined, d_x [num_src, F] or undefined)
-std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd(const CsrGraph& graph, const at::Tensor& weight,
-                                                 const at::Tensor& x, const at::Tensor& grad,
-                                                 bool need_weight, bool need_x);
+std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd_cpu(const CsrGraph& graph, const at::Tensor& weight,
+                                                     const at::Tensor& x, const at::Tensor& grad,
+                                                     bool need_weight, bool need_x);
+std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd_cuda(const CsrGraph& graph, const at::Tensor& weight,
+                                                      const at::Tensor& x, const at::Tensor& grad,
+                                                      bool need_weight, bool need_x);
 
 // Edge-MLP variant (CPU only): a [F, num_dst, H], b [F, num_src, H], hw [L, H, H], hb [L, H],
 // ow [H], ob [1] -> out [num_dst, F]

@@ -8,16 +8,10 @@
 #include "common/checks.h"
 #include "rnn/rnn.h"
 
-#ifdef EIRNN_FAST_WITH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime.h>
-#endif
 
 namespace eirnn_fast {
-namespace {
 
-void check_inputs(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
+void check_scan_inputs(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
                   const at::Tensor& alpha) {
   EIRNN_CHECK_DIM(drive, 3, "[B, T, N]");
   EIRNN_CHECK_FLOAT(drive);
@@ -34,40 +28,13 @@ void check_inputs(const at::Tensor& drive, const at::Tensor& x0, const at::Tenso
               "ei_rnn_scan: unsupported device ", drive.device());
 }
 
-#ifdef EIRNN_FAST_WITH_CUDA
-void check_cuda(int err, const char* what) {
-  TORCH_CHECK(err == 0, what, " failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
-#endif
-
-}  // namespace
-
-at::Tensor ei_rnn_scan_fwd(const at::Tensor& drive_in, const at::Tensor& x0_in,
+at::Tensor ei_rnn_scan_fwd_cpu(const at::Tensor& drive_in, const at::Tensor& x0_in,
                            const at::Tensor& w_in, const at::Tensor& alpha_in) {
-  check_inputs(drive_in, x0_in, w_in, alpha_in);
+  check_scan_inputs(drive_in, x0_in, w_in, alpha_in);
   const at::Tensor drive = drive_in.contiguous(), x0 = x0_in.contiguous(), w = w_in.contiguous(),
                    alpha = alpha_in.contiguous();
   const int64_t B = drive.size(0), T = drive.size(1), N = drive.size(2);
   at::Tensor states = empty_for_kernel(drive.sizes(), drive.options());
-
-  if (drive.is_cuda()) {
-#ifdef EIRNN_FAST_WITH_CUDA
-    TORCH_CHECK(N <= rnn::kCudaMaxUnits, "ei_rnn_scan: the CUDA kernel takes N <= ",
-                rnn::kCudaMaxUnits, ", got N = ", N);
-    const c10::cuda::CUDAGuard guard(drive.device());
-    const at::Tensor wt = w.t().contiguous();
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "ei_rnn_scan_fwd_cuda", [&] {
-      check_cuda(rnn::scan_forward_cuda<scalar_t>(
-                     drive.data_ptr<scalar_t>(), x0.data_ptr<scalar_t>(), wt.data_ptr<scalar_t>(),
-                     alpha.data_ptr<scalar_t>(), states.data_ptr<scalar_t>(), B, T, N, stream),
-                 "ei_rnn_scan forward kernel");
-    });
-    return states;
-#else
-    TORCH_CHECK(false, "ei_rnn_scan: eirnn_fast was built without CUDA kernels");
-#endif
-  }
 
   const int64_t n_chunks = (B + rnn::kCpuChunkRows - 1) / rnn::kCpuChunkRows;
   AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "ei_rnn_scan_fwd_cpu", [&] {
@@ -87,10 +54,10 @@ at::Tensor ei_rnn_scan_fwd(const at::Tensor& drive_in, const at::Tensor& x0_in,
   return states;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd_cpu(
     const at::Tensor& grad_in, const at::Tensor& x0_in, const at::Tensor& w_in,
     const at::Tensor& alpha_in, const at::Tensor& states_in, bool need_w, bool need_alpha) {
-  check_inputs(states_in, x0_in, w_in, alpha_in);
+  check_scan_inputs(states_in, x0_in, w_in, alpha_in);
   EIRNN_CHECK_SHAPE(grad_in, states_in.size(0), states_in.size(1), states_in.size(2));
   EIRNN_CHECK_SAME(grad_in, states_in);
   const at::Tensor grad = grad_in.contiguous(), x0 = x0_in.contiguous(), w = w_in.contiguous(),
@@ -100,34 +67,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd(
   at::Tensor d_x0 = at::empty_like(x0);
   at::Tensor d_w, d_alpha;
   const bool need_m = need_w || need_alpha;
-
-  if (states.is_cuda()) {
-#ifdef EIRNN_FAST_WITH_CUDA
-    TORCH_CHECK(N <= rnn::kCudaMaxUnits, "ei_rnn_scan: the CUDA kernel takes N <= ",
-                rnn::kCudaMaxUnits, ", got N = ", N);
-    const c10::cuda::CUDAGuard guard(states.device());
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "ei_rnn_scan_bwd_cuda", [&] {
-      check_cuda(rnn::scan_backward_cuda<scalar_t>(
-                     grad.data_ptr<scalar_t>(), x0.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                     alpha.data_ptr<scalar_t>(), states.data_ptr<scalar_t>(),
-                     d_drive.data_ptr<scalar_t>(), d_x0.data_ptr<scalar_t>(), B, T, N, stream),
-                 "ei_rnn_scan backward kernel");
-    });
-    if (need_m) {
-      // Parameter gradients after the reverse loop (haste-style): M = G^T softplus(X_prev) over
-      // the B*T rows, dW = diag(a) M, d_alpha = rowsum(W .* M) - sum(G .* X_prev).
-      const at::Tensor x_prev = at::cat({x0.unsqueeze(1), states.narrow(1, 0, T - 1)}, 1);
-      const at::Tensor g2 = d_drive.reshape({B * T, N});
-      const at::Tensor m = at::matmul(g2.t(), at::softplus(x_prev).reshape({B * T, N}));
-      if (need_w) d_w = alpha.unsqueeze(1) * m;
-      if (need_alpha) d_alpha = (w * m).sum(1) - (g2 * x_prev.reshape({B * T, N})).sum(0);
-    }
-    return {d_drive, d_x0, d_w, d_alpha};
-#else
-    TORCH_CHECK(false, "ei_rnn_scan: eirnn_fast was built without CUDA kernels");
-#endif
-  }
 
   const int64_t n_chunks = (B + rnn::kCpuChunkRows - 1) / rnn::kCpuChunkRows;
   at::Tensor m_partials, gx_partials;

@@ -1,4 +1,4 @@
-// Torch-facing entry points of the fused E-I recurrence (registered in bindings.cpp).
+// Torch-facing entry points of the fused E-I recurrence (registered in registry/library.cpp).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -7,13 +7,23 @@
 
 namespace eirnn_fast {
 
-// drive [B, T, N], x0 [B, N], w [N, N], alpha [N] -> states [B, T, N]
-at::Tensor ei_rnn_scan_fwd(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
-                           const at::Tensor& alpha);
+// Shape / dtype / device checks shared by the CPU and CUDA entry points.
+void check_scan_inputs(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
+                       const at::Tensor& alpha);
+
+// drive [B, T, N], x0 [B, N], w [N, N], alpha [N] -> states [B, T, N]. One entry point per
+// device (rnn_ops.cpp, rnn_ops_cuda.cpp), registered per dispatch key.
+at::Tensor ei_rnn_scan_fwd_cpu(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
+                               const at::Tensor& alpha);
+at::Tensor ei_rnn_scan_fwd_cuda(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
+                                const at::Tensor& alpha);
 
 // grad [B, T, N], saved inputs and states -> (d_drive [B, T, N], d_x0 [B, N], d_w [N, N], d_alpha [N])
 // d_w / d_alpha are undefined tensors when not requested.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd_cpu(
+    const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& alpha,
+    const at::Tensor& states, bool need_w, bool need_alpha);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd_cuda(
     const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& alpha,
     const at::Tensor& states, bool need_w, bool need_alpha);
 

@@ -11,14 +11,8 @@
 #include "common/checks.h"
 #include "sinkhorn/sinkhorn.h"
 
-#ifdef EIRNN_FAST_WITH_CUDA
-#include <c10/cuda/CUDAStream.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <cuda_runtime.h>
-#endif
 
 namespace eirnn_fast {
-namespace {
 
 void check_problem(const at::Tensor& C, const at::Tensor& log_a, const at::Tensor& log_b,
                    const at::Tensor& eps) {
@@ -36,15 +30,8 @@ void check_problem(const at::Tensor& C, const at::Tensor& log_a, const at::Tenso
               C.device());
 }
 
-#ifdef EIRNN_FAST_WITH_CUDA
-void check_cuda(int err, const char* what) {
-  TORCH_CHECK(err == 0, what, " failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
-#endif
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_solve(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_solve_cpu(
     const at::Tensor& C_in, const at::Tensor& log_a_in, const at::Tensor& log_b_in,
     const at::Tensor& eps_in, const at::Tensor& eps0_in, double decay, int64_t max_iter,
     double tol) {
@@ -67,26 +54,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
   at::Tensor iters = at::empty({B}, C.options().dtype(at::kLong));
   at::Tensor err = at::empty({B}, C.options());
 
-  if (C.is_cuda()) {
-#ifdef EIRNN_FAST_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(C.device());
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(C.scalar_type(), "sinkhorn_solve_cuda", [&] {
-      check_cuda(sinkhorn::solve_cuda<scalar_t>(
-                     C.data_ptr<scalar_t>(), Ct.data_ptr<scalar_t>(), log_a.data_ptr<scalar_t>(),
-                     log_b.data_ptr<scalar_t>(), eps.data_ptr<scalar_t>(),
-                     eps0.data_ptr<scalar_t>(), spread.data_ptr<scalar_t>(),
-                     static_cast<scalar_t>(decay), B, n, m, max_iter,
-                     static_cast<scalar_t>(tol), f.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
-                     value.data_ptr<scalar_t>(), iters.data_ptr<int64_t>(),
-                     err.data_ptr<scalar_t>(), stream),
-                 "sinkhorn solve kernel");
-    });
-    return {f, g, value, iters, err};
-#else
-    TORCH_CHECK(false, "sinkhorn: eirnn_fast was built without CUDA kernels");
-#endif
-  }
 
   AT_DISPATCH_FLOATING_TYPES(C.scalar_type(), "sinkhorn_solve_cpu", [&] {
     const scalar_t* cp = C.data_ptr<scalar_t>();
@@ -133,7 +100,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
   return {f, g, value, iters, err};
 }
 
-at::Tensor sinkhorn_plan_from_potentials(const at::Tensor& C_in, const at::Tensor& log_a_in,
+at::Tensor sinkhorn_plan_cpu(const at::Tensor& C_in, const at::Tensor& log_a_in,
                                          const at::Tensor& log_b_in, const at::Tensor& g_in,
                                          const at::Tensor& eps_in) {
   check_problem(C_in, log_a_in, log_b_in, eps_in);
@@ -145,22 +112,6 @@ at::Tensor sinkhorn_plan_from_potentials(const at::Tensor& C_in, const at::Tenso
   const int64_t n = C.size(1);
   at::Tensor P = empty_for_kernel(C.sizes(), C.options());
 
-  if (C.is_cuda()) {
-#ifdef EIRNN_FAST_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(C.device());
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(C.scalar_type(), "sinkhorn_plan_cuda", [&] {
-      check_cuda(sinkhorn::plan_cuda<scalar_t>(
-                     C.data_ptr<scalar_t>(), log_a.data_ptr<scalar_t>(), log_b.data_ptr<scalar_t>(),
-                     g.data_ptr<scalar_t>(), eps.data_ptr<scalar_t>(), B, n, m,
-                     P.data_ptr<scalar_t>(), stream),
-                 "sinkhorn plan kernel");
-    });
-    return P;
-#else
-    TORCH_CHECK(false, "sinkhorn: eirnn_fast was built without CUDA kernels");
-#endif
-  }
 
   // Work items: (problem, block of rows), so one large problem still uses every thread.
   constexpr int64_t kRows = 32;

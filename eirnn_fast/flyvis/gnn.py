@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eirnn_fast.ops import EdgeGraph, edge_message_passing, edge_mlp_message_passing
+from eirnn_fast.ops import EdgeGraph, _backend, edge_message_passing, edge_mlp_message_passing
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 W_INIT_MODES = ("zeros", "randn", "randn_scaled")
@@ -179,13 +179,15 @@ class FlyVisGNN(nn.Module):
         return out
 
     def _use_fused(self) -> bool:
-        if self.backend == "reference":
-            return False
-        if self.variant == "B" and (self.g_phi.activation != "relu" or not self.g_phi_positive):
-            if self.backend == "fused":
-                raise ValueError("the fused variant-B kernel needs activation='relu' and g_phi_positive=True")
-            return False
-        return True
+        """Whether the messages run the fused op; the seat ``eirnn_fast.ops._backend`` decides (told
+        what variant B's kernel cannot express); otherwise the per-edge reference below."""
+        unsupported, hidden = None, None
+        if self.variant == "B":
+            hidden = self.g_phi.layers[0].out_features
+            if self.g_phi.activation != "relu" or not self.g_phi_positive:
+                unsupported = "the fused variant-B kernel needs activation='relu' and g_phi_positive=True"
+        op = "edge_message_passing" if self.variant == "A" else "edge_mlp_message_passing"
+        return _backend.choose(op, self.backend, self.W.device, hidden=hidden, unsupported=unsupported) == "fused"
 
     def _square(self, s: torch.Tensor) -> torch.Tensor:
         return s * s if self.g_phi_positive else s

@@ -47,10 +47,9 @@ def _fused_op():
     """(EdgeGraph, edge_message_passing) when the op's compiled CPU kernel is available, else None
     (the op itself always imports; without ``_C`` it would run its ``index_add_`` reference, slower
     than the ``torch.sparse`` CSR fallback)."""
-    from eirnn_fast import _ext
-    from eirnn_fast.ops import EdgeGraph, edge_message_passing
+    from eirnn_fast.ops import EdgeGraph, _backend, edge_message_passing
 
-    if not _ext.fused_available(torch.device("cpu")):
+    if _backend.choose("flyvis_aggregate", "auto", torch.device("cpu")) != "fused":
         return None
     return EdgeGraph, edge_message_passing
 
@@ -73,14 +72,15 @@ class _Aggregator:
     def __init__(self, connectome: Connectome, backend: str = "auto"):
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+        from eirnn_fast.ops import _backend
+
         self.src, self.dst, self.n = connectome.src, connectome.dst, connectome.n_neurons
-        fused = None if backend == "reference" else _fused_op()
-        if backend == "fused" and fused is None:
-            raise RuntimeError("backend='fused' but eirnn_fast.ops.edge_message_passing is not available")
+        path = _backend.choose("flyvis_aggregate", backend, torch.device("cpu"))
+        fused = _fused_op() if path == "fused" else None
         self.fused = fused
         self.op_backend = "fused" if backend == "fused" else "auto"
         self.graph = fused[0](self.src, self.dst, self.n, self.n) if fused is not None else None
-        self.use_csr = fused is None and backend == "auto"
+        self.use_csr = path == "sparse_csr"
         if fused is not None:
             self.name = "edge_message_passing"
         elif self.use_csr:

@@ -29,10 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from eirnn_fast._ext import BACKENDS
-from eirnn_fast._ext import compiled as _ext_compiled
 from eirnn_fast.models import parametrize as P
 from eirnn_fast.models.embeddings import ALWAYS_ON_TYPES, EMBED_TYPES, make_input_embedding
-from eirnn_fast.ops import ei_rnn_rates, ei_rnn_scan, state_noise_
+from eirnn_fast.ops import _backend, ei_rnn_rates, ei_rnn_scan, state_noise_
 from eirnn_fast.units import as_unit_index
 
 logger = logging.getLogger(__name__)
@@ -43,7 +42,8 @@ LEARNABLE_ALPHA_MODES = ("none", "scalar", "population", "neuron")
 #: (same seed, same noise); ``batched`` = one ``randn`` for the whole ``[B, T, N]`` (one launch on
 #: GPU, different numbers); ``counter`` = counter-based draws added inside the extension
 #: (:func:`eirnn_fast.ops.state_noise_`: no ``[B, T, N]`` noise tensor, ~3x faster than ``randn`` on
-#: CPU; ``batched`` where the fused CPU kernels are not used); ``auto`` (the default) = ``counter``
+#: CPU; ``batched`` where the fused CPU kernels are not used and under ``torch.compile``, whose
+#: graph cannot read the draws' seed back); ``auto`` (the default) = ``counter``
 #: (same standard-normal statistics, other numbers than the predecessor's; ``per_step`` keeps its
 #: exact stream).
 NOISE_DRAWS = ("auto", "per_step", "batched", "counter")
@@ -461,10 +461,6 @@ class EIRNN(nn.Module):
             return torch.stack([torch.randn(batch, self.n_total, dtype=dtype, device=device) for _ in range(steps)], 1)
         return torch.randn(batch, steps, self.n_total, dtype=dtype, device=device)
 
-    def _fused_cpu(self, device: torch.device) -> bool:
-        """Whether this forward runs the compiled CPU kernels (``backend`` not ``reference``)."""
-        return device.type == "cpu" and self.backend != "reference" and _ext_compiled()
-
     def forward(
         self,
         inputs: torch.Tensor,
@@ -510,7 +506,10 @@ class EIRNN(nn.Module):
             xi = noise.to(device=drive.device, dtype=drive.dtype)
         elif noise is False or not scale:
             xi = None
-        elif self.noise_draw in ("counter", "auto") and self._fused_cpu(drive.device):
+        elif (
+            self.noise_draw in ("counter", "auto")
+            and _backend.choose("eirnn_counter_noise", self.backend, drive.device) == "fused"
+        ):
             drive = state_noise_(drive, scale * alpha.mean().sqrt(), backend="fused")  # in place, no xi tensor
             xi = None
         else:
@@ -525,7 +524,7 @@ class EIRNN(nn.Module):
             x0,
             self.rate_scale,
             self.rate_baseline,
-            backend="reference" if self.backend == "reference" else "auto",
+            backend=_backend.for_model_op(self.backend),
         )
         outputs = F.linear(rates[..., : self.n_exc], self.W_out, self.b_out)
         if return_states:

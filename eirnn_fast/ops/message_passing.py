@@ -1,4 +1,4 @@
-"""Sparse edge message passing (DESIGN 3.3): graph container, validation and autograd over ``eirnn_fast._C``.
+"""Sparse edge message passing (DESIGN 3.3): graph container and validation around the registered ops ``torch.ops.eirnn_fast.edge_*``.
 
 * :class:`EdgeGraph` validates an edge list once and holds it in the two CSR layouts the kernels
   walk (rows = destinations for the forward, rows = sources for the backward) plus the
@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from eirnn_fast import _ext
-from eirnn_fast.ops._autograd import first_order_only
+from eirnn_fast.ops import _backend, _library
 from eirnn_fast.reference.message_passing import (
     edge_message_passing_reference,
     edge_mlp_messages_reference,
@@ -30,7 +30,7 @@ from eirnn_fast.reference.message_passing import (
 #: Columns (frames) per fused call; wider ``node_values`` are processed in blocks of this many.
 MAX_FEATURES = 128
 #: Widest hidden layer of the fused edge-MLP kernel (per-edge activations live on the stack).
-MLP_MAX_HIDDEN = 256
+MLP_MAX_HIDDEN = _backend.MLP_MAX_HIDDEN
 
 _INDEX_DTYPES = (torch.int32, torch.int64)
 _INT32_MAX = 2**31 - 1
@@ -190,6 +190,8 @@ class EdgeGraph:
                 f"E={E} on {src.device} ({exc})"
             ) from None
         self._csr = _seal((rowptr, col, perm, rowptr_t, col_t, perm_t), num_src, num_dst)
+        # what the registered ops receive: private copies of the validated arrays (one clone each)
+        self._arrays = tuple(getattr(self._csr, k) for k in _TensorCsr._NAMES)
         self._src = src.to(itype, copy=True)
         self._dst = dst.to(itype, copy=True)
         self._num_src, self._num_dst = num_src, num_dst
@@ -245,6 +247,7 @@ class EdgeGraph:
             return self
         out = object.__new__(EdgeGraph)
         out._csr = self._csr.to(device)
+        out._arrays = tuple(t.to(device) for t in self._arrays)
         out._src, out._dst = self._src.to(device), self._dst.to(device)
         out._num_src, out._num_dst = self._num_src, self._num_dst
         out._num_duplicate_pairs = self._num_duplicate_pairs
@@ -292,27 +295,6 @@ def _check_edge_weight(
 
 
 # ---- plain op ------------------------------------------------------------------------------------
-class _EdgeSpMM(torch.autograd.Function):
-    """Forward = CSR SpMM by destination; backward = one fused pass over the CSR by source that
-    produces the transposed SpMM (d node_values) and the SDDMM (d edge_weight)."""
-
-    @staticmethod
-    def forward(ctx, edge_weight, node_values, graph):  # [E], [num_src, F] -> [num_dst, F]
-        out = _ext._C.edge_spmm_fwd(graph._csr, edge_weight, node_values)
-        ctx.graph = graph
-        ctx.save_for_backward(edge_weight, node_values)
-        return out
-
-    @staticmethod
-    @first_order_only("edge_message_passing")
-    def backward(ctx, grad_out):
-        edge_weight, node_values = ctx.saved_tensors
-        g = ctx.graph
-        need_w, need_x = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
-        d_w, d_x = _ext._C.edge_spmm_bwd(g._csr, edge_weight, node_values, grad_out.contiguous(), need_w, need_x)
-        return (d_w if need_w else None), (d_x if need_x else None), None
-
-
 def edge_message_passing(
     graph: EdgeGraph,
     edge_weight: torch.Tensor,  # [E], original edge order
@@ -352,52 +334,21 @@ def edge_message_passing(
             f"got shape {tuple(node_values.shape) if not squeeze else (node_values.shape[0],)}"
         )
     edge_weight = _check_edge_weight(graph, edge_weight, node_values.dtype, node_values.device, "node_values")
-    fused = _ext.use_fused(backend, node_values.device, "edge_message_passing")
     F = node_values.shape[1]
-    if not fused or F == 0:
+    if _backend.choose("edge_message_passing", backend, node_values.device, empty=F == 0) != "fused":
         out = edge_message_passing_reference(graph._src, graph._dst, graph.num_dst, edge_weight, node_values)
     elif F <= MAX_FEATURES:
-        out = _EdgeSpMM.apply(edge_weight, node_values, graph)
+        out = _library.op("edge_spmm_fwd")(*graph._arrays, edge_weight.contiguous(), node_values.contiguous())
     else:
+        spmm = _library.op("edge_spmm_fwd")
+        w = edge_weight.contiguous()
         out = torch.cat(
-            [_EdgeSpMM.apply(edge_weight, blk, graph) for blk in node_values.split(MAX_FEATURES, dim=1)], dim=1
+            [spmm(*graph._arrays, w, blk.contiguous()) for blk in node_values.split(MAX_FEATURES, dim=1)], dim=1
         )
     return out.squeeze(1) if squeeze else out
 
 
 # ---- edge-MLP variant (FlyVis model "B") -------------------------------------------------------------
-class _EdgeMLP(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, edge_weight, a, b, hw, hb, ow, ob, graph):
-        out = _ext._C.edge_mlp_fwd(graph._csr, edge_weight, a, b, hw, hb, ow, ob)
-        ctx.graph = graph
-        ctx.save_for_backward(edge_weight, a, b, hw, hb, ow, ob)
-        return out
-
-    @staticmethod
-    @first_order_only("edge_mlp_message_passing")
-    def backward(ctx, grad_out):
-        edge_weight, a, b, hw, hb, ow, ob = ctx.saved_tensors
-        g = ctx.graph
-        need = [bool(n) for n in ctx.needs_input_grad[:7]]
-        grads = _ext._C.edge_mlp_bwd(
-            g._csr,
-            edge_weight,
-            a,
-            b,
-            hw,
-            hb,
-            ow,
-            ob,
-            grad_out.contiguous(),
-            need[0],
-            need[1],
-            need[2],
-            any(need[3:7]),
-        )
-        return tuple(t if n else None for t, n in zip(grads, need)) + (None,)
-
-
 def edge_mlp_message_passing(
     graph: EdgeGraph,
     edge_weight: torch.Tensor,  # [E], original edge order
@@ -478,17 +429,8 @@ def edge_mlp_message_passing(
             raise ValueError(f"{name} is on {t.device} but a_dst is on {a_dst.device}")
     edge_weight = _check_edge_weight(graph, edge_weight, a_dst.dtype, a_dst.device, "a_dst")
 
-    fused = _ext.use_fused(backend, a_dst.device, "edge_mlp_message_passing")
-    if fused and (a_dst.device.type != "cpu" or H > MLP_MAX_HIDDEN):
-        why = (
-            "only a CPU kernel exists for the edge-MLP variant"
-            if a_dst.device.type != "cpu"
-            else f"H={H} > MLP_MAX_HIDDEN={MLP_MAX_HIDDEN}"
-        )
-        if backend == "fused":
-            raise RuntimeError(f"edge_mlp_message_passing: backend='fused' requested but {why}")
-        fused = False  # documented fallback: the reference on the same device
-    if not fused or F == 0 or H == 0:
+    path = _backend.choose("edge_mlp_message_passing", backend, a_dst.device, hidden=H, empty=F == 0 or H == 0)
+    if path != "fused":
         return edge_mlp_messages_reference(
             graph._src, graph._dst, edge_weight, a_dst, b_src, hidden_weights, hidden_biases, out_weight, out_bias
         )
@@ -496,4 +438,6 @@ def edge_mlp_message_passing(
     hw = torch.stack(hidden_weights) if L else a_dst.new_zeros(0, H, H)
     hb = torch.stack(hidden_biases) if L else a_dst.new_zeros(0, H)
     ob = out_bias.reshape(1) if out_bias is not None else a_dst.new_zeros(1)
-    return _EdgeMLP.apply(edge_weight, a_dst, b_src, hw, hb, out_weight.reshape(H), ob, graph)
+    return _library.op("edge_mlp_fwd")(
+        *graph._arrays, edge_weight.contiguous(), a_dst, b_src, hw, hb, out_weight.reshape(H), ob
+    )

@@ -1,20 +1,19 @@
-"""Fused Dale's-law E-I rate-RNN recurrence: validation + ``torch.autograd.Function`` over ``eirnn_fast._C``."""
+"""Fused Dale's-law E-I rate-RNN recurrence: validation around the registered ops ``torch.ops.eirnn_fast.*``."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Union
 
 import numpy as np
 import torch
 
-from eirnn_fast import _ext
+from eirnn_fast.ops import _backend, _library
 from eirnn_fast.ops._autograd import first_order_only
 from eirnn_fast.reference.rnn import ei_rnn_rates_reference, ei_rnn_scan_reference
 
 #: Largest N the CUDA kernel takes (W and the state tile live in shared memory or L1/L2);
-#: larger networks run the reference on the GPU with a warning.
-CUDA_MAX_UNITS = 256
+#: larger networks run the reference on the GPU with a warning (decided in ``ops/_backend.py``).
+CUDA_MAX_UNITS = _backend.CUDA_MAX_UNITS
 
 
 def _tensor(name: str, value) -> torch.Tensor:
@@ -53,31 +52,6 @@ def _validate(drive, x0, w_rec, alpha):
     if alpha.shape not in ((), (1,), (n,)):
         raise ValueError(f"alpha must be a scalar, [1] or [N] = [{n}], got shape {tuple(alpha.shape)}")
     return drive, x0, w_rec, alpha
-
-
-class _EIRNNScan(torch.autograd.Function):
-    """Autograd wiring: forward and backward are separate fused entry points of ``_C``."""
-
-    @staticmethod
-    def forward(ctx, drive, x0, w_rec, alpha):  # drive [B,T,N], x0 [B,N], w_rec [N,N], alpha [N]
-        states = _ext._C.ei_rnn_scan_fwd(drive, x0, w_rec, alpha)
-        ctx.save_for_backward(x0, w_rec, alpha, states)
-        return states
-
-    @staticmethod
-    @first_order_only("ei_rnn_scan")
-    def backward(ctx, grad_states):
-        x0, w_rec, alpha, states = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        d_drive, d_x0, d_w, d_alpha = _ext._C.ei_rnn_scan_bwd(
-            grad_states, x0, w_rec, alpha, states, bool(need[2]), bool(need[3])
-        )
-        return (
-            d_drive if need[0] else None,
-            d_x0 if need[1] else None,
-            d_w if need[2] else None,
-            d_alpha if need[3] else None,
-        )
 
 
 def ei_rnn_scan(
@@ -119,40 +93,17 @@ def ei_rnn_scan(
     the outputs and gradients exactly as in the reference.
     """
     drive, x0, w_rec, alpha = _validate(drive, x0, w_rec, alpha)
-    fused = _ext.use_fused(backend, drive.device, "ei_rnn_scan")
+    fused = _backend.choose("ei_rnn_scan", backend, drive.device, n_units=drive.shape[2]) == "fused"
     n = drive.shape[2]
-    if fused and drive.device.type == "cuda" and n > CUDA_MAX_UNITS:
-        if backend == "fused":
-            raise ValueError(f"ei_rnn_scan: the CUDA kernel takes N <= {CUDA_MAX_UNITS} units, got N={n}")
-        warnings.warn(
-            f"ei_rnn_scan: N={n} > {CUDA_MAX_UNITS} is beyond the CUDA kernel; running the reference",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        fused = False
     if not fused:
         return ei_rnn_scan_reference(drive, x0, w_rec, alpha)
     batch = drive.shape[0]
     x0_b = x0.expand(batch, n).contiguous()
     alpha_n = alpha.reshape(-1).expand(n).contiguous()
-    return _EIRNNScan.apply(drive.contiguous(), x0_b, w_rec.contiguous(), alpha_n)
+    return _library.op("ei_rnn_scan_fwd")(drive.contiguous(), x0_b, w_rec.contiguous(), alpha_n)
 
 
 # ---------------------------------------------------------------------------- around the scan
-class _EIRates(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, states, x0, scale, base):  # states [B,T,N], x0 [B,N], scale/base 0-d
-        ctx.save_for_backward(states, x0, scale, base)
-        return _ext._C.ei_rates_fwd(states, x0, scale, base)
-
-    @staticmethod
-    @first_order_only("ei_rnn_rates")
-    def backward(ctx, grad_rates):
-        states, x0, scale, base = ctx.saved_tensors
-        d_states, d_x0, d_scale, d_base = _ext._C.ei_rates_bwd(grad_rates, states, x0, scale, base)
-        return d_states, d_x0, d_scale.reshape(scale.shape), d_base.reshape(base.shape)
-
-
 def ei_rnn_rates(
     states: torch.Tensor,  # [B, T, N]
     x0: torch.Tensor,  # [B, N] or [N]
@@ -190,12 +141,9 @@ def ei_rnn_rates(
     for name, t in (("x0", x0), ("rate_scale", rate_scale), ("rate_baseline", rate_baseline)):
         if t.dtype != states.dtype or t.device != states.device:
             raise TypeError(f"{name} is {t.dtype} on {t.device} but states are {states.dtype} on {states.device}")
-    fused = _ext.use_fused(backend, states.device, "ei_rnn_rates") and states.device.type == "cpu"
-    if backend == "fused" and states.device.type != "cpu":
-        raise RuntimeError("ei_rnn_rates: the fused kernel is CPU only; use backend='auto' on CUDA")
-    if not fused:
+    if _backend.choose("ei_rnn_rates", backend, states.device) != "fused":
         return ei_rnn_rates_reference(states, x0, rate_scale, rate_baseline)
-    return _EIRates.apply(states.contiguous(), x0.expand(batch, n).contiguous(), rate_scale, rate_baseline)
+    return _library.op("ei_rates_fwd")(states.contiguous(), x0.expand(batch, n).contiguous(), rate_scale, rate_baseline)
 
 
 class _StateNoise(torch.autograd.Function):
@@ -203,7 +151,7 @@ class _StateNoise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, drive, std, seed):
-        _ext._C.noise_add_(drive, std, seed)
+        _library.op("noise_add_")(drive, std, seed)
         ctx.mark_dirty(drive)
         ctx.seed = seed
         ctx.std_shape = std.shape
@@ -214,7 +162,7 @@ class _StateNoise(torch.autograd.Function):
     def backward(ctx, grad):
         d_std = None
         if ctx.needs_input_grad[1]:
-            d_std = _ext._C.noise_dot(grad.contiguous(), ctx.seed).reshape(ctx.std_shape)
+            d_std = _library.op("noise_dot")(grad.contiguous(), ctx.seed).reshape(ctx.std_shape)
         return grad, d_std, None
 
 
@@ -265,15 +213,10 @@ def state_noise_(
         seed = int(torch.randint(0, 2**62, (1,)).item())
     else:
         seed = _check_seed(seed)
-    _ext.check_backend(backend)
-    if drive.device.type == "meta":  # shape-only: no values to draw into
-        if backend == "fused":
-            raise RuntimeError("state_noise_: backend='fused' has no meta kernel; use backend='auto'")
+    path = _backend.choose("state_noise_", backend, drive.device, contiguous=drive.is_contiguous())
+    if path == "meta":  # shape-only: no values to draw into
         return drive.addcmul_(torch.empty_like(drive), std)
-    if backend == "fused" and drive.device.type != "cpu":
-        raise RuntimeError("state_noise_: the fused draws are CPU only; use backend='auto' on CUDA")
-    fused = drive.device.type == "cpu" and _ext.use_fused(backend, drive.device, "state_noise_")
-    if not fused or not drive.is_contiguous():
+    if path == "reference":
         gen = torch.Generator(device=drive.device).manual_seed(seed)
         xi = torch.randn(drive.shape, dtype=drive.dtype, device=drive.device, generator=gen)
         return drive.addcmul_(xi, std)  # in place, like the fused path

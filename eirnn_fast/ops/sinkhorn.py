@@ -15,8 +15,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 
-from eirnn_fast import _ext
-from eirnn_fast.ops._autograd import first_order_only
+from eirnn_fast.ops import _backend, _library
 from eirnn_fast.reference.sinkhorn import (
     POISSON_X_FLOOR,
     cost_matrix_reference,
@@ -85,6 +84,8 @@ def _validate_points(x, y, cost):
             "x and y are on the meta device: sinkhorn checks their values (NaN/inf, signs) and iterates to a "
             "tolerance, so it needs real data"
         )
+    if torch.compiler.is_compiling():  # the value checks below read data back: eager only
+        return x, y
     with torch.no_grad():  # one host sync per call; a NaN would otherwise come out as a finite value
         for name, t in (("x", x), ("y", y)):
             if not bool(torch.isfinite(t).all()):
@@ -116,12 +117,13 @@ def _log_weights(name: str, w, B: int, k: int, ref: torch.Tensor) -> torch.Tenso
         w = w.unsqueeze(0).expand(B, k)
     if w.shape != (B, k):
         raise ValueError(f"{name} must be [B, {k}] = [{B}, {k}] (or [{k}]), got shape {tuple(w.shape)}")
-    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+    checking = not torch.compiler.is_compiling()  # value checks read data back: eager only
+    if checking and (not bool(torch.isfinite(w).all()) or bool((w < 0).any())):
         raise ValueError(f"{name} must hold finite, non-negative weights")
     # scale by the largest weight first: the sum of weights near the dtype's maximum (b * 1e38 in
     # float32) would overflow to inf and turn every log-weight into -inf (a NaN value)
     peak = w.amax(1, keepdim=True)
-    if bool((peak <= 0).any()):
+    if checking and bool((peak <= 0).any()):
         raise ValueError(f"every problem's {name} must have a positive total weight")
     w = w / peak
     return torch.log(w / w.sum(1, keepdim=True))
@@ -140,9 +142,13 @@ def _validate_eps(eps: EpsArg, B: int, ref: torch.Tensor) -> torch.Tensor:
         e = eps.to(device=ref.device, dtype=ref.dtype).contiguous()
     else:
         e = ref.new_full((B,), float(eps))
+    tiny = torch.finfo(ref.dtype).tiny
+    if torch.compiler.is_compiling():  # a tensor eps is not read back while tracing; a float is checked
+        if not isinstance(eps, torch.Tensor) and not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be finite and > 0, got {eps}")
+        return e
     if not bool((torch.isfinite(e) & (e > 0)).all()):
         raise ValueError(f"eps must be finite and > 0, got {eps}")
-    tiny = torch.finfo(ref.dtype).tiny
     if bool((e < tiny).any()):  # 1 / eps would overflow to inf: (g - C) / eps is then inf or NaN
         raise ValueError(
             f"eps must be >= {tiny:.3g} (the smallest normal {ref.dtype}; 1 / eps must be finite), "
@@ -201,19 +207,21 @@ def _cost_backward(x, y, C, G, cost, need_x, need_y):
 
 def _solve(C, log_a, log_b, eps, eps0, decay, max_iter, tol, fused):
     if fused:
-        return _ext._C.sinkhorn_solve(C, log_a, log_b, eps, eps0, decay, max_iter, tol)
+        return _library.op("sinkhorn_solve")(C, log_a, log_b, eps, eps0, decay, max_iter, tol)
     return sinkhorn_potentials_reference(C, log_a, log_b, eps, max_iter, tol, eps0, decay)
 
 
 def _plan(C, log_a, log_b, g, eps, fused):
     if fused:
-        return _ext._C.sinkhorn_plan(C, log_a, log_b, g, eps)
+        return _library.op("sinkhorn_plan")(C, log_a, log_b, g, eps)
     return plan_reference(C, log_a, log_b, g, eps)
 
 
 def _check_convergence(what: str, err: torch.Tensor, tol: float, max_iter: int, mode: str) -> None:
     """Warn about / raise on problems that stopped at max_iter with err >= tol (one host sync)."""
     if mode == "ignore" or tol == 0:  # tol = 0 asks for exactly max_iter iterations
+        return
+    if torch.compiler.is_compiling():  # reading err back would break the graph: eager only
         return
     bad = ~(err < tol)
     if not bool(bad.any()):
@@ -228,29 +236,22 @@ def _check_convergence(what: str, err: torch.Tensor, tol: float, max_iter: int, 
     warnings.warn(msg, SinkhornConvergenceWarning, stacklevel=3)
 
 
-class _SinkhornOT(torch.autograd.Function):
-    """value [B] = OT_eps(x, y); backward: P from the saved potentials, then the cost's chain rule."""
+class _Cost(torch.autograd.Function):
+    """C [B, n, m] built without an autograd graph; backward: dL/dC chained to x and y with batched
+    GEMMs (_cost_backward). The solve's registered autograd formula supplies dL/dC = P* grad_value."""
 
     @staticmethod
-    def forward(ctx, x, y, log_a, log_b, eps, eps0, decay, max_iter, tol, cost):
+    def forward(ctx, x, y, cost):
         C = _cost_forward(x, y, cost).contiguous()
-        f, g, value, iters, err = _ext._C.sinkhorn_solve(C, log_a, log_b, eps, eps0, decay, max_iter, tol)
         ctx.cost = cost
-        ctx.save_for_backward(x, y, C, log_a, log_b, f, g, eps)
-        ctx.mark_non_differentiable(f, g, iters, err)
-        return value, f, g, iters, err
+        ctx.save_for_backward(x, y, C)
+        return C
 
     @staticmethod
-    @first_order_only("sinkhorn")
-    def backward(ctx, grad_value, *_):
-        x, y, C, log_a, log_b, f, g, eps = ctx.saved_tensors
-        need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        dx = dy = None
-        if need_x or need_y:
-            P = _ext._C.sinkhorn_plan(C, log_a, log_b, g, eps)
-            P.mul_(grad_value.view(-1, 1, 1))
-            dx, dy = _cost_backward(x, y, C, P, ctx.cost, need_x, need_y)
-        return dx, dy, None, None, None, None, None, None, None, None
+    def backward(ctx, G):
+        x, y, C = ctx.saved_tensors
+        dx, dy = _cost_backward(x, y, C, G, ctx.cost, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return dx, dy, None
 
 
 def _ot(x, y, log_a, log_b, eps, eps_scaling, max_iter, tol, cost, fused):
@@ -264,7 +265,9 @@ def _ot(x, y, log_a, log_b, eps, eps_scaling, max_iter, tol, cost, fused):
     else:
         eps0, decay = eps, 1.0
     if fused:
-        return _SinkhornOT.apply(x, y, log_a, log_b, eps, eps0, decay, max_iter, float(tol), cost)
+        C = _Cost.apply(x, y, cost) if (x.requires_grad or y.requires_grad) else _cost_forward(x, y, cost).contiguous()
+        f, g, value, iters, err = _library.op("sinkhorn_solve")(C, log_a, log_b, eps, eps0, decay, max_iter, float(tol))
+        return value, f.detach(), g.detach(), iters, err.detach()
     C = cost_matrix_reference(x, y, cost)
     f, g, _, iters, err = sinkhorn_potentials_reference(C.detach(), log_a, log_b, eps, max_iter, tol, eps0, decay)
     value = sinkhorn_value_from_potentials(C, log_a, log_b, g, eps)
@@ -279,7 +282,7 @@ def _prepare(x, y, eps, cost, a, b, max_iter, tol, eps_scaling, backend, on_nonc
     log_a = _log_weights("a", a, B, n, x)
     log_b = _log_weights("b", b, B, m, x)
     e = _validate_eps(eps, B, x)
-    fused = _ext.use_fused(backend, x.device, "sinkhorn")
+    fused = _backend.choose("sinkhorn", backend, x.device) == "fused"
     return x, y, log_a, log_b, e, fused
 
 

@@ -370,7 +370,6 @@ def test_noise_matches_predecessor_rng_stream():
 def test_counter_noise_equals_explicit_draws_with_gradients(opts):
     """noise_draw='counter' adds the extension's draws in place; the same draws passed explicitly
     through the reference path give the same rates and the same gradients (alpha via the noise std)."""
-    from eirnn_fast import _ext
 
     model = _make_model(opts, noise_draw="counter").double()
     ref = _make_model(opts, backend="reference").double()
@@ -381,7 +380,7 @@ def test_counter_noise_equals_explicit_draws_with_gradients(opts):
     torch.manual_seed(5)
     seed = int(torch.randint(0, 2**62, (1,)).item())  # what state_noise_ draws from torch's generator
     xi = torch.zeros(3, 7, model.n_total, dtype=torch.float64)
-    _ext._C.noise_add_(xi, torch.tensor(1.0, dtype=torch.float64), seed)
+    torch.ops.eirnn_fast.noise_add_(xi, torch.tensor(1.0, dtype=torch.float64), seed)
     ref_rates, ref_outputs = ref(x, noise=xi)
     torch.testing.assert_close(rates, ref_rates, rtol=1e-11, atol=1e-11)
     torch.testing.assert_close(outputs, ref_outputs, rtol=1e-11, atol=1e-11)

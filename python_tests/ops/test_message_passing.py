@@ -491,7 +491,8 @@ def test_graph_pickle_deepcopy_and_to_keep_the_layout():
 
 
 def test_csr_graph_checks_every_array_once():
-    """The compiled holder validates direct calls too: no _C entry point takes raw CSR arrays."""
+    """The compiled holder validates the six arrays once (O(E)); the EdgeGraph keeps private copies
+    (editing its public fields changes nothing), and the registered op checks sizes, dtypes and devices."""
     C = eirnn_fast._ext._C
     g = random_graph(6, 5, 20, seed=4)
     ok = dict(
@@ -526,12 +527,25 @@ def test_csr_graph_checks_every_array_once():
             C.CsrGraph(**kwargs)
     csr = C.CsrGraph(**ok)
     csr.col.fill_(10**6)  # a copy
-    out = C.edge_spmm_fwd(csr, torch.ones(20), torch.ones(6, 1))
-    assert torch.equal(out, edge_message_passing(g, torch.ones(20), torch.ones(6, 1), backend="reference"))
+    g.col.fill_(10**6)  # a copy too
+    ref = edge_message_passing(g, torch.ones(20), torch.ones(6, 1), backend="reference")
+    assert torch.equal(edge_message_passing(g, torch.ones(20), torch.ones(6, 1), backend="fused"), ref)
+    spmm = torch.ops.eirnn_fast.edge_spmm_fwd
+    arrays = g._arrays
+    assert torch.equal(spmm(*arrays, torch.ones(20), torch.ones(6, 1)), ref)
     with pytest.raises(RuntimeError, match="x must have the graph's num_src = 6 rows"):
-        C.edge_spmm_fwd(csr, torch.ones(20), torch.ones(2, 1))
+        spmm(*arrays, torch.ones(20), torch.ones(2, 1))
     with pytest.raises(RuntimeError, match="weight must have the graph's E = 20"):
-        C.edge_spmm_fwd(csr, torch.ones(3), torch.ones(6, 1))
+        spmm(*arrays, torch.ones(3), torch.ones(6, 1))
+    with pytest.raises(ValueError, match="perm must have 20 entries"):
+        spmm(*arrays[:2], arrays[2][:5], *arrays[3:], torch.ones(20), torch.ones(6, 1))
+    with pytest.raises(TypeError, match="perm_t has dtype"):
+        spmm(
+            *arrays[:5],
+            arrays[5].int() if arrays[5].dtype == torch.long else arrays[5].long(),
+            torch.ones(20),
+            torch.ones(6, 1),
+        )
 
 
 # ---- edge-MLP: NaN / inf exactly where the reference puts them -----------------------------------

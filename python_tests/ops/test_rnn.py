@@ -4,7 +4,6 @@ import pytest
 import torch
 from testutils import devices, requires_compiled, requires_cuda
 
-import eirnn_fast
 from eirnn_fast.ops import ei_rnn_scan
 from eirnn_fast.reference import ei_rnn_scan_reference
 
@@ -193,8 +192,8 @@ def test_bad_input_raises_clear_errors(mutate, exc, match):
 
 
 def test_direct_C_call_checks_shapes():
-    """Even bypassing Python validation, the C++ entry point raises instead of crashing."""
-    C = eirnn_fast._ext._C
+    """Even bypassing Python validation, the registered op raises instead of crashing."""
+    C = torch.ops.eirnn_fast
     d = torch.randn(2, 3, 4)
     with pytest.raises(RuntimeError, match="x0 must have shape"):
         C.ei_rnn_scan_fwd(d, torch.randn(2, 5), torch.randn(4, 4), torch.rand(4))

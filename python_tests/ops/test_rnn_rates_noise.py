@@ -4,7 +4,6 @@ import pytest
 import torch
 from testutils import requires_compiled
 
-from eirnn_fast import _ext
 from eirnn_fast.ops import ei_rnn_rates, state_noise_
 from eirnn_fast.reference import ei_rnn_rates_reference, state_noise_reference
 
@@ -113,7 +112,7 @@ def draws(n, seed, dtype=torch.float32, threads=None):
     try:
         if threads:
             torch.set_num_threads(threads)
-        _ext._C.noise_add_(x, torch.tensor(1.0, dtype=dtype), seed)
+        torch.ops.eirnn_fast.noise_add_(x, torch.tensor(1.0, dtype=dtype), seed)
     finally:
         torch.set_num_threads(old)
     return x
