@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from eirnn_fast.cli_checks import check_args, is_user_error
+
 # FitConfig fields whose default is None: their value type on the command line
 _OPTIONAL_TYPES = {
     "data": str,
@@ -545,7 +547,7 @@ def _add_explore_parser(sub) -> None:
 
         try:
             cfg = ExploreConfig.from_yaml(args.config)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # an OSError: main's one line, without errno text
             raise CLIError(f"eirnn-fast explore: {exc}") from None
         if args.slots is not None:
             if args.slots < 1 or (cfg.slot_models and args.slots > len(cfg.slot_models)):
@@ -574,6 +576,11 @@ def _add_explore_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eirnn-fast", description="Fused E-I RNN fitting toolkit")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of any error (also after the command, or {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_info = sub.add_parser("info", help="show which fused kernels this installation has")
     p_info.set_defaults(func=_cmd_info)
@@ -613,10 +620,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = None
+    debug = os.environ.get(DEBUG_ENV) == "1" or "--debug" in argv
     try:
         args, extra = parser.parse_known_args(argv)
+        # --debug is accepted after the command too
+        extra = [a for a in extra if a != "--debug"]
         if extra:  # reported by the (sub)command that was given them, with its usage
             _subparser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+        bad = check_args(args)  # every value's range, before any data loads or folder is made
+        if bad:
+            _subparser(parser, args).error(bad)
         if args.command != "info":
             from eirnn_fast.runtime import tune_cpu_allocator
 
@@ -632,14 +645,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
         return int(args.func(args) or 0)
     except CLIError as exc:
-        if os.environ.get(DEBUG_ENV) == "1":
+        if debug:
             raise
         prog = exc.prog or _command_prog(args, argv)
         hint = f" (usage: {prog} --help)" if exc.usage else ""  # argument errors point to the usage
         print(_error_line(prog, str(exc)) + hint, file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError) as exc:  # user errors by contract (a KeyError is a bug: traceback)
-        if os.environ.get(DEBUG_ENV) == "1":
+    except (ValueError, TypeError, OSError) as exc:
+        if debug or not is_user_error(exc):  # a ValueError from inside torch/numpy/Python is a bug: traceback
             raise
         if isinstance(exc, OSError) and exc.filename is not None:  # "No such file or directory: PATH", no errno
             msg = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
