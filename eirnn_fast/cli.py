@@ -290,9 +290,31 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(message, prog=self.prog, usage=self.format_usage())
 
 
+class _SuiteHelp(argparse.Action):
+    """``experiment [SUITE] --help``: the usual help, then what SUITE runs (or the shipped suites)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from eirnn_fast.suites import describe_suite, suite_dirs
+
+        parser.print_help()
+        suite = getattr(namespace, "suite", None)
+        try:
+            print("\n" + describe_suite(suite) if suite else "\nshipped suites: " + ", ".join(sorted(suite_dirs())))
+        except ValueError as exc:
+            print(f"\n{exc}")
+        parser.exit()
+
+
 def _add_experiment_parser(sub) -> None:
     """`eirnn-fast experiment SUITE ...`: run a suite of fit configs (eirnn_fast.suites)."""
-    p = sub.add_parser("experiment", help="run an experiment suite (phase2, phase2c, priorities or a folder of TOMLs)")
+    p = sub.add_parser(
+        "experiment",
+        help="run an experiment suite (phase2, phase2c, priorities or a folder of TOMLs)",
+        description="Run every experiment x seed of a suite (resumable), then summary.md and comparison.png. "
+        "`eirnn-fast experiment SUITE --help` also lists what SUITE runs.",
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action=_SuiteHelp, nargs=0, help="show this help (and the suite's experiments)")
     p.add_argument("suite", help="suite name or a folder with _base.toml and one NAME.toml per experiment")
     p.add_argument("--data", help="session .mat file (default: the embedded session --session names)")
     p.add_argument("--session", help="embedded session for every run without --data: 08_13 (default) | 08_14")
