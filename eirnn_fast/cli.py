@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from eirnn_fast.cli_checks import check_args, is_user_error
+
 # FitConfig fields whose default is None: their value type on the command line
 _OPTIONAL_TYPES = {
     "data": str,
@@ -292,9 +294,31 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(message, prog=self.prog, usage=self.format_usage())
 
 
+class _SuiteHelp(argparse.Action):
+    """``experiment [SUITE] --help``: the usual help, then what SUITE runs (or the shipped suites)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from eirnn_fast.suites import describe_suite, suite_dirs
+
+        parser.print_help()
+        suite = getattr(namespace, "suite", None)
+        try:
+            print("\n" + describe_suite(suite) if suite else "\nshipped suites: " + ", ".join(sorted(suite_dirs())))
+        except ValueError as exc:
+            print(f"\n{exc}")
+        parser.exit()
+
+
 def _add_experiment_parser(sub) -> None:
     """`eirnn-fast experiment SUITE ...`: run a suite of fit configs (eirnn_fast.suites)."""
-    p = sub.add_parser("experiment", help="run an experiment suite (phase2, phase2c, priorities or a folder of TOMLs)")
+    p = sub.add_parser(
+        "experiment",
+        help="run an experiment suite (phase2, phase2c, priorities or a folder of TOMLs)",
+        description="Run every experiment x seed of a suite (resumable), then summary.md and comparison.png. "
+        "`eirnn-fast experiment SUITE --help` also lists what SUITE runs.",
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action=_SuiteHelp, nargs=0, help="show this help (and the suite's experiments)")
     p.add_argument("suite", help="suite name or a folder with _base.toml and one NAME.toml per experiment")
     p.add_argument("--data", help="session .mat file (default: the embedded session --session names)")
     p.add_argument("--session", help="embedded session for every run without --data: 08_13 (default) | 08_14")
@@ -553,7 +577,7 @@ def _add_explore_parser(sub) -> None:
 
         try:
             cfg = ExploreConfig.from_yaml(args.config)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # an OSError: main's one line, without errno text
             raise CLIError(f"eirnn-fast explore: {exc}") from None
         if args.slots is not None:
             if args.slots < 1 or (cfg.slot_models and args.slots > len(cfg.slot_models)):
@@ -584,6 +608,11 @@ def _add_explore_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eirnn-fast", description="Fused E-I RNN fitting toolkit")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of any error (also after the command, or {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_info = sub.add_parser("info", help="show which fused kernels this installation has")
     p_info.set_defaults(func=_cmd_info)
@@ -623,10 +652,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = None
+    debug = os.environ.get(DEBUG_ENV) == "1" or "--debug" in argv
     try:
         args, extra = parser.parse_known_args(argv)
+        # --debug is accepted after the command too
+        extra = [a for a in extra if a != "--debug"]
         if extra:  # reported by the (sub)command that was given them, with its usage
             _subparser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+        bad = check_args(args)  # every value's range, before any data loads or folder is made
+        if bad:
+            _subparser(parser, args).error(bad)
         if args.command != "info":
             from eirnn_fast.runtime import tune_cpu_allocator
 
@@ -642,14 +677,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
         return int(args.func(args) or 0)
     except CLIError as exc:
-        if os.environ.get(DEBUG_ENV) == "1":
+        if debug:
             raise
         prog = exc.prog or _command_prog(args, argv)
         hint = f" (usage: {prog} --help)" if exc.usage else ""  # argument errors point to the usage
         print(_error_line(prog, str(exc)) + hint, file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError) as exc:  # user errors by contract (a KeyError is a bug: traceback)
-        if os.environ.get(DEBUG_ENV) == "1":
+    except (ValueError, TypeError, OSError) as exc:
+        if debug or not is_user_error(exc):  # a ValueError from inside torch/numpy/Python is a bug: traceback
             raise
         if isinstance(exc, OSError) and exc.filename is not None:  # "No such file or directory: PATH", no errno
             msg = f"{exc.strerror or type(exc).__name__}: {exc.filename}"

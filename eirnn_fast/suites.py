@@ -12,6 +12,7 @@ the same configuration (so an interrupted suite resumes), and writes ``summary.j
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -70,6 +71,18 @@ def resolve_suite(suite: str) -> Path:
     raise ValueError(f"unknown suite {suite!r}: give a folder of .toml configs or one of {sorted(known)}")
 
 
+def describe_suite(suite: str) -> str:
+    """What a suite runs (``eirnn-fast experiment SUITE --help``): its base description and one line
+    per experiment (name: description)."""
+    folder, experiments = load_suite(suite)
+    base = _load_toml(folder / BASE_FILE) if (folder / BASE_FILE).is_file() else {}
+    lines = [f"suite {folder.name} ({folder}): {base.get('description', '')}".rstrip(": ")]
+    lines.append(f"{len(experiments)} experiment(s), each run once per seed:")
+    width = max(len(n) for n in experiments)
+    lines += [f"  {name:<{width}}  {exp['description']}" for name, exp in experiments.items()]
+    return "\n".join(lines)
+
+
 def load_suite(suite: str, protocol: Optional[str] = None) -> Tuple[Path, Dict[str, Dict[str, Any]]]:
     """``(folder, {name: {"description": str, "fit": {...merged FitConfig fields...}, "override": {...}}})``;
     ``protocol`` (``"ours"`` | ``"predecessor"``) replaces the base's."""
@@ -113,8 +126,42 @@ def _run_one(job: Dict[str, Any]) -> Dict[str, Any]:
     tune_cpu_allocator()
     torch.set_num_threads(job["threads"])
     cfg = FitConfig.from_dict(job["fit"])
-    result = fit(cfg)
+    with _quiet_data_notes(job.get("data_notes_shown", False)):
+        result = fit(cfg)
     return {"name": job["name"], "seed": job["seed"], "result": result}
+
+
+@contextlib.contextmanager
+def _quiet_data_notes(quiet: bool):
+    """Silence the data file's quirk notes (the suite printed them once, before its first run)."""
+    import logging
+    import warnings
+
+    log = logging.getLogger("eirnn_fast.data.session")
+    level = log.level
+    with warnings.catch_warnings():
+        if quiet:
+            log.setLevel(logging.ERROR)
+            warnings.filterwarnings("ignore", message=r".*is not part of schema v1")
+        try:
+            yield
+        finally:
+            log.setLevel(level)
+
+
+def _show_data_notes(jobs: List[Dict[str, Any]]) -> None:
+    """Load each session the jobs use once, here: its quirk notes print once per suite, not once per run."""
+    from eirnn_fast.train import FitConfig
+    from eirnn_fast.train.fit import load_fit_data
+
+    seen = set()
+    for job in jobs:
+        cfg = FitConfig.from_dict(job["fit"])
+        key = (cfg.data, cfg.session)
+        if key not in seen:
+            seen.add(key)
+            load_fit_data(cfg)
+        job["data_notes_shown"] = True
 
 
 def _run_decision(job: Dict[str, Any], force: bool):
@@ -273,13 +320,17 @@ def run_suite(
         disable=not progress or not sys.stderr.isatty(),
     )
     failures = []
-    # workers == 1 runs in this process; engine ray: one Ray task per run with its threads as num_cpus
-    kind = "ray" if engine == "ray" else ("serial" if workers == 1 else "local")
-    with Executor(kind, workers, ray_address=address, ray_options=lambda job: {"num_cpus": job["threads"]}) as executor:
-        for job, outcome in executor.run(_run_one, todo):
-            if not outcome.ok:  # keep going: one broken config must not lose the others
-                failures.append({"name": job["name"], "seed": job["seed"], "error": outcome.error})
-            bar.update(1)
+    if todo:
+        _show_data_notes(todo)
+        # workers == 1 runs in this process; engine ray: one Ray task per run with its threads as num_cpus
+        kind = "ray" if engine == "ray" else ("serial" if workers == 1 else "local")
+        with Executor(
+            kind, workers, ray_address=address, ray_options=lambda job: {"num_cpus": job["threads"]}
+        ) as executor:
+            for job, outcome in executor.run(_run_one, todo):
+                if not outcome.ok:  # keep going: one broken config must not lose the others
+                    failures.append({"name": job["name"], "seed": job["seed"], "error": outcome.error})
+                bar.update(1)
     bar.close()
     summary = summarize(out_dir, experiments, seeds, protocol=protocols[0] if len(protocols) == 1 else protocols)
     summary["failures"] = failures
@@ -417,10 +468,18 @@ def comparison_plot(summary: Dict[str, Any], path: Path) -> None:
     rows = summary["rows"]
     names = [r["experiment"] for r in rows]
     vals = [r["test_corr"] for r in rows]
-    errs = [r["test_corr_std"] for r in rows]
+    # error bars only where there is a spread to show (one seed: no zero-width "error bars")
+    errs = [r["test_corr_std"] if r.get("n_seeds", summary["seeds"]) > 1 else float("nan") for r in rows]
+    has_errs = any(math.isfinite(e) for e in errs)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4.2))
     colors = ["tab:gray" if n == BASELINE else "tab:blue" for n in names]
-    ax.bar(range(len(rows)), vals, yerr=errs, color=colors, capsize=3)
+    ax.bar(
+        range(len(rows)),
+        vals,
+        yerr=[e if math.isfinite(e) else 0.0 for e in errs] if has_errs else None,
+        color=colors,
+        capsize=3 if has_errs else 0,
+    )
     ceilings = [r["noise_ceiling"] for r in rows if not math.isnan(r["noise_ceiling"])]
     if ceilings:
         ax.axhline(statistics.fmean(ceilings), color="tab:red", ls="--", lw=1, label="noise ceiling")
@@ -430,7 +489,8 @@ def comparison_plot(summary: Dict[str, Any], path: Path) -> None:
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("test PSTH correlation")
-    ax.set_title(f"{len(rows)} experiments, {summary['seeds']} seed(s) each (sorted by validation r)")
+    spread = "error bars: std over seeds" if has_errs else "one seed: no error bars"
+    ax.set_title(f"{len(rows)} experiments, {summary['seeds']} seed(s) each (sorted by validation r; {spread})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

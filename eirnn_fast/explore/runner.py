@@ -94,6 +94,49 @@ class ExplorationInterrupted(RuntimeError):
     """Raised by ``Explorer.run(max_new_nodes=k)`` after k finished nodes (tests simulate a kill)."""
 
 
+# key -> (type, lowest value or None): checked before the config is built (a YAML typo names its key)
+_KEY_TYPES = {
+    "name": (str, None),
+    "description": (str, None),
+    "slots": (int, 1),
+    "iterations": (int, 1),
+    "seed": (int, 0),
+    "data_seed_base": (int, 0),
+    "ucb_c": (float, 0.0),
+    "threads_per_slot": (int, 1),
+    "gpus_per_slot": (float, 0.0),
+    "keep_data": (bool, None),
+    "base_config": (dict, None),
+    "search_space": (dict, None),
+    "locked": (dict, None),
+    "generate": (dict, None),
+    "robustness": (dict, None),
+    "proposer": (dict, None),
+    "reference_range": (dict, None),
+    "fake": (dict, None),
+    "blocks": (list, None),
+    "slot_models": (list, None),
+    "config_line": (list, None),
+    "metrics_line": (list, None),
+}
+
+
+def _check_types(d: Dict[str, Any]) -> None:
+    for key, (want, lo) in _KEY_TYPES.items():
+        if key not in d or d[key] is None:
+            continue
+        v = d[key]
+        ok = isinstance(v, want) and not (want in (int, float) and isinstance(v, bool))
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            raise TypeError(f"exploration config key {key!r}: must be {want.__name__}, got {type(v).__name__} {v!r}")
+        if want is str and key == "name" and not v.strip():
+            raise ValueError(f"exploration config key 'name': must be a non-empty string, got {v!r}")
+        if lo is not None and not (v >= lo and math.isfinite(v)):
+            raise ValueError(f"exploration config key {key!r}: must be >= {lo}, got {v!r}")
+
+
 @dataclass
 class ExploreConfig:
     name: str
@@ -127,6 +170,7 @@ class ExploreConfig:
         unknown = sorted(set(d) - _TOP_KEYS)
         if unknown:
             raise ValueError(f"exploration config: unknown key(s) {unknown}")
+        _check_types(d)
         kind = d.get("kind")
         if kind not in KINDS:
             raise ValueError(f"exploration config key 'kind': must be one of {KINDS}, got {kind!r}")
@@ -168,6 +212,13 @@ class ExploreConfig:
         for p in cfg.constraints.space:
             if p not in cfg.base_config:
                 raise ValueError(f"search_space.{p}: give its starting value in base_config")
+        if kind == "sc":  # each node runs FitConfig.from_dict(base_config + its changes): check the start
+            from eirnn_fast.train import FitConfig
+
+            try:
+                FitConfig.from_dict(dict(cfg.base_config))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"exploration config key 'base_config': {exc}") from None
         if cfg.slot_models and len(cfg.slot_models) < cfg.slots:
             raise ValueError(f"slot_models lists {len(cfg.slot_models)} models for {cfg.slots} slots")
         if cfg.slots < 1 or cfg.iterations < 1:
@@ -176,9 +227,9 @@ class ExploreConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "ExploreConfig":
-        import yaml
+        from eirnn_fast.yamlio import read_yaml
 
-        d = yaml.safe_load(Path(path).read_text()) or {}
+        d = read_yaml(path)
         if not isinstance(d, dict):
             raise ValueError(f"{path}: an exploration config must be a mapping")
         return cls.from_dict(d)

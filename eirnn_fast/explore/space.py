@@ -77,6 +77,8 @@ class ParamSpace:
             digits=int(d.get("digits", 3)),
         )
         if ps.range is not None:
+            if not isinstance(ps.range, (list, tuple)) or len(ps.range) != 2:
+                raise ValueError(f"search_space.{name}: range must be [lo, hi], got {ps.range!r}")
             ps.range = [float(parse_value(x)) if isinstance(x, str) else float(x) for x in ps.range]
             lo, hi = ps.range
             if not lo < hi or (ps.log and lo <= 0):

@@ -61,9 +61,9 @@ class Rung:
 
 
 def load_ladder(path) -> Dict[str, Any]:
-    import yaml
+    from eirnn_fast.yamlio import read_yaml
 
-    d = yaml.safe_load(Path(path).read_text()) or {}
+    d = read_yaml(path)
     if not isinstance(d, dict) or not isinstance(d.get("rungs"), list) or not d["rungs"]:
         raise ValueError(f"{path}: a ladder needs a non-empty list 'rungs'")
     known = {"rungs", "seeds", "threads", "keep_data"}

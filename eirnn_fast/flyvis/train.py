@@ -184,6 +184,22 @@ class FlyVisTrainConfig:
         def bad(key, msg):
             raise ValueError(f"config key {key!r}: {msg}, got {getattr(self, key)!r}")
 
+        for f in dataclasses.fields(self):  # YAML types: a string or a list where a flag / a name belongs
+            v = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(v, bool):
+                bad(f.name, "must be true or false")
+            if f.type in ("str", "Optional[str]") and not (isinstance(v, str) or (v is None and f.type != "str")):
+                bad(f.name, "must be a string")
+        from eirnn_fast.flyvis.gnn import _ACTIVATIONS
+
+        if self.activation not in _ACTIVATIONS:
+            bad("activation", f"must be one of {sorted(_ACTIVATIONS)}")
+        try:
+            import torch
+
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            bad("device", "must be a torch device name such as 'cpu' or 'cuda'")
         self.variant = _VARIANTS.get(self.variant, self.variant)
         if self.variant not in ("A", "B"):
             bad("variant", "must be 'A' or 'B' (or flyvis_A/flyvis_B/PDE_N9_A/PDE_N9_B)")
@@ -299,13 +315,14 @@ class FlyVisTrainConfig:
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "FlyVisTrainConfig":
-        import yaml
+        from eirnn_fast.yamlio import read_yaml
 
-        with open(path) as fh:
-            d = yaml.safe_load(fh) or {}
+        d = read_yaml(path)
         if not isinstance(d, dict):
             raise ValueError(f"{path}: a config must be a mapping, got {type(d).__name__}")
         cfg = cls.from_dict(d)
+        if cfg.data_path is not None and not isinstance(cfg.data_path, str):
+            raise TypeError(f"config key 'data_path': must be a path string, got {cfg.data_path!r}")
         if cfg.data_path and not os.path.isabs(cfg.data_path):
             cfg.data_path = str((Path(path).parent / cfg.data_path).resolve())
         return cfg
@@ -812,7 +829,11 @@ def train_flyvis_gnn(
 def load_run(run_dir: Union[str, Path]):
     """Rebuild ``(config, model, data)`` from a run folder (config.json + checkpoint.pt)."""
     run = Path(run_dir)
-    cfg = FlyVisTrainConfig.from_dict({**_LEGACY_DEFAULTS, **json.loads((run / "config.json").read_text())})
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except ValueError as exc:  # a truncated or hand-edited file: name it, not json's internals
+        raise ValueError(f"{run}/config.json is not valid JSON ({exc}); re-run `eirnn-fast flyvis train`") from None
+    cfg = FlyVisTrainConfig.from_dict({**_LEGACY_DEFAULTS, **saved})
     if not cfg.data_path:
         raise ValueError(f"{run}/config.json has no data_path")
     data = load_training_data(cfg.data_path)

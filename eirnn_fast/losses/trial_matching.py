@@ -186,6 +186,7 @@ def trial_matching_loss(
     debias: bool = False,
     backend: str = "auto",
     on_nonconvergence: str = "ignore",
+    ot_stats: Optional["OTStats"] = None,
 ) -> torch.Tensor:  # scalar
     """Trial-matching loss between model and recorded single trials (scalar, differentiable).
 
@@ -211,6 +212,9 @@ def trial_matching_loss(
         on_nonconvergence: passed to :func:`eirnn_fast.ops.sinkhorn`; ``"ignore"`` by default, because
             a training loss is evaluated every step and a fixed-budget solve is its definition
             (``"warn"`` / ``"raise"`` to be told when a solve stops at ``max_iter``).
+        ot_stats: an :class:`OTStats` that accumulates the solves' convergence on the device (no host
+            sync per call; a trainer reads it once per logging interval). Not used by ``faithful``
+            (a fixed 20-iteration scheme, nothing to converge).
 
     Returns:
         scalar loss: OT_eps with uniform weights (1/n, 1/m), i.e. the expected matched cost per model
@@ -271,8 +275,14 @@ def trial_matching_loss(
         backend=backend,
         on_nonconvergence=on_nonconvergence,
     )
+    if ot_stats is not None:
+        kw["return_info"] = True
     if groups is None:
-        return sinkhorn(xm.unsqueeze(0), xt.unsqueeze(0), **kw)[0]
+        out = sinkhorn(xm.unsqueeze(0), xt.unsqueeze(0), **kw)
+        if ot_stats is not None:
+            out, info = out
+            ot_stats.add(info)
+        return out[0]
     if isinstance(groups, (tuple, list)):
         gm, gt = (torch.as_tensor(g, device=xm.device) for g in groups)
     else:
@@ -281,4 +291,37 @@ def trial_matching_loss(
         raise ValueError(f"groups must be [K] labels (or a pair ([K], [K'])) for K = {xm.shape[0]}, K' = {xt.shape[0]}")
     X, Y, a, b, counts = _group_batches(xm, xt, gm, gt)
     values = sinkhorn(X, Y, a=a, b=b, **kw)  # [G]
+    if ot_stats is not None:
+        values, info = values
+        ot_stats.add(info)
     return (values * counts).sum() / counts.sum()
+
+
+class OTStats:
+    """Convergence of the Sinkhorn solves of many loss calls, kept on the device: ``add`` costs no
+    host sync; ``read()`` (one sync) returns ``{"ot_solves", "ot_unconverged",
+    "ot_max_marginal_error"}`` since the last read and starts over."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.solves = 0
+        self.unconverged: Optional[torch.Tensor] = None  # int64 scalar on the solves' device
+        self.max_error: Optional[torch.Tensor] = None
+
+    def add(self, info) -> None:
+        bad = (~info.converged).sum()
+        err = info.marginal_error.detach().max()
+        self.solves += int(info.converged.numel())  # a shape, no sync
+        self.unconverged = bad if self.unconverged is None else self.unconverged + bad
+        self.max_error = err if self.max_error is None else torch.maximum(self.max_error, err)
+
+    def read(self) -> dict:
+        out = {
+            "ot_solves": self.solves,
+            "ot_unconverged": int(self.unconverged) if self.unconverged is not None else 0,
+            "ot_max_marginal_error": float(self.max_error) if self.max_error is not None else 0.0,
+        }
+        self.reset()
+        return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -125,6 +127,7 @@ class FitConfig:
     def validate(self) -> "FitConfig":
         from eirnn_fast.losses import ACTIVITY_FORMS, BALANCE_MODES, MASK_MODES, RATE_FORMS, REG_FORMS
 
+        self._check_types()
         choices = (
             ("protocol", PROTOCOLS),
             ("scheduler", SCHEDULERS),
@@ -212,7 +215,33 @@ class FitConfig:
             raise ValueError(f"plateau_min_lr must be >= 0, got {self.plateau_min_lr}")
         if not 0.0 <= self.cosine_min_factor <= 1.0:
             raise ValueError(f"cosine_min_factor must be in [0, 1], got {self.cosine_min_factor}")
+        for name in ("low_rank", "input_embed_dim"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        for f in dataclasses.fields(self):  # inf weights / rates / lr: no finite training would follow
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be finite, got {value}")
         return self
+
+    def _check_types(self) -> None:
+        """Each field holds its annotated type (TOML/JSON configs: ``epochs = "5"`` names the key)."""
+        for f in dataclasses.fields(self):
+            value, annotation = getattr(self, f.name), str(f.type)
+            if value is None and annotation.startswith("Optional["):
+                continue
+            base = annotation[len("Optional[") : -1] if annotation.startswith("Optional[") else annotation
+            want = {"int": int, "float": float, "str": str, "bool": bool}.get(base, dict if "Dict" in base else None)
+            if want is None:
+                continue
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                continue  # 1 for 1.0
+            if want is str and isinstance(value, os.PathLike):
+                continue
+            if not isinstance(value, want) or (want in (int, float) and isinstance(value, bool)):
+                raise TypeError(f"{f.name} must be {base}, got {type(value).__name__} {value!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

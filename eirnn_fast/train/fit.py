@@ -211,6 +211,7 @@ def loss_terms(
     trial_kw: Optional[dict] = None,
     tap=None,
     bin_ms: float = 25.0,
+    ot_stats=None,
 ):
     """One batch's loss terms as ``cfg`` defines them: ``(balanced, extra)`` with ``balanced`` the
     data losses by name (``"neuron"``; ``"trial"`` when ``w_trial > 0``), unweighted (the balancer
@@ -243,6 +244,8 @@ def loss_terms(
     }
     if trial_fn is not None and w_trial > 0:
         kw = dict(trial_kw or {})
+        if ot_stats is not None:  # Sinkhorn convergence, accumulated on the device (read once per epoch)
+            kw["ot_stats"] = ot_stats
         if kw.get("feature", "pop_mean") == "pop_mean" and kw.get("recorded_indices") is None:
             # the population mean over the recorded units is one matrix-vector product on all units
             balanced["trial"] = trial_fn(tap("trial", rates), targets, mask=mask, recorded_indices=unit_index, **kw)
@@ -332,8 +335,13 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
     scheduler = _make_scheduler(cfg, optimizer)
     balancer = GradientBalancer(("neuron", "trial"), mode=cfg.balance, loss_ema_init=cfg.loss_ema_init)
     trial_fn, trial_impl = (None, None)
+    ot_stats = None  # convergence of L_trial's Sinkhorn solves, reported per epoch in metrics.jsonl
     if cfg.ltrial_weight > 0:
         trial_fn, trial_impl = get_trial_matching_loss()
+        if not cfg.ltrial_kwargs.get("faithful", False):
+            from eirnn_fast.losses.trial_matching import OTStats
+
+            ot_stats = OTStats()
     neuron_type = torch.as_tensor(session.neuron_type)
     groups = None
     if cfg.ltrial_group_by:
@@ -424,6 +432,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
     epochs = range(start_epoch, start_epoch if skip_training else cfg.epochs)
     bar = tqdm(epochs, desc="fit", disable=not show, initial=start_epoch, total=cfg.epochs)
     stopped_early = skip_training and len(history) < cfg.epochs
+    warned_ot = False
     # (model, optimizer) states before the last update, undone if it led to a runaway (not checkpointed:
     # a runaway on the first step after a resume is skipped without undoing the update before it)
     last_good = None
@@ -456,6 +465,7 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
                 trial_kw=trial_kw,
                 tap=balancer.tap,
                 bin_ms=session.bin_size_ms,
+                ot_stats=ot_stats,
             )
             extra = sum(extras.values())
             optimizer.zero_grad(set_to_none=True)
@@ -526,6 +536,19 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
             "epoch_seconds": time.perf_counter() - t0,
             "best_epoch": best["epoch"],
         }
+        if ot_stats is not None and ot_stats.solves:
+            ot = ot_stats.read()  # one host sync per epoch
+            line.update({f"ltrial_{k}": v for k, v in ot.items()})
+            if ot["ot_unconverged"] and not warned_ot:
+                warned_ot = True
+                logger.warning(
+                    "epoch %d: %d of %d L_trial Sinkhorn solves did not converge (largest marginal error %.3g); "
+                    "raise ltrial_kwargs max_iter or eps. Counted per epoch in metrics.jsonl (ltrial_ot_unconverged)",
+                    epoch,
+                    ot["ot_unconverged"],
+                    ot["ot_solves"],
+                    ot["ot_max_marginal_error"],
+                )
         history.append(line)
         with open(out / "metrics.jsonl", "a") as fh:  # a log: the checkpoint below is the record
             fh.write(json.dumps(line) + "\n")
