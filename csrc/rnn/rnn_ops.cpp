@@ -28,13 +28,46 @@ void check_scan_inputs(const at::Tensor& drive, const at::Tensor& x0, const at::
               "ei_rnn_scan: unsupported device ", drive.device());
 }
 
+ScanForwardArgs prepare_scan_forward(const at::Tensor& drive_in, const at::Tensor& x0_in,
+                                     const at::Tensor& w_in, const at::Tensor& alpha_in) {
+  check_scan_inputs(drive_in, x0_in, w_in, alpha_in);
+  ScanForwardArgs a;
+  a.drive = drive_in.contiguous();
+  a.x0 = x0_in.contiguous();
+  a.w = w_in.contiguous();
+  a.alpha = alpha_in.contiguous();
+  a.B = a.drive.size(0);
+  a.T = a.drive.size(1);
+  a.N = a.drive.size(2);
+  a.states = empty_for_kernel(a.drive.sizes(), a.drive.options());
+  return a;
+}
+
+ScanBackwardArgs prepare_scan_backward(const at::Tensor& grad_in, const at::Tensor& x0_in,
+                                       const at::Tensor& w_in, const at::Tensor& alpha_in,
+                                       const at::Tensor& states_in) {
+  check_scan_inputs(states_in, x0_in, w_in, alpha_in);
+  EIRNN_CHECK_SHAPE(grad_in, states_in.size(0), states_in.size(1), states_in.size(2));
+  EIRNN_CHECK_SAME(grad_in, states_in);
+  ScanBackwardArgs a;
+  a.grad = grad_in.contiguous();
+  a.x0 = x0_in.contiguous();
+  a.w = w_in.contiguous();
+  a.alpha = alpha_in.contiguous();
+  a.states = states_in.contiguous();
+  a.B = a.states.size(0);
+  a.T = a.states.size(1);
+  a.N = a.states.size(2);
+  a.d_drive = empty_for_kernel(a.states.sizes(), a.states.options());
+  a.d_x0 = at::empty_like(a.x0);
+  return a;
+}
+
 at::Tensor ei_rnn_scan_fwd_cpu(const at::Tensor& drive_in, const at::Tensor& x0_in,
                            const at::Tensor& w_in, const at::Tensor& alpha_in) {
-  check_scan_inputs(drive_in, x0_in, w_in, alpha_in);
-  const at::Tensor drive = drive_in.contiguous(), x0 = x0_in.contiguous(), w = w_in.contiguous(),
-                   alpha = alpha_in.contiguous();
-  const int64_t B = drive.size(0), T = drive.size(1), N = drive.size(2);
-  at::Tensor states = empty_for_kernel(drive.sizes(), drive.options());
+  const ScanForwardArgs in = prepare_scan_forward(drive_in, x0_in, w_in, alpha_in);
+  const at::Tensor &drive = in.drive, &x0 = in.x0, &w = in.w, &alpha = in.alpha, &states = in.states;
+  const int64_t B = in.B, T = in.T, N = in.N;
 
   const int64_t n_chunks = (B + rnn::kCpuChunkRows - 1) / rnn::kCpuChunkRows;
   AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "ei_rnn_scan_fwd_cpu", [&] {
@@ -57,14 +90,10 @@ at::Tensor ei_rnn_scan_fwd_cpu(const at::Tensor& drive_in, const at::Tensor& x0_
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd_cpu(
     const at::Tensor& grad_in, const at::Tensor& x0_in, const at::Tensor& w_in,
     const at::Tensor& alpha_in, const at::Tensor& states_in, bool need_w, bool need_alpha) {
-  check_scan_inputs(states_in, x0_in, w_in, alpha_in);
-  EIRNN_CHECK_SHAPE(grad_in, states_in.size(0), states_in.size(1), states_in.size(2));
-  EIRNN_CHECK_SAME(grad_in, states_in);
-  const at::Tensor grad = grad_in.contiguous(), x0 = x0_in.contiguous(), w = w_in.contiguous(),
-                   alpha = alpha_in.contiguous(), states = states_in.contiguous();
-  const int64_t B = states.size(0), T = states.size(1), N = states.size(2);
-  at::Tensor d_drive = empty_for_kernel(states.sizes(), states.options());
-  at::Tensor d_x0 = at::empty_like(x0);
+  const ScanBackwardArgs in = prepare_scan_backward(grad_in, x0_in, w_in, alpha_in, states_in);
+  const at::Tensor &grad = in.grad, &x0 = in.x0, &w = in.w, &alpha = in.alpha, &states = in.states;
+  const at::Tensor &d_drive = in.d_drive, &d_x0 = in.d_x0;
+  const int64_t B = in.B, T = in.T, N = in.N;
   at::Tensor d_w, d_alpha;
   const bool need_m = need_w || need_alpha;
 

@@ -11,6 +11,22 @@ namespace eirnn_fast {
 void check_scan_inputs(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
                        const at::Tensor& alpha);
 
+// The checked, contiguous operands of one forward or backward call and its allocated outputs: the
+// part of the entry points the CPU and CUDA files share (rnn_ops.cpp).
+struct ScanForwardArgs {
+  at::Tensor drive, x0, w, alpha, states;
+  int64_t B, T, N;
+};
+ScanForwardArgs prepare_scan_forward(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,
+                                     const at::Tensor& alpha);
+
+struct ScanBackwardArgs {
+  at::Tensor grad, x0, w, alpha, states, d_drive, d_x0;
+  int64_t B, T, N;
+};
+ScanBackwardArgs prepare_scan_backward(const at::Tensor& grad, const at::Tensor& x0, const at::Tensor& w,
+                                       const at::Tensor& alpha, const at::Tensor& states);
+
 // drive [B, T, N], x0 [B, N], w [N, N], alpha [N] -> states [B, T, N]. One entry point per
 // device (rnn_ops.cpp, rnn_ops_cuda.cpp), registered per dispatch key.
 at::Tensor ei_rnn_scan_fwd_cpu(const at::Tensor& drive, const at::Tensor& x0, const at::Tensor& w,

@@ -20,11 +20,9 @@ void check_cuda(int err, const char* what) {
 
 at::Tensor ei_rnn_scan_fwd_cuda(const at::Tensor& drive_in, const at::Tensor& x0_in,
                                 const at::Tensor& w_in, const at::Tensor& alpha_in) {
-  check_scan_inputs(drive_in, x0_in, w_in, alpha_in);
-  const at::Tensor drive = drive_in.contiguous(), x0 = x0_in.contiguous(), w = w_in.contiguous(),
-                   alpha = alpha_in.contiguous();
-  const int64_t B = drive.size(0), T = drive.size(1), N = drive.size(2);
-  at::Tensor states = empty_for_kernel(drive.sizes(), drive.options());
+  const ScanForwardArgs in = prepare_scan_forward(drive_in, x0_in, w_in, alpha_in);
+  const at::Tensor &drive = in.drive, &x0 = in.x0, &w = in.w, &alpha = in.alpha, &states = in.states;
+  const int64_t B = in.B, T = in.T, N = in.N;
   TORCH_CHECK(N <= rnn::kCudaMaxUnits, "ei_rnn_scan: the CUDA kernel takes N <= ",
               rnn::kCudaMaxUnits, ", got N = ", N);
   const c10::cuda::CUDAGuard guard(drive.device());
@@ -42,14 +40,10 @@ at::Tensor ei_rnn_scan_fwd_cuda(const at::Tensor& drive_in, const at::Tensor& x0
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ei_rnn_scan_bwd_cuda(
     const at::Tensor& grad_in, const at::Tensor& x0_in, const at::Tensor& w_in,
     const at::Tensor& alpha_in, const at::Tensor& states_in, bool need_w, bool need_alpha) {
-  check_scan_inputs(states_in, x0_in, w_in, alpha_in);
-  EIRNN_CHECK_SHAPE(grad_in, states_in.size(0), states_in.size(1), states_in.size(2));
-  EIRNN_CHECK_SAME(grad_in, states_in);
-  const at::Tensor grad = grad_in.contiguous(), x0 = x0_in.contiguous(), w = w_in.contiguous(),
-                   alpha = alpha_in.contiguous(), states = states_in.contiguous();
-  const int64_t B = states.size(0), T = states.size(1), N = states.size(2);
-  at::Tensor d_drive = empty_for_kernel(states.sizes(), states.options());
-  at::Tensor d_x0 = at::empty_like(x0);
+  const ScanBackwardArgs in = prepare_scan_backward(grad_in, x0_in, w_in, alpha_in, states_in);
+  const at::Tensor &grad = in.grad, &x0 = in.x0, &w = in.w, &alpha = in.alpha, &states = in.states;
+  const at::Tensor &d_drive = in.d_drive, &d_x0 = in.d_x0;
+  const int64_t B = in.B, T = in.T, N = in.N;
   at::Tensor d_w, d_alpha;
   const bool need_m = need_w || need_alpha;
   TORCH_CHECK(N <= rnn::kCudaMaxUnits, "ei_rnn_scan: the CUDA kernel takes N <= ",

@@ -31,28 +31,61 @@ void check_problem(const at::Tensor& C, const at::Tensor& log_a, const at::Tenso
 }
 
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_solve_cpu(
-    const at::Tensor& C_in, const at::Tensor& log_a_in, const at::Tensor& log_b_in,
-    const at::Tensor& eps_in, const at::Tensor& eps0_in, double decay, int64_t max_iter,
-    double tol) {
+SolveArgs prepare_solve(const at::Tensor& C_in, const at::Tensor& log_a_in, const at::Tensor& log_b_in,
+                        const at::Tensor& eps_in, const at::Tensor& eps0_in, double decay, int64_t max_iter) {
   check_problem(C_in, log_a_in, log_b_in, eps_in);
   EIRNN_CHECK_SHAPE(eps0_in, C_in.size(0));
   EIRNN_CHECK_SAME(eps0_in, C_in);
   TORCH_CHECK(max_iter >= 0, "max_iter must be >= 0, got ", max_iter);
   TORCH_CHECK(decay > 0.0 && decay <= 1.0, "decay must be in (0, 1], got ", decay);
-  const at::Tensor C = C_in.contiguous(), log_a = log_a_in.contiguous(),
-                   log_b = log_b_in.contiguous(), eps = eps_in.contiguous(),
-                   eps0 = eps0_in.contiguous();
-  const int64_t B = C.size(0), n = C.size(1), m = C.size(2);
-  const at::Tensor Ct = C.transpose(1, 2).contiguous();
+  SolveArgs a;
+  a.C = C_in.contiguous();
+  a.log_a = log_a_in.contiguous();
+  a.log_b = log_b_in.contiguous();
+  a.eps = eps_in.contiguous();
+  a.eps0 = eps0_in.contiguous();
+  a.B = a.C.size(0);
+  a.n = a.C.size(1);
+  a.m = a.C.size(2);
+  a.Ct = a.C.transpose(1, 2).contiguous();
   // Per-problem cost spread (max C - min C): decides when the near-uniform LSE form is used.
-  const auto minmax = at::aminmax(C.reshape({B, n * m}), 1);
-  const at::Tensor spread = (std::get<1>(minmax) - std::get<0>(minmax)).contiguous();
-  at::Tensor f = at::empty({B, n}, C.options());
-  at::Tensor g = at::empty({B, m}, C.options());
-  at::Tensor value = at::empty({B}, C.options());
-  at::Tensor iters = at::empty({B}, C.options().dtype(at::kLong));
-  at::Tensor err = at::empty({B}, C.options());
+  const auto minmax = at::aminmax(a.C.reshape({a.B, a.n * a.m}), 1);
+  a.spread = (std::get<1>(minmax) - std::get<0>(minmax)).contiguous();
+  a.f = at::empty({a.B, a.n}, a.C.options());
+  a.g = at::empty({a.B, a.m}, a.C.options());
+  a.value = at::empty({a.B}, a.C.options());
+  a.iters = at::empty({a.B}, a.C.options().dtype(at::kLong));
+  a.err = at::empty({a.B}, a.C.options());
+  return a;
+}
+
+PlanArgs prepare_plan(const at::Tensor& C_in, const at::Tensor& log_a_in, const at::Tensor& log_b_in,
+                      const at::Tensor& g_in, const at::Tensor& eps_in) {
+  check_problem(C_in, log_a_in, log_b_in, eps_in);
+  EIRNN_CHECK_SHAPE(g_in, C_in.size(0), C_in.size(2));
+  EIRNN_CHECK_SAME(g_in, C_in);
+  PlanArgs a;
+  a.C = C_in.contiguous();
+  a.log_a = log_a_in.contiguous();
+  a.log_b = log_b_in.contiguous();
+  a.g = g_in.contiguous();
+  a.eps = eps_in.contiguous();
+  a.B = a.C.size(0);
+  a.n = a.C.size(1);
+  a.m = a.C.size(2);
+  a.P = empty_for_kernel(a.C.sizes(), a.C.options());
+  return a;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_solve_cpu(
+    const at::Tensor& C_in, const at::Tensor& log_a_in, const at::Tensor& log_b_in,
+    const at::Tensor& eps_in, const at::Tensor& eps0_in, double decay, int64_t max_iter,
+    double tol) {
+  const SolveArgs in = prepare_solve(C_in, log_a_in, log_b_in, eps_in, eps0_in, decay, max_iter);
+  const at::Tensor &C = in.C, &Ct = in.Ct, &log_a = in.log_a, &log_b = in.log_b, &eps = in.eps,
+                   &eps0 = in.eps0, &spread = in.spread;
+  const at::Tensor &f = in.f, &g = in.g, &value = in.value, &iters = in.iters, &err = in.err;
+  const int64_t B = in.B, n = in.n, m = in.m;
 
 
   AT_DISPATCH_FLOATING_TYPES(C.scalar_type(), "sinkhorn_solve_cpu", [&] {
@@ -103,14 +136,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_
 at::Tensor sinkhorn_plan_cpu(const at::Tensor& C_in, const at::Tensor& log_a_in,
                                          const at::Tensor& log_b_in, const at::Tensor& g_in,
                                          const at::Tensor& eps_in) {
-  check_problem(C_in, log_a_in, log_b_in, eps_in);
-  const int64_t B = C_in.size(0), m = C_in.size(2);
-  EIRNN_CHECK_SHAPE(g_in, B, m);
-  EIRNN_CHECK_SAME(g_in, C_in);
-  const at::Tensor C = C_in.contiguous(), log_a = log_a_in.contiguous(),
-                   log_b = log_b_in.contiguous(), g = g_in.contiguous(), eps = eps_in.contiguous();
-  const int64_t n = C.size(1);
-  at::Tensor P = empty_for_kernel(C.sizes(), C.options());
+  const PlanArgs in = prepare_plan(C_in, log_a_in, log_b_in, g_in, eps_in);
+  const at::Tensor &C = in.C, &log_a = in.log_a, &log_b = in.log_b, &g = in.g, &eps = in.eps, &P = in.P;
+  const int64_t B = in.B, n = in.n, m = in.m;
 
 
   // Work items: (problem, block of rows), so one large problem still uses every thread.
