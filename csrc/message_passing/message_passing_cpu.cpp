@@ -1,9 +1,17 @@
 // CPU kernels of the sparse edge message passing (DESIGN 3.3). Row ranges come from
 // at::parallel_for in message_passing_ops.cpp; every output row is written by exactly one work
 // item, in a fixed order, so results do not depend on the thread count.
+//
+// Every kernel first checks the CSR rows of its work item (check_rows: the row spans, then every
+// slot's col and perm in one branch-free pass over the item's contiguous slot range) and walks
+// them only when all are in range; otherwise it returns the CsrFault bits without touching the
+// outputs, and the caller raises. The walks themselves are unchanged, so valid graphs give the
+// same bits as without the checks.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "message_passing/message_passing.h"
@@ -11,6 +19,34 @@
 namespace eirnn_fast {
 namespace mp {
 namespace {
+
+// CsrFault bits of rows [r_begin, r_end) of a CSR with E slots: kBadRowptr unless
+// 0 <= rowptr[r] <= rowptr[r+1] <= E for every row; then (the rows' slots being the contiguous
+// range [rowptr[r_begin], rowptr[r_end])) kBadCol / kBadPerm unless every col[k] is in
+// [0, num_cols) and every perm[k] in [0, E). Compared as unsigned I, so a negative index is a huge
+// value and each bound is one compare; bounds beyond I's range are clamped to its largest value + 1
+// (every non-negative I then passes, as it should). Both loops are branch-free reductions the
+// compiler vectorises; the slot pass leaves the item's indices in cache for the walk.
+template <typename I>
+int check_rows(const I* __restrict rowptr, const I* __restrict col, const I* __restrict perm,
+               int64_t num_cols, int64_t E, int64_t r_begin, int64_t r_end) {
+  if (r_begin >= r_end) return 0;
+  using U = std::make_unsigned_t<I>;
+  const uint64_t lim = static_cast<uint64_t>(std::numeric_limits<I>::max()) + 1;
+  const U nc = static_cast<U>(std::min<uint64_t>(static_cast<uint64_t>(num_cols), lim));
+  const U ne = static_cast<U>(std::min<uint64_t>(static_cast<uint64_t>(E), lim));
+  const int64_t k0 = rowptr[r_begin], k1 = rowptr[r_end];
+  if (!(0 <= k0 && k1 <= E)) return kBadRowptr;
+  int64_t n_down = 0;  // a count and a max: reductions gcc vectorises (a bool |= is not)
+  for (int64_t r = r_begin; r < r_end; ++r) n_down += rowptr[r + 1] < rowptr[r];
+  if (n_down) return kBadRowptr;
+  U max_c = 0, max_p = 0;
+  for (int64_t k = k0; k < k1; ++k) {
+    max_c = std::max(max_c, static_cast<U>(col[k]));
+    max_p = std::max(max_p, static_cast<U>(perm[k]));
+  }
+  return (k1 > k0 && max_c >= nc ? kBadCol : 0) | (k1 > k0 && max_p >= ne ? kBadPerm : 0);
+}
 
 // ---- plain op ------------------------------------------------------------------------------------
 // F known at compile time (1, 2, 4, 8): the accumulators stay in registers.
@@ -197,35 +233,40 @@ inline void edge_backward(const T* __restrict acts, T ds, const T* __restrict hw
 }  // namespace
 
 template <typename T, typename I>
-void spmm_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* x, T* out,
-                   int64_t F, int64_t r_begin, int64_t r_end) {
+int spmm_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* x, T* out,
+                  int64_t F, int64_t num_cols, int64_t E, int64_t r_begin, int64_t r_end) {
+  if (const int fault = check_rows(rowptr, col, perm, num_cols, E, r_begin, r_end)) return fault;
   switch (F) {
-    case 1: return spmm_rows_fixed<T, I, 1>(rowptr, col, perm, w, x, out, r_begin, r_end);
-    case 2: return spmm_rows_fixed<T, I, 2>(rowptr, col, perm, w, x, out, r_begin, r_end);
-    case 4: return spmm_rows_fixed<T, I, 4>(rowptr, col, perm, w, x, out, r_begin, r_end);
-    case 8: return spmm_rows_fixed<T, I, 8>(rowptr, col, perm, w, x, out, r_begin, r_end);
-    default: return spmm_rows_generic<T, I>(rowptr, col, perm, w, x, out, F, r_begin, r_end);
+    case 1: spmm_rows_fixed<T, I, 1>(rowptr, col, perm, w, x, out, r_begin, r_end); break;
+    case 2: spmm_rows_fixed<T, I, 2>(rowptr, col, perm, w, x, out, r_begin, r_end); break;
+    case 4: spmm_rows_fixed<T, I, 4>(rowptr, col, perm, w, x, out, r_begin, r_end); break;
+    case 8: spmm_rows_fixed<T, I, 8>(rowptr, col, perm, w, x, out, r_begin, r_end); break;
+    default: spmm_rows_generic<T, I>(rowptr, col, perm, w, x, out, F, r_begin, r_end);
   }
+  return 0;
 }
 
 template <typename T, typename I>
-void spmm_bwd_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, const T* w, const T* x,
-                       const T* g, T* d_x, T* d_w, int64_t F, int64_t j_begin, int64_t j_end) {
+int spmm_bwd_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, const T* w, const T* x,
+                      const T* g, T* d_x, T* d_w, int64_t F, int64_t num_dst, int64_t E,
+                      int64_t j_begin, int64_t j_end) {
+  if (const int fault = check_rows(rowptr_t, col_t, perm_t, num_dst, E, j_begin, j_end)) return fault;
   switch (F) {
-    case 1: return spmm_bwd_rows_fixed<T, I, 1>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end);
-    case 2: return spmm_bwd_rows_fixed<T, I, 2>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end);
-    case 4: return spmm_bwd_rows_fixed<T, I, 4>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end);
-    case 8: return spmm_bwd_rows_fixed<T, I, 8>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end);
-    default:
-      return spmm_bwd_rows_generic<T, I>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, F, j_begin, j_end);
+    case 1: spmm_bwd_rows_fixed<T, I, 1>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end); break;
+    case 2: spmm_bwd_rows_fixed<T, I, 2>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end); break;
+    case 4: spmm_bwd_rows_fixed<T, I, 4>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end); break;
+    case 8: spmm_bwd_rows_fixed<T, I, 8>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, j_begin, j_end); break;
+    default: spmm_bwd_rows_generic<T, I>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, F, j_begin, j_end);
   }
+  return 0;
 }
 
 template <typename T, typename I>
-void mlp_fwd_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* a,
-                      const T* b, const T* hw, const T* hwt, const T* hb, const T* ow, const T* ob,
-                      T* out, int64_t F, int64_t num_dst, int64_t num_src, int64_t H, int64_t L,
-                      bool hw_finite, int64_t i_begin, int64_t i_end) {
+int mlp_fwd_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* a,
+                     const T* b, const T* hw, const T* hwt, const T* hb, const T* ow, const T* ob,
+                     T* out, int64_t F, int64_t num_dst, int64_t num_src, int64_t E, int64_t H,
+                     int64_t L, bool hw_finite, int64_t i_begin, int64_t i_end) {
+  if (const int fault = check_rows(rowptr, col, perm, num_src, E, i_begin, i_end)) return fault;
   const MlpShape m{H, L, hw_finite};
   std::vector<T> acts(static_cast<size_t>((L + 1) * H));
   for (int64_t i = i_begin; i < i_end; ++i) {
@@ -241,14 +282,16 @@ void mlp_fwd_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, 
       }
     }
   }
+  return 0;
 }
 
 template <typename T, typename I>
-void mlp_bwd_dst_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* a,
-                          const T* b, const T* hw, const T* hwt, const T* hb, const T* ow,
-                          const T* ob, const T* g, T* d_w, T* d_a, T* d_hw, T* d_hb, T* d_ow,
-                          T* d_ob, int64_t F, int64_t num_dst, int64_t num_src, int64_t H,
-                          int64_t L, bool hw_finite, int64_t i_begin, int64_t i_end) {
+int mlp_bwd_dst_rows_cpu(const I* rowptr, const I* col, const I* perm, const T* w, const T* a,
+                         const T* b, const T* hw, const T* hwt, const T* hb, const T* ow,
+                         const T* ob, const T* g, T* d_w, T* d_a, T* d_hw, T* d_hb, T* d_ow,
+                         T* d_ob, int64_t F, int64_t num_dst, int64_t num_src, int64_t E, int64_t H,
+                         int64_t L, bool hw_finite, int64_t i_begin, int64_t i_end) {
+  if (const int fault = check_rows(rowptr, col, perm, num_src, E, i_begin, i_end)) return fault;
   const MlpShape m{H, L, hw_finite};
   std::vector<T> scratch(static_cast<size_t>((L + 4) * H));
   T* acts = scratch.data();
@@ -282,14 +325,16 @@ void mlp_bwd_dst_rows_cpu(const I* rowptr, const I* col, const I* perm, const T*
       if (d_w) d_w[e] = dwe;
     }
   }
+  return 0;
 }
 
 template <typename T, typename I>
-void mlp_bwd_src_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, const T* w,
-                          const T* a, const T* b, const T* hw, const T* hwt, const T* hb,
-                          const T* ow, const T* ob, const T* g, T* d_b, int64_t F,
-                          int64_t num_dst, int64_t num_src, int64_t H, int64_t L, bool hw_finite,
-                          int64_t j_begin, int64_t j_end) {
+int mlp_bwd_src_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, const T* w,
+                         const T* a, const T* b, const T* hw, const T* hwt, const T* hb,
+                         const T* ow, const T* ob, const T* g, T* d_b, int64_t F,
+                         int64_t num_dst, int64_t num_src, int64_t E, int64_t H, int64_t L,
+                         bool hw_finite, int64_t j_begin, int64_t j_end) {
+  if (const int fault = check_rows(rowptr_t, col_t, perm_t, num_dst, E, j_begin, j_end)) return fault;
   const MlpShape m{H, L, hw_finite};
   std::vector<T> scratch(static_cast<size_t>((L + 4) * H));
   T* acts = scratch.data();
@@ -315,25 +360,27 @@ void mlp_bwd_src_rows_cpu(const I* rowptr_t, const I* col_t, const I* perm_t, co
       }
     }
   }
+  return 0;
 }
 
 #define EIRNN_MP_INSTANTIATE(T, I)                                                                  \
-  template void spmm_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*, T*, int64_t, \
-                                    int64_t, int64_t);                                              \
-  template void spmm_bwd_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,          \
-                                        const T*, T*, T*, int64_t, int64_t, int64_t);              \
-  template void mlp_fwd_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,           \
-                                       const T*, const T*, const T*, const T*, const T*, const T*, \
-                                       T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool,       \
-                                       int64_t, int64_t);                                           \
-  template void mlp_bwd_dst_rows_cpu<T, I>(                                                         \
+  template int spmm_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*, T*, int64_t,  \
+                                   int64_t, int64_t, int64_t, int64_t);                             \
+  template int spmm_bwd_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,           \
+                                       const T*, T*, T*, int64_t, int64_t, int64_t, int64_t,        \
+                                       int64_t);                                                    \
+  template int mlp_fwd_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,            \
+                                      const T*, const T*, const T*, const T*, const T*, const T*,  \
+                                      T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,     \
+                                      bool, int64_t, int64_t);                                      \
+  template int mlp_bwd_dst_rows_cpu<T, I>(                                                          \
       const I*, const I*, const I*, const T*, const T*, const T*, const T*, const T*, const T*,   \
       const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, int64_t,   \
-      int64_t, bool, int64_t, int64_t);                                                             \
-  template void mlp_bwd_src_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,       \
-                                           const T*, const T*, const T*, const T*, const T*,       \
-                                           const T*, const T*, T*, int64_t, int64_t, int64_t,      \
-                                           int64_t, int64_t, bool, int64_t, int64_t);
+      int64_t, int64_t, bool, int64_t, int64_t);                                                    \
+  template int mlp_bwd_src_rows_cpu<T, I>(const I*, const I*, const I*, const T*, const T*,        \
+                                          const T*, const T*, const T*, const T*, const T*,        \
+                                          const T*, const T*, T*, int64_t, int64_t, int64_t,       \
+                                          int64_t, int64_t, int64_t, bool, int64_t, int64_t);
 
 EIRNN_MP_INSTANTIATE(float, int32_t)
 EIRNN_MP_INSTANTIATE(float, int64_t)

@@ -11,6 +11,11 @@
 // exactly one lane, no atomics. The summation order depends only on the graph, so results are
 // bitwise reproducible from run to run.
 //
+// Bounds: a row whose span is not 0 <= rowptr[r] <= rowptr[r+1] <= E is treated as empty, and a slot
+// whose col is outside [0, num_cols) or whose perm is outside [0, E) is skipped (nothing out of
+// bounds is read or written; the checks add no arithmetic, so valid graphs give the same bits).
+// Unlike the CPU kernels they report nothing: that would cost a device-to-host sync per call.
+//
 // Raw pointers and cudaStream_t only: no torch headers, so CI compile-checks this file with nvcc.
 #include <cuda_runtime.h>
 
@@ -28,6 +33,21 @@ constexpr int kThreads = kWarp * kWarpsPerBlock;
 constexpr int kMaxFeatTiles = static_cast<int>(kMaxFeatures) / kWarp;  // 4
 constexpr unsigned kFull = 0xffffffffu;
 
+// The slot range of row r, or an empty one unless 0 <= rowptr[r] <= rowptr[r+1] <= E (the same
+// for every lane of the warp).
+template <typename I>
+__device__ __forceinline__ void row_span(const I* __restrict__ rowptr, int64_t r, int64_t E,
+                                         int64_t& k0, int64_t& k1) {
+  k0 = __ldg(rowptr + r);
+  k1 = __ldg(rowptr + r + 1);
+  if (!(0 <= k0 && k0 <= k1 && k1 <= E)) k0 = k1 = 0;
+}
+
+// Whether index v lies in [0, n) (a negative v converts to a huge unsigned value).
+__device__ __forceinline__ bool in_range(int64_t v, int64_t n) {
+  return static_cast<uint64_t>(v) < static_cast<uint64_t>(n);
+}
+
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
@@ -40,17 +60,21 @@ template <typename T, typename I, int FC>
 __global__ void __launch_bounds__(kThreads)
     spmm_narrow_kernel(const I* __restrict__ rowptr, const I* __restrict__ col,
                        const I* __restrict__ perm, const T* __restrict__ w,
-                       const T* __restrict__ x, T* __restrict__ out, int64_t rows) {
+                       const T* __restrict__ x, T* __restrict__ out, int64_t rows,
+                       int64_t num_cols, int64_t E) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (r >= rows) return;  // whole warp exits together
   T acc[FC];
 #pragma unroll
   for (int f = 0; f < FC; ++f) acc[f] = T(0);
-  const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
+  int64_t k0, k1;
+  row_span(rowptr, r, E, k0, k1);
   for (int64_t k = k0 + lane; k < k1; k += kWarp) {
-    const T wk = __ldg(w + __ldg(perm + k));
-    const T* xr = x + static_cast<int64_t>(__ldg(col + k)) * FC;
+    const int64_t c = __ldg(col + k), p = __ldg(perm + k);
+    if (!in_range(c, num_cols) || !in_range(p, E)) continue;  // lane-local: no shuffle in this loop
+    const T wk = __ldg(w + p);
+    const T* xr = x + c * FC;
 #pragma unroll
     for (int f = 0; f < FC; ++f) acc[f] += wk * __ldg(xr + f);
   }
@@ -70,7 +94,8 @@ __global__ void __launch_bounds__(kThreads)
     spmm_bwd_narrow_kernel(const I* __restrict__ rowptr_t, const I* __restrict__ col_t,
                            const I* __restrict__ perm_t, const T* __restrict__ w,
                            const T* __restrict__ x, const T* __restrict__ g,
-                           T* __restrict__ d_x, T* __restrict__ d_w, int64_t rows) {
+                           T* __restrict__ d_x, T* __restrict__ d_w, int64_t rows,
+                           int64_t num_dst, int64_t E) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (j >= rows) return;
@@ -80,10 +105,12 @@ __global__ void __launch_bounds__(kThreads)
     xj[f] = __ldg(x + j * FC + f);
     acc[f] = T(0);
   }
-  const int64_t k0 = rowptr_t[j], k1 = rowptr_t[j + 1];
+  int64_t k0, k1;
+  row_span(rowptr_t, j, E, k0, k1);
   for (int64_t k = k0 + lane; k < k1; k += kWarp) {
-    const int64_t e = __ldg(perm_t + k);
-    const T* gi = g + static_cast<int64_t>(__ldg(col_t + k)) * FC;
+    const int64_t e = __ldg(perm_t + k), c = __ldg(col_t + k);
+    if (!in_range(c, num_dst) || !in_range(e, E)) continue;  // lane-local
+    const T* gi = g + c * FC;
     const T we = __ldg(w + e);
     T dot = T(0);
 #pragma unroll
@@ -112,25 +139,32 @@ template <typename T, typename I>
 __global__ void __launch_bounds__(kThreads)
     spmm_wide_kernel(const I* __restrict__ rowptr, const I* __restrict__ col,
                      const I* __restrict__ perm, const T* __restrict__ w,
-                     const T* __restrict__ x, T* __restrict__ out, int64_t rows, int F) {
+                     const T* __restrict__ x, T* __restrict__ out, int64_t rows, int F,
+                     int64_t num_cols, int64_t E) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (r >= rows) return;
   T acc[kMaxFeatTiles];
 #pragma unroll
   for (int t = 0; t < kMaxFeatTiles; ++t) acc[t] = T(0);
-  const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
+  int64_t k0, k1;
+  row_span(rowptr, r, E, k0, k1);
   for (int64_t base = k0; base < k1; base += kWarp) {
     const int n = static_cast<int>(k1 - base < kWarp ? k1 - base : kWarp);
     int64_t my_col = 0;
     T my_w = T(0);
     if (lane < n) {
       my_col = __ldg(col + base + lane);
-      my_w = __ldg(w + __ldg(perm + base + lane));
+      const int64_t p = __ldg(perm + base + lane);
+      if (in_range(my_col, num_cols) && in_range(p, E))
+        my_w = __ldg(w + p);
+      else
+        my_col = -1;  // a bad slot, skipped by the whole warp below
     }
     for (int q = 0; q < n; ++q) {
       const int64_t c = __shfl_sync(kFull, my_col, q);
       const T wq = __shfl_sync(kFull, my_w, q);
+      if (c < 0) continue;  // c is the same for every lane
       const T* xr = x + c * F;
 #pragma unroll
       for (int t = 0; t < kMaxFeatTiles; ++t) {
@@ -151,7 +185,7 @@ __global__ void __launch_bounds__(kThreads)
     spmm_bwd_wide_kernel(const I* __restrict__ rowptr_t, const I* __restrict__ col_t,
                          const I* __restrict__ perm_t, const T* __restrict__ w,
                          const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ d_x,
-                         T* __restrict__ d_w, int64_t rows, int F) {
+                         T* __restrict__ d_w, int64_t rows, int F, int64_t num_dst, int64_t E) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (j >= rows) return;
@@ -162,7 +196,8 @@ __global__ void __launch_bounds__(kThreads)
     xj[t] = f < F ? __ldg(x + j * F + f) : T(0);
     acc[t] = T(0);
   }
-  const int64_t k0 = rowptr_t[j], k1 = rowptr_t[j + 1];
+  int64_t k0, k1;
+  row_span(rowptr_t, j, E, k0, k1);
   for (int64_t base = k0; base < k1; base += kWarp) {
     const int n = static_cast<int>(k1 - base < kWarp ? k1 - base : kWarp);
     int64_t my_col = 0, my_e = 0;
@@ -170,12 +205,16 @@ __global__ void __launch_bounds__(kThreads)
     if (lane < n) {
       my_col = __ldg(col_t + base + lane);
       my_e = __ldg(perm_t + base + lane);
-      my_w = __ldg(w + my_e);
+      if (in_range(my_col, num_dst) && in_range(my_e, E))
+        my_w = __ldg(w + my_e);
+      else
+        my_col = -1;  // a bad slot, skipped by the whole warp below
     }
     for (int q = 0; q < n; ++q) {
       const int64_t c = __shfl_sync(kFull, my_col, q);
       const int64_t e = __shfl_sync(kFull, my_e, q);
       const T wq = __shfl_sync(kFull, my_w, q);
+      if (c < 0) continue;  // c is the same for every lane
       const T* gr = g + c * F;
       T dot = T(0);
 #pragma unroll
@@ -210,41 +249,44 @@ inline unsigned blocks_for(int64_t rows) {
 
 template <typename T, typename I>
 int spmm_cuda(const I* rowptr, const I* col, const I* perm, const T* w, const T* x, T* out,
-              int64_t rows, int64_t F, CUstream_st* stream) {
+              int64_t rows, int64_t F, int64_t num_cols, int64_t E, CUstream_st* stream) {
   if (rows == 0) return 0;
   const dim3 grid(blocks_for(rows)), block(kThreads);
+  const int64_t nc = num_cols;
   switch (F) {
-    case 1: spmm_narrow_kernel<T, I, 1><<<grid, block, 0, stream>>>(rowptr, col, perm, w, x, out, rows); break;
-    case 2: spmm_narrow_kernel<T, I, 2><<<grid, block, 0, stream>>>(rowptr, col, perm, w, x, out, rows); break;
-    case 4: spmm_narrow_kernel<T, I, 4><<<grid, block, 0, stream>>>(rowptr, col, perm, w, x, out, rows); break;
+    case 1: spmm_narrow_kernel<T, I, 1><<<grid, block, 0, stream>>>(rowptr, col, perm, w, x, out, rows, nc, E); break;
+    case 2: spmm_narrow_kernel<T, I, 2><<<grid, block, 0, stream>>>(rowptr, col, perm, w, x, out, rows, nc, E); break;
+    case 4: spmm_narrow_kernel<T, I, 4><<<grid, block, 0, stream>>>(rowptr, col, perm, w, x, out, rows, nc, E); break;
     default:
       spmm_wide_kernel<T, I><<<grid, block, 0, stream>>>(rowptr, col, perm, w, x, out, rows,
-                                                         static_cast<int>(F));
+                                                         static_cast<int>(F), nc, E);
   }
   return static_cast<int>(cudaGetLastError());
 }
 
 template <typename T, typename I>
 int spmm_bwd_cuda(const I* rowptr_t, const I* col_t, const I* perm_t, const T* w, const T* x,
-                  const T* g, T* d_x, T* d_w, int64_t num_src, int64_t F, CUstream_st* stream) {
+                  const T* g, T* d_x, T* d_w, int64_t num_src, int64_t F, int64_t num_dst,
+                  int64_t E, CUstream_st* stream) {
   if (num_src == 0) return 0;
   const dim3 grid(blocks_for(num_src)), block(kThreads);
+  const int64_t nd = num_dst;
   switch (F) {
-    case 1: spmm_bwd_narrow_kernel<T, I, 1><<<grid, block, 0, stream>>>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, num_src); break;
-    case 2: spmm_bwd_narrow_kernel<T, I, 2><<<grid, block, 0, stream>>>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, num_src); break;
-    case 4: spmm_bwd_narrow_kernel<T, I, 4><<<grid, block, 0, stream>>>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, num_src); break;
+    case 1: spmm_bwd_narrow_kernel<T, I, 1><<<grid, block, 0, stream>>>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, num_src, nd, E); break;
+    case 2: spmm_bwd_narrow_kernel<T, I, 2><<<grid, block, 0, stream>>>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, num_src, nd, E); break;
+    case 4: spmm_bwd_narrow_kernel<T, I, 4><<<grid, block, 0, stream>>>(rowptr_t, col_t, perm_t, w, x, g, d_x, d_w, num_src, nd, E); break;
     default:
       spmm_bwd_wide_kernel<T, I><<<grid, block, 0, stream>>>(rowptr_t, col_t, perm_t, w, x, g, d_x,
-                                                             d_w, num_src, static_cast<int>(F));
+                                                             d_w, num_src, static_cast<int>(F), nd, E);
   }
   return static_cast<int>(cudaGetLastError());
 }
 
 #define EIRNN_MP_CUDA_INSTANTIATE(T, I)                                                              \
   template int spmm_cuda<T, I>(const I*, const I*, const I*, const T*, const T*, T*, int64_t,      \
-                               int64_t, CUstream_st*);                                             \
+                               int64_t, int64_t, int64_t, CUstream_st*);                           \
   template int spmm_bwd_cuda<T, I>(const I*, const I*, const I*, const T*, const T*, const T*, T*, \
-                                   T*, int64_t, int64_t, CUstream_st*);
+                                   T*, int64_t, int64_t, int64_t, int64_t, CUstream_st*);
 
 EIRNN_MP_CUDA_INSTANTIATE(float, int32_t)
 EIRNN_MP_CUDA_INSTANTIATE(float, int64_t)

@@ -5,6 +5,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <vector>
 
 #include "common/alloc.h"
@@ -53,6 +54,39 @@ at::Tensor check_layout(const at::Tensor& rowptr, const at::Tensor& col, const a
                       " must be a permutation of [0, ", E, ") (every edge id exactly once)");
   }
   return at::repeat_interleave(at::arange(rows, r.options()), counts, /*dim=*/0, /*output_size=*/E);
+}
+
+// The registered ops receive the CSR arrays as plain tensors (CsrGraph::unchecked), so the CPU
+// kernels check every row span and index of their work item (message_passing.h) and report
+// CsrFault bits, gathered per work item and raised after the parallel loop. Two O(1) reads come
+// first: a walk from rowptr[0] = 0 to rowptr[-1] = E visits every slot.
+void check_ends(const at::Tensor& rowptr, int64_t E, const char* op, const char* rp) {
+  const int64_t n = rowptr.size(0);  // >= 1, contiguous, int32 or int64 (CsrGraph::unchecked)
+  int64_t first, last;
+  if (rowptr.scalar_type() == at::kInt) {
+    const int32_t* p = rowptr.const_data_ptr<int32_t>();
+    first = p[0];
+    last = p[n - 1];
+  } else {
+    const int64_t* p = rowptr.const_data_ptr<int64_t>();
+    first = p[0];
+    last = p[n - 1];
+  }
+  TORCH_CHECK_VALUE(first == 0 && last == E, op, ": ", rp, " must run from 0 to E = ", E, ", got ",
+                    rp, "[0] = ", first, " and ", rp, "[-1] = ", last);
+}
+
+// The ValueError for the CsrFault bits gathered from one walk over (rp, cn, pn); col entries must
+// lie in [0, bound_name = bound).
+void check_fault(int fault, const char* op, const char* rp, const char* cn, const char* pn,
+                 const char* bound_name, int64_t bound, int64_t E) {
+  if (fault == 0) return;
+  TORCH_CHECK_VALUE(!(fault & mp::kBadRowptr), op, ": ", rp,
+                    " must be non-decreasing with entries in [0, E] (E = ", E, ")");
+  TORCH_CHECK_VALUE(!(fault & mp::kBadCol), op, ": ", cn, " holds an index outside [0, ", bound_name,
+                    ") (", bound_name, " = ", bound, ")");
+  TORCH_CHECK_VALUE(!(fault & mp::kBadPerm), op, ": ", pn, " holds an edge id outside [0, E) (E = ",
+                    E, ")");
 }
 
 }  // namespace
@@ -171,10 +205,12 @@ at::Tensor edge_spmm_fwd_cpu(const CsrGraph& graph, const at::Tensor& weight_in,
               " columns, got ", F);
   const at::Tensor &rowptr = graph.rowptr(), &col = graph.col(), &perm = graph.perm();
   const at::Tensor weight = weight_in.contiguous(), x = x_in.contiguous();
-  const int64_t R = graph.num_dst();
+  const int64_t R = graph.num_dst(), E = graph.num_edges(), num_src = graph.num_src();
+  check_ends(rowptr, E, "edge_spmm_fwd", "rowptr");
   at::Tensor out = empty_for_kernel({R, F}, x.options());
   if (R == 0) return out;
 
+  std::atomic<int> fault{0};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_fwd_cpu", [&] {
     EIRNN_DISPATCH_INDEX(rowptr.scalar_type(), "edge_spmm_fwd", [&] {
       const index_t* rp = rowptr.data_ptr<index_t>();
@@ -184,10 +220,12 @@ at::Tensor edge_spmm_fwd_cpu(const CsrGraph& graph, const at::Tensor& weight_in,
       const scalar_t* xp = x.data_ptr<scalar_t>();
       scalar_t* o = out.data_ptr<scalar_t>();
       at::parallel_for(0, R, kRowGrain, [&](int64_t r0, int64_t r1) {
-        mp::spmm_rows_cpu<scalar_t, index_t>(rp, c, p, w, xp, o, F, r0, r1);
+        const int f = mp::spmm_rows_cpu<scalar_t, index_t>(rp, c, p, w, xp, o, F, num_src, E, r0, r1);
+        if (f) fault.fetch_or(f, std::memory_order_relaxed);
       });
     });
   });
+  check_fault(fault.load(), "edge_spmm_fwd", "rowptr", "col", "perm", "num_src", num_src, E);
   return out;
 }
 
@@ -204,12 +242,14 @@ std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd_cpu(const CsrGraph& graph, cons
   const at::Tensor &rowptr_t = graph.rowptr_t(), &col_t = graph.col_t(), &perm_t = graph.perm_t();
   const at::Tensor weight = weight_in.contiguous(), x = x_in.contiguous(), grad = grad_in.contiguous();
   const int64_t E = graph.num_edges();
+  check_ends(rowptr_t, E, "edge_spmm_bwd", "rowptr_t");
   at::Tensor d_w, d_x;
   // Edges are covered by the rows of the transposed CSR: every d_w entry is written exactly once.
   if (need_weight) d_w = at::empty({E}, weight.options());
   if (need_x) d_x = empty_for_kernel({num_src, F}, x.options());
   if (!(need_weight || need_x) || num_src == 0) return {d_w, d_x};
 
+  std::atomic<int> fault{0};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_spmm_bwd_cpu", [&] {
     EIRNN_DISPATCH_INDEX(rowptr_t.scalar_type(), "edge_spmm_bwd", [&] {
       const index_t* rp = rowptr_t.data_ptr<index_t>();
@@ -221,10 +261,13 @@ std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd_cpu(const CsrGraph& graph, cons
       scalar_t* dx = need_x ? d_x.data_ptr<scalar_t>() : nullptr;
       scalar_t* dw = need_weight ? d_w.data_ptr<scalar_t>() : nullptr;
       at::parallel_for(0, num_src, kRowGrain, [&](int64_t j0, int64_t j1) {
-        mp::spmm_bwd_rows_cpu<scalar_t, index_t>(rp, c, p, w, xp, g, dx, dw, F, j0, j1);
+        const int f =
+            mp::spmm_bwd_rows_cpu<scalar_t, index_t>(rp, c, p, w, xp, g, dx, dw, F, num_dst, E, j0, j1);
+        if (f) fault.fetch_or(f, std::memory_order_relaxed);
       });
     });
   });
+  check_fault(fault.load(), "edge_spmm_bwd", "rowptr_t", "col_t", "perm_t", "num_dst", num_dst, E);
   return {d_w, d_x};
 }
 
@@ -276,20 +319,25 @@ at::Tensor edge_mlp_fwd(const CsrGraph& graph, const at::Tensor& weight_in, cons
                    hw = hw_in.contiguous(), hwt = hw_in.transpose(1, 2).contiguous(),
                    hb = hb_in.contiguous(), ow = ow_in.contiguous(), ob = ob_in.contiguous();
   const bool hw_finite = all_finite(hw);
+  const int64_t E = graph.num_edges();
+  check_ends(rowptr, E, "edge_mlp_fwd", "rowptr");
   at::Tensor out = at::empty({d.num_dst, d.F}, weight.options());
   if (d.num_dst == 0 || d.F == 0) return out;
+  std::atomic<int> fault{0};
   AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "edge_mlp_fwd_cpu", [&] {
     EIRNN_DISPATCH_INDEX(rowptr.scalar_type(), "edge_mlp_fwd", [&] {
       at::parallel_for(0, d.num_dst, 16, [&](int64_t i0, int64_t i1) {
-        mp::mlp_fwd_rows_cpu<scalar_t, index_t>(
+        const int f = mp::mlp_fwd_rows_cpu<scalar_t, index_t>(
             rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), perm.data_ptr<index_t>(),
             weight.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
             hw.data_ptr<scalar_t>(), hwt.data_ptr<scalar_t>(), hb.data_ptr<scalar_t>(),
             ow.data_ptr<scalar_t>(), ob.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), d.F,
-            d.num_dst, d.num_src, d.H, d.L, hw_finite, i0, i1);
+            d.num_dst, d.num_src, E, d.H, d.L, hw_finite, i0, i1);
+        if (f) fault.fetch_or(f, std::memory_order_relaxed);
       });
     });
   });
+  check_fault(fault.load(), "edge_mlp_fwd", "rowptr", "col", "perm", "num_src", d.num_src, E);
   return out;
 }
 
@@ -309,6 +357,10 @@ edge_mlp_bwd(const CsrGraph& graph, const at::Tensor& weight_in, const at::Tenso
                    grad = grad_in.contiguous();
   const bool hw_finite = all_finite(hw);
   const int64_t E = col.size(0), H = d.H, L = d.L;
+  const bool walk_dst = need_weight || need_a || need_params, walk_src = need_b && d.num_src > 0;
+  if (walk_dst) check_ends(rowptr, E, "edge_mlp_bwd", "rowptr");
+  if (walk_src) check_ends(rowptr_t, E, "edge_mlp_bwd", "rowptr_t");
+  std::atomic<int> fault_dst{0}, fault_src{0};
   at::Tensor d_w, d_a, d_b, d_hw, d_hb, d_ow, d_ob;
   if (need_weight) d_w = at::empty({E}, weight.options());
   if (need_a) d_a = at::empty_like(a);
@@ -331,7 +383,7 @@ edge_mlp_bwd(const CsrGraph& graph, const at::Tensor& weight_in, const at::Tenso
       const scalar_t* owp = ow.data_ptr<scalar_t>();
       const scalar_t* obp = ob.data_ptr<scalar_t>();
       const scalar_t* gp = grad.data_ptr<scalar_t>();
-      if (need_weight || need_a || need_params) {
+      if (walk_dst) {
         scalar_t* dw = need_weight ? d_w.data_ptr<scalar_t>() : nullptr;
         scalar_t* da = need_a ? d_a.data_ptr<scalar_t>() : nullptr;
         scalar_t* pp = need_params ? partials.data_ptr<scalar_t>() : nullptr;
@@ -340,24 +392,28 @@ edge_mlp_bwd(const CsrGraph& graph, const at::Tensor& weight_in, const at::Tenso
             const int64_t i0 = c * mp::kMlpChunkRows;
             const int64_t i1 = std::min(d.num_dst, i0 + mp::kMlpChunkRows);
             scalar_t* part = pp ? pp + c * P : nullptr;
-            mp::mlp_bwd_dst_rows_cpu<scalar_t, index_t>(
+            const int f = mp::mlp_bwd_dst_rows_cpu<scalar_t, index_t>(
                 rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), perm.data_ptr<index_t>(), wp,
                 ap, bp, hwp, hwtp, hbp, owp, obp, gp, dw, da, part,
                 part ? part + L * H * H : nullptr, part ? part + L * H * H + L * H : nullptr,
-                part ? part + L * H * H + L * H + H : nullptr, d.F, d.num_dst, d.num_src, H, L,
+                part ? part + L * H * H + L * H + H : nullptr, d.F, d.num_dst, d.num_src, E, H, L,
                 hw_finite, i0, i1);
+            if (f) fault_dst.fetch_or(f, std::memory_order_relaxed);
           }
         });
       }
-      if (need_b && d.num_src > 0) {
+      if (walk_src) {
         scalar_t* db = d_b.data_ptr<scalar_t>();
         at::parallel_for(0, d.num_src, 16, [&](int64_t j0, int64_t j1) {
-          mp::mlp_bwd_src_rows_cpu<scalar_t, index_t>(
+          const int f = mp::mlp_bwd_src_rows_cpu<scalar_t, index_t>(
               rowptr_t.data_ptr<index_t>(), col_t.data_ptr<index_t>(), perm_t.data_ptr<index_t>(),
-              wp, ap, bp, hwp, hwtp, hbp, owp, obp, gp, db, d.F, d.num_dst, d.num_src, H, L,
+              wp, ap, bp, hwp, hwtp, hbp, owp, obp, gp, db, d.F, d.num_dst, d.num_src, E, H, L,
               hw_finite, j0, j1);
+          if (f) fault_src.fetch_or(f, std::memory_order_relaxed);
         });
       }
+      check_fault(fault_dst.load(), "edge_mlp_bwd", "rowptr", "col", "perm", "num_src", d.num_src, E);
+      check_fault(fault_src.load(), "edge_mlp_bwd", "rowptr_t", "col_t", "perm_t", "num_dst", d.num_dst, E);
       if (need_params) {
         // Fixed-order reduction over chunks, parallel over parameter entries.
         at::Tensor total = at::empty({P}, weight.options());

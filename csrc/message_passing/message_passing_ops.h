@@ -2,9 +2,11 @@
 //
 // The graph arrives as a CsrGraph: the two CSR layouts built by eirnn_fast.ops.EdgeGraph, checked
 // once when the CsrGraph is made (O(E)) and then held as private copies that no Python code can
-// reach (its accessors return clones). The kernels index x, g and the weights with these arrays
-// without bounds checks, so this is what makes an out-of-bounds read impossible from Python: an
-// EdgeGraph whose public fields are edited after construction only edits copies.
+// reach (its accessors return clones): an EdgeGraph whose public fields are edited after
+// construction only edits copies. The registered ops take the six arrays as tensors, though, so
+// the CPU kernels also check what they read (row spans, col, perm; message_passing.h) and the
+// entry points raise a ValueError naming the op and the array; the CUDA kernels skip out-of-range
+// entries without reporting them.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -42,8 +44,9 @@ class CsrGraph {
   // The six arrays of an already validated CsrGraph, as the registered ops receive them
   // (torch.ops.eirnn_fast.*: eirnn_fast.ops.EdgeGraph passes the private copies it got from a
   // validated CsrGraph). O(1) checks only (1-D, lengths, one dtype and device); the contents are
-  // trusted, like torch.sparse_csr_tensor(..., check_invariants=False). num_dst / num_src are
-  // rowptr.size(0) - 1 / rowptr_t.size(0) - 1. No copies are made.
+  // checked by the CPU kernels as they read them (not whether perm is a permutation, nor that the
+  // two layouts agree). num_dst / num_src are rowptr.size(0) - 1 / rowptr_t.size(0) - 1. No
+  // copies are made.
   static CsrGraph unchecked(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
                             const at::Tensor& rowptr_t, const at::Tensor& col_t,
                             const at::Tensor& perm_t);

@@ -1,5 +1,7 @@
 // CUDA launch code of the sparse edge message passing (registered for the CUDA dispatch key in
-// registry/library_cuda.cpp; compiled only when the extension is built with CUDA).
+// registry/library_cuda.cpp; compiled only when the extension is built with CUDA). The kernels skip
+// out-of-range CSR entries but do not report them (no device-to-host sync per call): unlike the CPU
+// ops, these trust the arrays to be an EdgeGraph's checked ones for a meaningful result.
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -41,7 +43,7 @@ at::Tensor edge_spmm_fwd_cuda(const CsrGraph& graph, const at::Tensor& weight_in
       check_cuda(mp::spmm_cuda<scalar_t, index_t>(
                      rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), perm.data_ptr<index_t>(),
                      weight.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                     out.data_ptr<scalar_t>(), R, F, stream),
+                     out.data_ptr<scalar_t>(), R, F, graph.num_src(), graph.num_edges(), stream),
                  "edge_message_passing forward kernel");
     });
   });
@@ -76,7 +78,8 @@ std::tuple<at::Tensor, at::Tensor> edge_spmm_bwd_cuda(const CsrGraph& graph, con
                      perm_t.data_ptr<index_t>(), weight.data_ptr<scalar_t>(),
                      x.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
                      need_x ? d_x.data_ptr<scalar_t>() : nullptr,
-                     need_weight ? d_w.data_ptr<scalar_t>() : nullptr, num_src, F, stream),
+                     need_weight ? d_w.data_ptr<scalar_t>() : nullptr, num_src, F, num_dst, E,
+                     stream),
                  "edge_message_passing backward kernel");
     });
   });

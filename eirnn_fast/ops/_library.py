@@ -10,8 +10,10 @@ A gradient that was not requested comes back from a ``*_bwd`` op as an empty ``[
 schema output cannot be undefined); the formulas here return ``None`` for it.
 
 Only the wrappers in ``eirnn_fast.ops`` validate arguments; the raw ops check shapes, dtypes and
-devices (``RuntimeError``), and the edge ops trust the contents of the CSR arrays they are given
-(those of a validated :class:`~eirnn_fast.ops.EdgeGraph`).
+devices (``RuntimeError``). The edge ops' CPU kernels also check the CSR arrays' contents as they
+read them (row spans, ``col``, ``perm`` and the ``*_t`` arrays) and raise a ``ValueError`` naming the
+op and the array; the CUDA kernels skip out-of-range entries without reporting them, so on CUDA
+pass the arrays of a validated :class:`~eirnn_fast.ops.EdgeGraph`.
 """
 
 from __future__ import annotations
