@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -49,8 +50,15 @@ FIT_ARGS = ["--epochs", "4", "--batch-size", "16", "--no-plots", "--patience", "
 def _killed(argv, kill_on, cwd=None):
     """Run ``eirnn-fast ARGV`` in a subprocess that SIGKILLs itself at ``kill_on`` (``name:N``)."""
     env = dict(os.environ, KILL_ON_REPLACE=kill_on, OMP_NUM_THREADS="1")
+    # `python -c` puts the working folder first on sys.path: run outside the repository, or a
+    # non-editable install would import the source tree (no compiled module: the reference ops)
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, *argv], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-c", KILLER, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd or tempfile.gettempdir(),
     )
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
     return proc
@@ -94,7 +102,9 @@ def test_fit_killed_at_a_random_point_never_leaves_a_half_read_file(tiny_mat, tm
     out = tmp_path / "run"
     argv = ["fit", "--data", tiny_mat, "--out", str(out), *FIT_ARGS[:1], "40", *FIT_ARGS[2:]]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "eirnn_fast.cli", *argv], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eirnn_fast.cli", *argv], env=env, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir()
+    )
     try:
         deadline = time.monotonic() + 60
         while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
