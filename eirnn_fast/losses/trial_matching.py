@@ -225,6 +225,8 @@ def trial_matching_loss(
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 3:
             raise ValueError(f"{name} must be [K, T, N], got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor (rates in sp/s), got dtype {t.dtype}")
     if model_rates.shape[1] != target_rates.shape[1]:
         raise ValueError(
             f"model_rates and target_rates must have the same T, got {model_rates.shape[1]} and {target_rates.shape[1]}"

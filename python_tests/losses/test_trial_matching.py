@@ -205,3 +205,13 @@ def test_recorded_indices_population_mean_equals_the_gathered_rates(faithful):
     assert torch.allclose(ga, gb, rtol=1e-8, atol=1e-12)
     with pytest.raises(ValueError, match="recorded_indices"):
         trial_matching_loss(rates, target, recorded_indices=torch.tensor([10, 0, 1, 2]), **kw)
+
+
+@pytest.mark.parametrize("which", ["model_rates", "target_rates"])
+@pytest.mark.parametrize("dtype", [torch.long, torch.int32, torch.bool])
+def test_integer_rates_are_a_type_error_naming_the_argument(which, dtype):
+    # before: torch's "mean(): could not infer output dtype" from deep inside the loss
+    rates = {"model_rates": torch.rand(4, 6, 3), "target_rates": torch.rand(5, 6, 3)}
+    rates[which] = torch.ones(rates[which].shape, dtype=dtype)
+    with pytest.raises(TypeError, match=rf"{which} must be a floating-point tensor .*{dtype}"):
+        trial_matching_loss(rates["model_rates"], rates["target_rates"])
