@@ -9,18 +9,11 @@
 
 #include "common/alloc.h"
 #include "common/checks.h"
+#include "common/cuda_checks.h"
 #include "message_passing/message_passing.h"
 #include "message_passing/message_passing_ops.h"
 
 namespace eirnn_fast {
-namespace {
-
-void check_cuda(int err, const char* what) {
-  TORCH_CHECK(err == 0, what, " failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
-
-}  // namespace
-
 at::Tensor edge_spmm_fwd_cuda(const CsrGraph& graph, const at::Tensor& weight_in, const at::Tensor& x_in) {
   check_weight(graph, weight_in);
   EIRNN_CHECK_DIM(x_in, 2, "[num_src, F]");

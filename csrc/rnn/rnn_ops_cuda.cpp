@@ -6,18 +6,11 @@
 
 #include "common/alloc.h"
 #include "common/checks.h"
+#include "common/cuda_checks.h"
 #include "rnn/rnn.h"
 #include "rnn/rnn_ops.h"
 
 namespace eirnn_fast {
-namespace {
-
-void check_cuda(int err, const char* what) {
-  TORCH_CHECK(err == 0, what, " failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
-
-}  // namespace
-
 at::Tensor ei_rnn_scan_fwd_cuda(const at::Tensor& drive_in, const at::Tensor& x0_in,
                                 const at::Tensor& w_in, const at::Tensor& alpha_in) {
   const ScanForwardArgs in = prepare_scan_forward(drive_in, x0_in, w_in, alpha_in);

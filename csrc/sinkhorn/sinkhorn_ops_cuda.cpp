@@ -6,18 +6,11 @@
 
 #include "common/alloc.h"
 #include "common/checks.h"
+#include "common/cuda_checks.h"
 #include "sinkhorn/sinkhorn.h"
 #include "sinkhorn/sinkhorn_ops.h"
 
 namespace eirnn_fast {
-namespace {
-
-void check_cuda(int err, const char* what) {
-  TORCH_CHECK(err == 0, what, " failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
-
-}  // namespace
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_solve_cuda(
     const at::Tensor& C_in, const at::Tensor& log_a_in, const at::Tensor& log_b_in,
     const at::Tensor& eps_in, const at::Tensor& eps0_in, double decay, int64_t max_iter,
