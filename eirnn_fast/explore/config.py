@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 from eirnn_fast.explore.space import Classifier, Constraints, Reward
+from eirnn_fast.train import FitConfig
 from eirnn_fast.yamlio import read_yaml
 
 KINDS = ("flyvis", "sc", "fake")
@@ -191,8 +192,6 @@ class ExploreConfig:
             if p not in cfg.base_config:
                 raise ValueError(f"search_space.{p}: give its starting value in base_config")
         if kind == "sc":  # each node runs FitConfig.from_dict(base_config + its changes): check the start
-            from eirnn_fast.train import FitConfig
-
             try:
                 FitConfig.from_dict(dict(cfg.base_config))
             except (TypeError, ValueError) as exc:

@@ -16,6 +16,7 @@ from eirnn_fast.flyvis.simulator import (
 )
 from eirnn_fast.flyvis.stimuli import StimulusSet, columns_to_neurons, make_stimuli
 
+# lazy: the trainer pulls scipy (flyvis.metrics) and tqdm, which generating and simulating do not need
 _LAZY = {
     "FlyVisGNN": "eirnn_fast.flyvis.gnn",
     "GNNGraph": "eirnn_fast.flyvis.gnn",
