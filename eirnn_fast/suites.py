@@ -23,9 +23,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from eirnn_fast import configs
 from eirnn_fast.atomic import atomic_write_json, atomic_write_text
+from eirnn_fast.data import load_embedded_session, load_session
+from eirnn_fast.data.embedded import DEFAULT_SESSION
 from eirnn_fast.executor import Executor
 from eirnn_fast.runstore import decide, load_json
-from eirnn_fast.runtime import threads_per_worker
+from eirnn_fast.runtime import threads_per_worker, tune_cpu_allocator
+from eirnn_fast.train import FitConfig, fit
+from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS, protocol_fields
+from eirnn_fast.train.diagnose import diagnose
+from eirnn_fast.train.fit import FIT_OUTPUTS, load_fit_data
 
 ENGINES = ("local", "ray")
 BASE_FILE = "_base.toml"
@@ -82,9 +88,6 @@ def describe_suite(suite: str) -> str:
 def load_suite(suite: str, protocol: Optional[str] = None) -> Tuple[Path, Dict[str, Dict[str, Any]]]:
     """``(folder, {name: {"description": str, "fit": {...merged FitConfig fields...}, "override": {...}}})``;
     ``protocol`` (``"ours"`` | ``"predecessor"``) replaces the base's."""
-    from eirnn_fast.train import FitConfig
-    from eirnn_fast.train.config import protocol_fields
-
     if protocol is not None:
         protocol_fields(protocol)  # ValueError naming `protocol` before anything else
     folder = resolve_suite(suite)
@@ -115,9 +118,6 @@ def _run_one(job: Dict[str, Any]) -> Dict[str, Any]:
     """Worker: one fit (own process; torch threads set by the parent's plan)."""
     import torch
 
-    from eirnn_fast.runtime import tune_cpu_allocator
-    from eirnn_fast.train import FitConfig, fit
-
     tune_cpu_allocator()
     torch.set_num_threads(job["threads"])
     cfg = FitConfig.from_dict(job["fit"])
@@ -146,9 +146,6 @@ def _quiet_data_notes(quiet: bool):
 
 def _show_data_notes(jobs: List[Dict[str, Any]]) -> None:
     """Load each session the jobs use once, here: its quirk notes print once per suite, not once per run."""
-    from eirnn_fast.train import FitConfig
-    from eirnn_fast.train.fit import load_fit_data
-
     seen = set()
     for job in jobs:
         cfg = FitConfig.from_dict(job["fit"])
@@ -163,10 +160,6 @@ def _run_decision(job: Dict[str, Any], force: bool):
     """The run folder rule for one job's folder (``fresh``, ``resume`` or ``finished``: result.json, written
     last and atomically, from the same config); a different config raises
     :class:`~eirnn_fast.runstore.RunFolderConflict` unless ``force``, which removes the old run's outputs."""
-    from eirnn_fast.train import FitConfig
-    from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS
-    from eirnn_fast.train.fit import FIT_OUTPUTS
-
     run = job["run_dir"]
     return decide(
         run,
@@ -516,10 +509,6 @@ def check_priorities(
     learnable, so a failing test 2-3 points at the E-I constraints; it is diagnostic, needed only
     when tests 2-3 fail. PSTH r here is the best-on-validation model's test-split correlation.
     """
-    from eirnn_fast.data import load_embedded_session, load_session
-    from eirnn_fast.data.embedded import DEFAULT_SESSION
-    from eirnn_fast.train.diagnose import diagnose
-
     recorded = load_embedded_session(session or DEFAULT_SESSION) if data is None else load_session(data)
     checks: Dict[str, Any] = {}
     w_in_init = "uniform"

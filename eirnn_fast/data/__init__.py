@@ -8,6 +8,7 @@ from eirnn_fast.data.embedded import (
     embedded_session_path,
     load_embedded_session,
 )
+from eirnn_fast.data.mat import read_mat, write_mat
 from eirnn_fast.data.session import (
     DEFAULT_CLIP_PERCENTILE,
     INPUT_CHANNELS,
@@ -19,21 +20,6 @@ from eirnn_fast.data.session import (
 )
 from eirnn_fast.data.splits import train_val_split, train_val_test_split
 from eirnn_fast.data.synthetic import make_synthetic_session, make_synthetic_variables
-
-
-def read_mat(path):
-    """All variables of a MAT file in MATLAB axis order (see :mod:`eirnn_fast.data.mat`)."""
-    from eirnn_fast.data.mat import read_mat as _read
-
-    return _read(path)
-
-
-def write_mat(path, variables, fmt="v7.3"):
-    """Write MATLAB-order variables as a v5 or v7.3 MAT file (see :mod:`eirnn_fast.data.mat`)."""
-    from eirnn_fast.data.mat import write_mat as _write
-
-    return _write(path, variables, fmt=fmt)
-
 
 __all__ = [
     "DEFAULT_CLIP_PERCENTILE",

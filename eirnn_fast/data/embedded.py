@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional
 
-from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
+from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE, load_session
 
 #: session name -> file shipped in ``eirnn_fast/data/sessions/``
 EMBEDDED_SESSIONS: Dict[str, str] = {
@@ -51,8 +51,6 @@ def load_embedded_session(
     """:func:`eirnn_fast.data.load_session` on a shipped session (``"08_13"`` by default, or
     ``"08_14"``). A number as the first argument is taken as ``clip_percentile`` (the signature
     before 08_14 shipped was ``load_embedded_session(clip_percentile)``)."""
-    from eirnn_fast.data.session import load_session
-
     if name is None or isinstance(name, (int, float)):  # old positional clip_percentile
         name, clip_percentile = DEFAULT_SESSION, name
     return load_session(embedded_session_path(name), clip_percentile=clip_percentile)

@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from eirnn_fast.data.mat import read_mat
+
 logger = logging.getLogger(__name__)
 
 #: The 14 model inputs, in the predecessor's order (``construct_input_tensor``).
@@ -412,8 +414,6 @@ def load_session(path, clip_percentile: Optional[float] = DEFAULT_CLIP_PERCENTIL
     what was clipped is in ``session.preprocessing``. Raises ``ValueError`` naming the file and the
     missing/inconsistent variable for malformed files.
     """
-    from eirnn_fast.data.mat import read_mat
-
     path = Path(path)
     data = read_mat(path)
     session = session_from_variables(data, source=str(path), clip_percentile=clip_percentile)

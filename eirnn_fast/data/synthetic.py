@@ -17,7 +17,9 @@ from typing import Optional, Union
 
 import numpy as np
 
-from eirnn_fast.data.session import _INPUT_VARS_AFTER, DEFAULT_CLIP_PERCENTILE
+from eirnn_fast.data.mat import write_mat
+from eirnn_fast.data.session import _INPUT_VARS_AFTER, DEFAULT_CLIP_PERCENTILE, load_session, session_from_variables
+from eirnn_fast.models import EIRNN
 
 
 def _task_inputs(rng: np.random.Generator, n_trials: int, n_bins: int, bin_ms: float):
@@ -90,8 +92,6 @@ def make_synthetic_variables(
     """MAT variables (MATLAB order) of a synthetic session; with ``return_teacher`` also
     ``(teacher EIRNN, recorded-neuron -> teacher-unit index)``."""
     import torch
-
-    from eirnn_fast.models import EIRNN
 
     rng = np.random.default_rng(seed)
     variables = _task_inputs(rng, n_trials, n_time_bins, bin_size_ms)
@@ -169,9 +169,6 @@ def make_synthetic_session(
     ``mean_rate``, ``outlier_fraction``, ...). With ``path`` the session is also written there as a
     MAT file of format ``fmt`` (``'v5'`` or ``'v7.3'``, MATLAB-style reversed axes) and loaded back
     through the normal loader."""
-    from eirnn_fast.data.mat import write_mat
-    from eirnn_fast.data.session import load_session, session_from_variables
-
     variables = make_synthetic_variables(seed=seed, **kwargs)
     if path is None:
         return session_from_variables(variables, source=f"synthetic(seed={seed})", clip_percentile=clip_percentile)

@@ -22,6 +22,11 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict
 
+from eirnn_fast.flyvis import GenerateConfig, generate_dataset, load_connectome, sample_parameters
+from eirnn_fast.flyvis import metrics as M
+from eirnn_fast.flyvis.train import FlyVisTrainConfig, load_training_data, train_flyvis_gnn
+from eirnn_fast.train import FitConfig, fit
+
 
 def run_node(task: Dict[str, Any]) -> Dict[str, Any]:
     t0 = time.perf_counter()
@@ -62,10 +67,6 @@ def _scalars(d: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _run_flyvis(task, node_dir: Path) -> Dict[str, Any]:
-    from eirnn_fast.flyvis import GenerateConfig, generate_dataset, load_connectome, sample_parameters
-    from eirnn_fast.flyvis import metrics as M
-    from eirnn_fast.flyvis.train import FlyVisTrainConfig, load_training_data, train_flyvis_gnn
-
     gen = dict(task.get("generate") or {})
     gen.setdefault("plots", False)
     gen["progress"] = False
@@ -98,8 +99,6 @@ def _run_flyvis(task, node_dir: Path) -> Dict[str, Any]:
 
 
 def _run_sc(task, node_dir: Path) -> Dict[str, Any]:
-    from eirnn_fast.train import FitConfig, fit
-
     d = dict(task["config"])
     d.update(seed=int(task["data_seed"]), out=str(node_dir / "run"), quiet=True)
     d.setdefault("plots", False)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from eirnn_fast.atomic import atomic_write_text
+from eirnn_fast.explore.logfmt import format_value
 
 ROOT = 0
 RERUN_MODES = ("robustness-check", "final-robustness")  # same config as the parent, new data seed
@@ -199,8 +200,6 @@ class ExplorationTree:
 
 
 def _fmt(v):
-    from eirnn_fast.explore.logfmt import format_value
-
     return format_value(v)
 
 

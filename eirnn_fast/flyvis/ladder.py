@@ -27,6 +27,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from eirnn_fast.atomic import atomic_write_json, atomic_write_text
+from eirnn_fast.flyvis import metrics as M
+from eirnn_fast.flyvis.simulator import GenerateConfig, generate_dataset
+from eirnn_fast.flyvis.train import FlyVisTrainConfig, epochs_to_run, load_training_data, train_flyvis_gnn
+from eirnn_fast.yamlio import read_yaml
 
 #: seed 004's Node 21 (8 samples, extent 8, 64,000 frames, noise 0.05): mean, std
 NODE21 = {
@@ -61,8 +65,6 @@ class Rung:
 
 
 def load_ladder(path) -> Dict[str, Any]:
-    from eirnn_fast.yamlio import read_yaml
-
     d = read_yaml(path)
     if not isinstance(d, dict) or not isinstance(d.get("rungs"), list) or not d["rungs"]:
         raise ValueError(f"{path}: a ladder needs a non-empty list 'rungs'")
@@ -82,10 +84,6 @@ def load_ladder(path) -> Dict[str, Any]:
 
 def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool = True) -> Dict[str, Any]:
     """Run (or load, when done) one case; returns its ``case.json`` dict."""
-    from eirnn_fast.flyvis import metrics as M
-    from eirnn_fast.flyvis.simulator import GenerateConfig, generate_dataset
-    from eirnn_fast.flyvis.train import FlyVisTrainConfig, epochs_to_run, load_training_data, train_flyvis_gnn
-
     case_dir = Path(root) / rung.name / f"seed{seed}"
     done = case_dir / "case.json"
     if done.exists():

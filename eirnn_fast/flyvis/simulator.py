@@ -30,9 +30,11 @@ import numpy as np
 import torch
 
 from eirnn_fast.atomic import atomic_write_json
+from eirnn_fast.flyvis import plots
 from eirnn_fast.flyvis.connectome import Connectome, load_connectome
 from eirnn_fast.flyvis.parameters import DEFAULT_PARAMS, FlyVisParameters, resolve_parameters, weight_statistics
 from eirnn_fast.flyvis.stimuli import GREY, KINDS, make_stimuli
+from eirnn_fast.ops import EdgeGraph, _backend, edge_message_passing
 
 _BACKENDS = ("auto", "fused", "reference")
 #: "none": integrate the raw tau (flyvis-gnn's ODE, the seeds' data); "dt": 1 / max(tau, dt) as flyvis does
@@ -47,8 +49,6 @@ def _fused_op():
     """(EdgeGraph, edge_message_passing) when the op's compiled CPU kernel is available, else None
     (the op itself always imports; without ``_C`` it would run its ``index_add_`` reference, slower
     than the ``torch.sparse`` CSR fallback)."""
-    from eirnn_fast.ops import EdgeGraph, _backend, edge_message_passing
-
     if _backend.choose("flyvis_aggregate", "auto", torch.device("cpu")) != "fused":
         return None
     return EdgeGraph, edge_message_passing
@@ -72,8 +72,6 @@ class _Aggregator:
     def __init__(self, connectome: Connectome, backend: str = "auto"):
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-        from eirnn_fast.ops import _backend
-
         self.src, self.dst, self.n = connectome.src, connectome.dst, connectome.n_neurons
         path = _backend.choose("flyvis_aggregate", backend, torch.device("cpu"))
         fused = _fused_op() if path == "fused" else None
@@ -496,8 +494,6 @@ def generate_dataset(config: GenerateConfig, seed: int, out_dir) -> Dict:
         torch=torch.__version__,
     )
     if cfg.plots:
-        from eirnn_fast.flyvis import plots
-
         first = np.load(out / chunks[0]["file"])
         meta["plots"] = plots.dataset_plots(con, first["x"], first["stimulus"], out)
     atomic_write_json(out / "metadata.json", meta, indent=1, default=float)

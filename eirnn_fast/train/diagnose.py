@@ -10,7 +10,14 @@ import numpy as np
 import torch
 
 from eirnn_fast.atomic import atomic_write_json
+from eirnn_fast.data import load_session
 from eirnn_fast.data.session import INPUT_CHANNELS
+from eirnn_fast.metrics import noise_ceiling
+from eirnn_fast.models import create_model_from_data
+from eirnn_fast.train.config import FitConfig
+from eirnn_fast.train.fit import _jsonable, build_model, evaluate_rates, init_w_in, load_fit_data, make_split, predict
+from eirnn_fast.train.plots import plot_psths
+from eirnn_fast.units import recorded_unit_index, select_units
 
 
 def diagnose(
@@ -25,9 +32,6 @@ def diagnose(
     inputs of the first ``n_trials`` trials, the input modulation ratio, temporal std model vs data,
     weight statistics and spectral radius, per-channel input statistics. JSON-ready dict.
     ``w_in_init``: as ``FitConfig.w_in_init`` (``"seed002"``: U(-0.5, 2.0))."""
-    from eirnn_fast.models import create_model_from_data, recorded_unit_index
-    from eirnn_fast.train.fit import init_w_in
-
     data = session.get_all_trials()
     targets, inputs = data["targets"].double(), data["inputs"]
     psth = targets.mean(0)  # [T, N]
@@ -170,11 +174,6 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
     ``path``: run directory or its ``checkpoint.pt``. Without ``data`` the run's own session and
     test split are used; with ``data`` (another file of the same neuron layout) all its trials are
     evaluated. Writes ``evaluation.json`` (and ``psth_eval.png``) next to the checkpoint."""
-    from eirnn_fast.data import load_session
-    from eirnn_fast.metrics import noise_ceiling
-    from eirnn_fast.train.config import FitConfig
-    from eirnn_fast.train.fit import build_model, evaluate_rates, load_fit_data, make_split, predict
-
     path = Path(path)
     ckpt_path = path / "checkpoint.pt" if path.is_dir() else path
     if not ckpt_path.is_file():
@@ -227,13 +226,8 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
         "checkpoint": str(ckpt_path),
     }
     out_dir = ckpt_path.parent
-    from eirnn_fast.train.fit import _jsonable
-
     atomic_write_json(out_dir / "evaluation.json", _jsonable(result))
     if plots:
-        from eirnn_fast.models import select_units
-        from eirnn_fast.train.plots import plot_psths
-
         plot_psths(
             select_units(rates, unit_index),
             d["targets"][idx],

@@ -24,9 +24,28 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+import eirnn_fast
 from eirnn_fast.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from eirnn_fast.data import load_embedded_session, load_session, train_val_split, train_val_test_split
+from eirnn_fast.data.embedded import DEFAULT_SESSION
+from eirnn_fast.data.splits import trial_labels
+from eirnn_fast.losses import (
+    REG_FUNCTIONS,
+    GradientBalancer,
+    get_trial_matching_loss,
+    l_activity_predecessor,
+    l_activity_relative,
+    l_neuron,
+    l_rate,
+)
+from eirnn_fast.losses.trial_matching import OTStats
+from eirnn_fast.metrics import noise_ceiling, psth_correlation, psth_correlation_report, rate_error, rate_statistics
+from eirnn_fast.models import create_model_from_data
 from eirnn_fast.runstore import ResumeDecision, announce, checkpoint_format, decide, load_json, remove_outputs
-from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS, FitConfig
+from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS, W_IN_INITS, FitConfig
+from eirnn_fast.train.plots import plot_psths, plot_training_curves
+from eirnn_fast.train.protocols import describe_split
+from eirnn_fast.units import recorded_unit_index, select_units
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +83,6 @@ def seed_everything(seed: int) -> None:
 def load_fit_data(cfg: FitConfig):
     """The session in ``cfg.data`` or, when None, the embedded one ``cfg.session`` names (08_13 when
     None too), optionally truncated."""
-    from eirnn_fast.data import load_embedded_session, load_session
-    from eirnn_fast.data.embedded import DEFAULT_SESSION
-
     if cfg.data is None:
         session = load_embedded_session(cfg.session or DEFAULT_SESSION, cfg.clip_percentile)
     else:
@@ -83,8 +99,6 @@ def build_model(cfg: FitConfig, session):
     fits most interneurons with E units). ``w_in_init="seed002"`` maps the U(0, 1) draw of ``W_in``
     affinely onto U(-0.5, 2.0): the numbers seed 002's ``uniform_(W_in, -0.5, 2.0)`` would draw from
     the same RNG state."""
-    from eirnn_fast.models import create_model_from_data, recorded_unit_index
-
     info = session.get_neuron_info()
     kwargs = dict(
         noise_scale=cfg.noise_scale,
@@ -123,8 +137,6 @@ def init_w_in(model, kind: str = "uniform") -> None:
     """``W_in`` of a freshly built EIRNN (drawn U(0, 1)): left as is (``"uniform"``, the
     predecessor's) or mapped affinely onto U(-0.5, 2.0) (``"seed002"``, seed 002's Priority 1): the
     numbers its ``nn.init.uniform_(W_in, -0.5, 2.0)`` draws from the same RNG state."""
-    from eirnn_fast.train.config import W_IN_INITS
-
     if kind not in W_IN_INITS:
         raise ValueError(f"w_in_init must be one of {W_IN_INITS}, got {kind!r}")
     if kind == "seed002":
@@ -138,8 +150,6 @@ def make_split(cfg: FitConfig, session) -> Dict[str, list]:
     stratified test split first, then the predecessor's ``train_val_split`` (per stratum, shuffled
     with ``RandomState(seed)``, ``int(n * val_fraction)`` to validation) on the remaining trials. With
     ``test_fraction = 0`` that is exactly the predecessor's 80/20 split."""
-    from eirnn_fast.data import train_val_split, train_val_test_split
-
     if cfg.split_scheme == "joint":
         return train_val_test_split(session, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by, cfg.seed)
     held = train_val_test_split(session, 0.0, cfg.test_fraction, cfg.stratify_by, cfg.seed)
@@ -218,9 +228,6 @@ def loss_terms(
     weighs them), and ``extra`` the regularisers and the per-neuron rate term already weighted
     (``"reg"``; ``"rate"``, ``"activity"`` when their weights are > 0). ``tap(name, recorded_rates)`` routes a loss's view of the rates through the
     balancer (identity by default). ``target_mean``: the training trials' mean rate."""
-    from eirnn_fast.losses import REG_FUNCTIONS, l_activity_predecessor, l_activity_relative, l_neuron, l_rate
-    from eirnn_fast.models import select_units
-
     tap = tap or (lambda name, x: x)
     rec = None  # [B, T, N_recorded], gathered only for the terms that need every trial's recorded units
 
@@ -286,8 +293,6 @@ def predict(model, inputs: torch.Tensor, noise: bool, batch: int = 512, seed: Op
 
 def evaluate_rates(rates, targets, mask, unit_index, smooth_ms: float = 0.0, bin_ms: float = 25.0) -> dict:
     """PSTH correlation report, scale statistics and the per-neuron rate error (``"rate_error"``)."""
-    from eirnn_fast.metrics import psth_correlation_report, rate_error, rate_statistics
-
     rep = psth_correlation_report(rates, targets, mask, smooth_ms=smooth_ms, bin_ms=bin_ms, unit_index=unit_index)
     rep.update(rate_statistics(rates, targets, mask, unit_index=unit_index))
     rep["rate_error"] = rate_error(rates, targets, mask, unit_index=unit_index)
@@ -308,12 +313,6 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
     afresh), a finished one returns its ``result.json`` ("already finished, loaded from ..."); a
     different config raises :class:`~eirnn_fast.runstore.RunFolderConflict` naming the differing keys,
     unless ``force``, which removes the old run's outputs (:data:`FIT_OUTPUTS`) first."""
-    from eirnn_fast.data.splits import trial_labels
-    from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_neuron
-    from eirnn_fast.metrics import noise_ceiling, psth_correlation
-    from eirnn_fast.models import select_units
-    from eirnn_fast.train.protocols import describe_split
-
     cfg.validate()
     t_start = time.perf_counter()
     if cfg.threads:
@@ -339,8 +338,6 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
     if cfg.ltrial_weight > 0:
         trial_fn, trial_impl = get_trial_matching_loss()
         if not cfg.ltrial_kwargs.get("faithful", False):
-            from eirnn_fast.losses.trial_matching import OTStats
-
             ot_stats = OTStats()
     neuron_type = torch.as_tensor(session.neuron_type)
     groups = None
@@ -648,8 +645,6 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
         finished=True,
     )
     if cfg.plots:
-        from eirnn_fast.train.plots import plot_psths, plot_training_curves
-
         try:
             plot_training_curves(history, out / "training_curves.png")
             plot_psths(
@@ -669,8 +664,6 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
 
 
 def _backend_summary() -> dict:
-    import eirnn_fast
-
     info = eirnn_fast.backend_info()
     return {k: info.get(k) for k in ("compiled", "cpu_kernels", "cuda_kernels", "torch")}
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eirnn_fast.metrics import pearson_per_neuron, per_neuron_mean_rates, trial_average
+
 
 def _plt():
     import matplotlib
@@ -43,8 +45,6 @@ def plot_psths(model_rates, target_rates, session, path, title: str = "", mask=N
     the session's alignment event, fixation onset in the exporter's ``time_axis``); each panel's title
     gives the neuron's type, its PSTH r and its mean-rate ratio model/data (over the trials and the
     valid bins, as :func:`eirnn_fast.metrics.rate_error`)."""
-    from eirnn_fast.metrics import pearson_per_neuron, per_neuron_mean_rates, trial_average
-
     plt = _plt()
     pm, pt = trial_average(model_rates, mask), trial_average(target_rates, mask)
     r = pearson_per_neuron(pm, pt)

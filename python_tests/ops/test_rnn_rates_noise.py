@@ -169,3 +169,39 @@ def test_state_noise_seeded_by_torch_generator_and_reference_fallback():
         state_noise_(d, torch.ones(2))
     with pytest.raises(TypeError, match="share a float32/float64 dtype"):
         state_noise_(d, torch.tensor(1.0, dtype=torch.float64))
+
+
+def _softplus_grid() -> torch.Tensor:
+    """States over every regime of the float32 softplus kernels, each value's neighbours differing
+    in regime: the unit-interval boundaries of the piecewise tables (0..32, both signs, one float32
+    step to each side), the AVX2 table's edge at |x| = 8, the linear branch above 20, and random
+    values; shuffled so vectors of 8 / 16 lanes mix table and exp lanes."""
+    gen = torch.Generator().manual_seed(11)
+    edges = torch.arange(0, 33, dtype=torch.float32)
+    steps = torch.cat([edges, edges.nextafter(torch.full_like(edges, -1)), edges.nextafter(torch.full_like(edges, 99))])
+    rand = torch.cat([16 * torch.rand(4000, generator=gen) - 8, 80 * torch.rand(1000, generator=gen) - 40])
+    x = torch.cat([steps, -steps, rand]).float()
+    return x[torch.randperm(x.numel(), generator=gen)]
+
+
+def test_rates_float32_softplus_elementwise_relative_error():
+    """rates = softplus(x_{t-1}) (scale 1, base 0) and its gradient sigmoid(x), each element within
+    1e-6 of float64 torch *relative to itself* (a max-normalised error would hide the small values
+    at negative x), across the kernel's table and exp paths and their boundaries."""
+    x = _softplus_grid()
+    n = x.numel() - x.numel() % 7
+    states = x[:n].reshape(1, -1, 7).contiguous().requires_grad_()  # 7 units: vectors span rows
+    x0 = torch.zeros(7)
+    one, zero = torch.tensor(1.0), torch.tensor(0.0)
+    out = ei_rnn_rates(states, x0, one, zero, backend="fused")
+    (g,) = torch.autograd.grad(out, states, torch.ones_like(out))
+    x64 = states.detach().double()
+    ref = torch.nn.functional.softplus(x64)  # rates_t reads x_{t-1}: compare rows 1.. with states 0..
+    got = out.detach().double()[0, 1:]
+    want = ref[0, :-1]
+    keep = want > 1e-12
+    assert (((got - want).abs() / want.clamp_min(1e-30))[keep]).max() < 1e-6
+    dref = torch.sigmoid(x64)[0, :-1]
+    dgot = g.double()[0, :-1]  # the last state feeds no rate
+    keep = dref > 1e-12
+    assert (((dgot - dref).abs() / dref)[keep]).max() < 1e-6

@@ -115,16 +115,18 @@ def test_trial_loss_and_balancers_run(tiny_file, tmp_path):
 
 
 def test_trial_matching_within_condition_groups(tiny_file, tmp_path, monkeypatch):
-    import eirnn_fast.losses as losses
+    import importlib
+
+    fit_module = importlib.import_module("eirnn_fast.train.fit")  # the module (the package exports fit())
 
     seen = []
-    real, name = losses.get_trial_matching_loss()
+    real, name = fit_module.get_trial_matching_loss()
 
     def spy(*args, **kw):
         seen.append(kw.get("groups"))
         return real(*args, **kw)
 
-    monkeypatch.setattr(losses, "get_trial_matching_loss", lambda: (spy, name))
+    monkeypatch.setattr(fit_module, "get_trial_matching_loss", lambda: (spy, name))
     r = fit(_cfg(tiny_file, tmp_path / "groups", epochs=1, ltrial_weight=0.5, ltrial_group_by="location"))
     assert np.isfinite(r["test_psth_corr"]) and seen
     assert all(g is not None and g.dtype == torch.long and g.min() >= 0 for g in seen)
