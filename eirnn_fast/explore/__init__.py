@@ -2,14 +2,15 @@
 ``Mutation:`` lines, blocks, locked parameters, robustness re-runs, an append-only analysis log and
 a working-memory file, parallel slots (process pool or Ray), resumable from ``tree.json``."""
 
+from eirnn_fast.explore.config import ExploreConfig
 from eirnn_fast.explore.logfmt import IterEntry, Mutation, mutations_from_text, parse_log, parse_mutation_line
-from eirnn_fast.explore.runner import ExplorationInterrupted, ExploreConfig, Explorer
+from eirnn_fast.explore.proposers import RandomProposer
+from eirnn_fast.explore.runner import ExplorationInterrupted, Explorer
 from eirnn_fast.explore.space import (
     Classifier,
     Constraints,
     LockedParameterError,
     ParamSpace,
-    RandomProposer,
     Reward,
     SearchSpaceError,
 )

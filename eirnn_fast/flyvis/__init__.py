@@ -19,10 +19,10 @@ from eirnn_fast.flyvis.stimuli import StimulusSet, columns_to_neurons, make_stim
 _LAZY = {
     "FlyVisGNN": "eirnn_fast.flyvis.gnn",
     "GNNGraph": "eirnn_fast.flyvis.gnn",
-    "FlyVisTrainConfig": "eirnn_fast.flyvis.train",
-    "train_flyvis_gnn": "eirnn_fast.flyvis.train",
-    "flyvis_train_main": "eirnn_fast.flyvis.train",
-    "flyvis_evaluate_main": "eirnn_fast.flyvis.train",
+    "FlyVisTrainConfig": "eirnn_fast.flyvis.train_config",
+    "train_flyvis_gnn": "eirnn_fast.flyvis.loop",
+    "flyvis_train_main": "eirnn_fast.flyvis.commands",
+    "flyvis_evaluate_main": "eirnn_fast.flyvis.commands",
 }
 
 
