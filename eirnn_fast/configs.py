@@ -8,8 +8,8 @@ command-line flags derived from the same fields.
 * :func:`coerce_values`: checks (and, where lossless, casts) every value against its field's
   annotation: ``int``, ``float`` (an int is taken as a float), ``bool`` (never from a number), ``str``
   (a path object becomes a string), ``Optional[...]``, ``Dict``, ``List[X]``, ``Tuple[X, ...]``,
-  ``Literal[...]`` and field ``choices``. A bool is never a number. The error is a ``TypeError`` /
-  ``ValueError`` naming the key (``config key 'epochs': must be int, got str 'x'``) and the file.
+  ``Literal[...]`` and field ``choices``. A bool is never a number. The error is a
+  :class:`ConfigTypeError` (a ``TypeError`` and a ``ValueError``) naming the key (``config key 'epochs': must be int, got str 'x'``) and the file.
 * :func:`add_flags` / :func:`overrides_from_args`: one ``--field-name`` flag per field (help text from
   the field's ``metadata["help"]`` or a help table, old flag names as extra option strings, booleans
   as ``--x`` / ``--no-x``, ``Optional`` fields accept ``none``), and the inverse: the flags the user
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -51,15 +52,18 @@ def parse_toml(text: str) -> Dict[str, Any]:
     return tomllib.loads(text)
 
 
-def read_config_file(path: Union[str, os.PathLike], section: Optional[str] = None) -> Dict[str, Any]:
-    """The table of a TOML / YAML / JSON config file (by suffix; other suffixes are read as JSON).
+def read_config_file(
+    path: Union[str, os.PathLike], section: Optional[str] = None, kind: Optional[str] = None
+) -> Dict[str, Any]:
+    """The table of a TOML / YAML / JSON config file (by suffix, other suffixes read as JSON; ``kind``
+    ``"TOML"`` / ``"YAML"`` / ``"JSON"`` fixes the format whatever the suffix).
     ``section``: when the file has a table of that name, it is returned instead of the whole file
     (``[fit]`` in the suites' TOMLs). ``ValueError`` naming the file for a missing file, a parse error
     (with its line and column) or a document that is not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such config file" + (" (it is a folder)" if path.is_dir() else ""))
-    kind = SUFFIXES.get(path.suffix.lower(), "JSON")
+    kind = kind or SUFFIXES.get(path.suffix.lower(), "JSON")
     if kind == "YAML":
         values = read_yaml(path)  # its parse error names the file and the line
     else:
@@ -134,6 +138,7 @@ def _where(source) -> str:
 _NoneType = type(None)
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls) -> Dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -165,6 +170,12 @@ def type_name(tp) -> str:
 
 class _Bad(Exception):
     pass
+
+
+class ConfigTypeError(TypeError, ValueError):
+    """A config value of the wrong type. Both a ``TypeError`` and a ``ValueError``: the readers this
+    mechanism replaced raised one or the other (FitConfig and explore a ``TypeError``, the FlyVis
+    trainer a ``ValueError``), so callers catching either keep working."""
 
 
 def _coerce(value, tp, numeric_strings: bool):
@@ -228,7 +239,9 @@ def coerce_value(cls, name: str, value, *, source=None, prefix: str = "", numeri
         out = _coerce(value, tp, numeric_strings)
     except _Bad:
         got = f"{type(value).__name__} {value!r}" if value is not None else "none"
-        raise TypeError(_where(source) + f"config key {prefix + name!r}: must be {type_name(tp)}, got {got}") from None
+        raise ConfigTypeError(
+            _where(source) + f"config key {prefix + name!r}: must be {type_name(tp)}, got {got}"
+        ) from None
     allowed = _table(cls, "CONFIG_CHOICES", choices).get(name) or _field_metadata(cls, name).get("choices")
     if allowed is not None and out is not None:
         items = out if isinstance(out, (list, tuple)) else [out]

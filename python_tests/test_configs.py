@@ -88,6 +88,7 @@ def test_type_errors_name_the_key_and_the_file(key, value, what):
     with pytest.raises(TypeError) as e:
         configs.from_mapping(Toy, {key: value}, source="c.json")
     assert str(e.value) == f"c.json: config key {key!r}: {what}"
+    assert isinstance(e.value, ValueError)  # FlyVis callers caught ValueError, FitConfig's TypeError
 
 
 def test_choices_are_checked_per_item():
