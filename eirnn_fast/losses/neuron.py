@@ -69,7 +69,7 @@ def l_neuron(
     mask_mode: str = "valid",
 ):
     """PSTH loss (module docstring). ``model_rates`` ``[K, T, N_units]``: with ``unit_index`` (from
-    :func:`eirnn_fast.models.recorded_unit_index`) the recorded neurons' units are selected, else it
+    :func:`eirnn_fast.units.recorded_unit_index`) the recorded neurons' units are selected, else it
     must already be ``[K, T, N]`` like ``target_rates``. With ``return_parts`` returns
     ``(loss, {"corr", "scale", "var", "psth_corr"})`` (detached parts). ``mask_mode``: see
     :func:`masked_psth`."""

@@ -25,6 +25,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from eirnn_fast.units import select_units as select_tensor_units
+
 ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
 
 
@@ -38,12 +40,10 @@ def _np(x) -> np.ndarray:
 
 def select_units(model_rates, unit_index: Optional[Sequence[int]] = None):
     """``model_rates[..., unit_index]``: the model units that fit the recorded neurons (use
-    :func:`eirnn_fast.models.recorded_unit_index`; never pair by position)."""
+    :func:`eirnn_fast.units.recorded_unit_index`; never pair by position)."""
     if unit_index is None:
         return model_rates
     if hasattr(model_rates, "index_select"):
-        from eirnn_fast.models import select_units as select_tensor_units
-
         return select_tensor_units(model_rates, unit_index)
     return np.asarray(model_rates)[..., np.asarray(unit_index, dtype=np.int64)]
 

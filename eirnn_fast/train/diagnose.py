@@ -25,8 +25,9 @@ def diagnose(
     inputs of the first ``n_trials`` trials, the input modulation ratio, temporal std model vs data,
     weight statistics and spectral radius, per-channel input statistics. JSON-ready dict.
     ``w_in_init``: as ``FitConfig.w_in_init`` (``"seed002"``: U(-0.5, 2.0))."""
-    from eirnn_fast.models import create_model_from_data, recorded_unit_index
+    from eirnn_fast.models import create_model_from_data
     from eirnn_fast.train.fit import init_w_in
+    from eirnn_fast.units import recorded_unit_index
 
     data = session.get_all_trials()
     targets, inputs = data["targets"].double(), data["inputs"]
@@ -231,8 +232,8 @@ def evaluate_run(path, data: Optional[str] = None, eval_noise: Optional[bool] = 
 
     atomic_write_json(out_dir / "evaluation.json", _jsonable(result))
     if plots:
-        from eirnn_fast.models import select_units
         from eirnn_fast.train.plots import plot_psths
+        from eirnn_fast.units import select_units
 
         plot_psths(
             select_units(rates, unit_index),

@@ -83,7 +83,8 @@ def build_model(cfg: FitConfig, session):
     fits most interneurons with E units). ``w_in_init="seed002"`` maps the U(0, 1) draw of ``W_in``
     affinely onto U(-0.5, 2.0): the numbers seed 002's ``uniform_(W_in, -0.5, 2.0)`` would draw from
     the same RNG state."""
-    from eirnn_fast.models import create_model_from_data, recorded_unit_index
+    from eirnn_fast.models import create_model_from_data
+    from eirnn_fast.units import recorded_unit_index
 
     info = session.get_neuron_info()
     kwargs = dict(
@@ -219,7 +220,7 @@ def loss_terms(
     (``"reg"``; ``"rate"``, ``"activity"`` when their weights are > 0). ``tap(name, recorded_rates)`` routes a loss's view of the rates through the
     balancer (identity by default). ``target_mean``: the training trials' mean rate."""
     from eirnn_fast.losses import REG_FUNCTIONS, l_activity_predecessor, l_activity_relative, l_neuron, l_rate
-    from eirnn_fast.models import select_units
+    from eirnn_fast.units import select_units
 
     tap = tap or (lambda name, x: x)
     rec = None  # [B, T, N_recorded], gathered only for the terms that need every trial's recorded units
@@ -311,8 +312,8 @@ def fit(cfg: FitConfig, *, resume: bool = True, force: bool = False, _interrupt_
     from eirnn_fast.data.splits import trial_labels
     from eirnn_fast.losses import GradientBalancer, get_trial_matching_loss, l_neuron
     from eirnn_fast.metrics import noise_ceiling, psth_correlation
-    from eirnn_fast.models import select_units
     from eirnn_fast.train.protocols import describe_split
+    from eirnn_fast.units import select_units
 
     cfg.validate()
     t_start = time.perf_counter()
