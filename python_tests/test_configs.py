@@ -263,3 +263,42 @@ def test_fit_config_reads_toml_yaml_json(tmp_path):
         (tmp_path / name).write_text(text)
         cfg = FitConfig.from_file(tmp_path / name)
         assert cfg.epochs == 4 and cfg.ltrial_kwargs == {"epsilon": 0.1}, name
+
+
+# -- the FlyVis trainer's and the exploration's configs on the same mechanism -------------------------
+def test_flyvis_train_config_sections_aliases_and_types(tmp_path):
+    from eirnn_fast.flyvis.train_config import FlyVisTrainConfig
+
+    (tmp_path / "gnn.yaml").write_text(
+        "graph_model:\n  lin_edge: {hidden_dim: 16, n_layers: 2}\n  signal_model_name: flyvis_B\n"
+        "training:\n  learning_rate_start: 2E-3\n  n_epochs: 2\nsimulation: {delta_t: 0.02}\n"
+    )
+    cfg = FlyVisTrainConfig.from_yaml(tmp_path / "gnn.yaml")
+    assert (cfg.hidden_dim, cfg.n_layers, cfg.variant, cfg.lr, cfg.n_epochs) == (16, 2, "B", 2e-3, 2)
+    assert cfg.extra["simulation"] == {"delta_t": 0.02}
+    (tmp_path / "bad.yaml").write_text("training:\n  learning_rate_strat: 1\n")
+    with pytest.raises(ValueError) as e:
+        FlyVisTrainConfig.from_yaml(tmp_path / "bad.yaml")
+    assert str(e.value) == (
+        f"{tmp_path / 'bad.yaml'}: unknown config key 'training.learning_rate_strat' "
+        "(did you mean 'learning_rate_start'?)"
+    )
+    (tmp_path / "type.yaml").write_text("training:\n  n_epochs: two\n")
+    with pytest.raises(ValueError, match=r"type.yaml: config key 'n_epochs': must be int, got str 'two'"):
+        FlyVisTrainConfig.from_yaml(tmp_path / "type.yaml")
+    with pytest.raises(ValueError, match="config key 'recurrent_training': must be bool, got int 1"):
+        FlyVisTrainConfig.from_dict({"recurrent_training": 1})
+
+
+def test_explore_config_keys_and_types(tmp_path):
+    from eirnn_fast.explore import ExploreConfig
+
+    base = {"name": "x", "kind": "fake", "base_config": {"lr": 1.0}, "search_space": {"lr": [1.0, 2.0]}}
+    assert ExploreConfig.from_dict({**base, "slots": None}).slots == 4  # null = the default
+    with pytest.raises(ValueError, match=r"unknown config key 'iteratons' \(did you mean 'iterations'\?\)"):
+        ExploreConfig.from_dict({**base, "iteratons": 3})
+    (tmp_path / "e.yaml").write_text("name: x\nkind: fake\nslots: true\n")
+    with pytest.raises(TypeError, match=r"e.yaml: config key 'slots': must be int or none, got bool True"):
+        ExploreConfig.from_yaml(tmp_path / "e.yaml")
+    with pytest.raises(ValueError, match="config key 'ucb_c': must be >= 0.0, got -1"):
+        ExploreConfig.from_dict({**base, "ucb_c": -1})
