@@ -1,4 +1,4 @@
-"""The command line's value checks and its user-error rule (issue 18), kept out of ``cli.py``.
+"""The command line's value checks and its user-error rule (issue 18), kept out of :mod:`eirnn_fast.cli`.
 
 * :data:`ARG_RULES`: the range of every numeric option of every command, checked right after
   parsing, before any data loads or any folder is made (``fit`` checks its values in

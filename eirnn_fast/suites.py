@@ -13,7 +13,6 @@ the same configuration (so an interrupted suite resumes), and writes ``summary.j
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from eirnn_fast import configs
 from eirnn_fast.atomic import atomic_write_json, atomic_write_text
 from eirnn_fast.data import load_embedded_session, load_session
 from eirnn_fast.data.embedded import DEFAULT_SESSION
@@ -29,7 +29,7 @@ from eirnn_fast.executor import Executor
 from eirnn_fast.runstore import decide, load_json
 from eirnn_fast.runtime import threads_per_worker, tune_cpu_allocator
 from eirnn_fast.train import FitConfig, fit
-from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS, parse_toml, protocol_fields
+from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS, protocol_fields
 from eirnn_fast.train.diagnose import diagnose
 from eirnn_fast.train.fit import FIT_OUTPUTS, load_fit_data
 
@@ -44,10 +44,8 @@ QUICK_OVERRIDES = {"epochs": 60, "plots": False, "patience": 60}
 
 
 def _load_toml(path: Path) -> Dict[str, Any]:
-    try:
-        return parse_toml(path.read_text())
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
+    """A suite file (``description`` and a ``[fit]`` table): a parse error names the file and the line."""
+    return configs.read_config_file(path, kind="TOML")
 
 
 def suite_dirs() -> Dict[str, Path]:
@@ -97,16 +95,15 @@ def load_suite(suite: str, protocol: Optional[str] = None) -> Tuple[Path, Dict[s
     base_fit = dict(base.get("fit", {}))
     if protocol is not None:
         base_fit["protocol"] = protocol
-    fields = {f.name for f in dataclasses.fields(FitConfig)}
     experiments: Dict[str, Dict[str, Any]] = {}
     for path in sorted(folder.glob("*.toml")):
         if path.name == BASE_FILE:
             continue
         doc = _load_toml(path)
         override = dict(doc.get("fit", {}))
-        unknown = sorted(set(override) - fields) + sorted(set(base_fit) - fields)
-        if unknown:
-            raise ValueError(f"{path}: unknown FitConfig field(s) {unknown}")
+        # each file's [fit] table on its own: an unknown key ("did you mean") or a wrong type names its file
+        configs.from_mapping(FitConfig, base.get("fit", {}), source=str(folder / BASE_FILE))
+        configs.from_mapping(FitConfig, override, source=str(path))
         merged = {**base_fit, **override}
         if protocol is not None:
             merged["protocol"] = protocol

@@ -115,13 +115,39 @@ for name, f in _FIELDS.items():
         case("fit", [f"{flag}=-100"], name, f"{flag}=-100")
     wrong = {"int": '"x"', "float": '"x"', "str": "3", "bool": '"yes"'}.get(base, "3")
     own = "none" if name in ("data", "session") else "all"  # the case's --data would override the file's
-    case("fit", ["--config", f"{{d}}/wrong_{name}.toml"], f"{name} must be", f"toml-{name}-wrong-type", own=own)
-    case("fit", ["--config", f"{{d}}/wrong_{name}.json"], f"{name} must be", f"json-{name}-list", own=own)
-case("fit", ["--config", "{d}/unknown_key.toml"], "unknown config key(s): epocs", "toml-unknown-key")
-case("fit", ["--config", "{d}/unknown_key.json"], "unknown config key(s): epocs", "json-unknown-key")
-case("fit", ["--config", "{d}/corrupt.toml"], "cannot parse config", "toml-corrupt")
-case("fit", ["--config", "{d}/corrupt.json"], "cannot parse config", "json-corrupt")
-case("fit", ["--config", "{d}/list.json"], "config must be a table/object", "json-not-a-table")
+    # the one config mechanism's message: the file, the key, the type it must be (eirnn_fast.configs)
+    expect = f"wrong_{name}.toml: config key '{name}': must be"
+    case("fit", ["--config", f"{{d}}/wrong_{name}.toml"], expect, f"toml-{name}-wrong-type", own=own)
+    expect = f"wrong_{name}.json: config key '{name}': must be"
+    case("fit", ["--config", f"{{d}}/wrong_{name}.json"], expect, f"json-{name}-list", own=own)
+case(
+    "fit",
+    ["--config", "{d}/unknown_key.toml"],
+    "unknown config key 'epocs' (did you mean 'epochs'?)",
+    "toml-unknown-key",
+)
+case(
+    "fit",
+    ["--config", "{d}/unknown_key.json"],
+    "unknown config key 'epocs' (did you mean 'epochs'?)",
+    "json-unknown-key",
+)
+case(
+    "fit",
+    ["--config", "{d}/unknown_key.yaml"],
+    "unknown config key 'epocs' (did you mean 'epochs'?)",
+    "yaml-unknown-key",
+)
+case(
+    "fit",
+    ["--config", "{d}/wrong_epochs.yaml"],
+    "wrong_epochs.yaml: config key 'epochs': must be int",
+    "yaml-wrong-type",
+)
+case("fit", ["--config", "{d}/corrupt.toml"], "corrupt.toml: not valid TOML (line 1, column", "toml-corrupt")
+case("fit", ["--config", "{d}/corrupt.json"], "corrupt.json: not valid JSON (line 1, column 2)", "json-corrupt")
+case("fit", ["--config", "{d}/corrupt.yaml"], "corrupt.yaml: not valid YAML (line", "yaml-corrupt")
+case("fit", ["--config", "{d}/list.json"], "list.json: a config must be a mapping", "json-not-a-table")
 case("fit", ["--config", "{d}/absent.toml"], "absent.toml: no such config file", "config-missing")
 case("fit", ["--config", "{d}"], "no such config file", "config-is-a-folder")
 case("fit", ["--session", "08_99"], "session must be one of", "session-unknown", own="none")
@@ -211,7 +237,7 @@ for suite, expect in [
     ("nosuch", "unknown suite 'nosuch'"),
     ("{d}/suite_empty", "suite_empty"),
     ("{d}/suite_corrupt", "bad.toml"),
-    ("{d}/suite_wrong_type", "epochs must be int"),
+    ("{d}/suite_wrong_type", "config key 'epochs': must be int"),
     ("{d}/suite_unknown_key", "epocs"),
     ("{d}/suite_bad_value", "lr must be > 0"),
 ]:
@@ -243,6 +269,8 @@ def _write_files(d):
         (d / f"wrong_{name}.json").write_text(json.dumps({name: [1]}))
     (d / "unknown_key.toml").write_text("epocs = 3\n")
     (d / "unknown_key.json").write_text('{"epocs": 3}')
+    (d / "unknown_key.yaml").write_text("epocs: 3\n")
+    (d / "wrong_epochs.yaml").write_text("epochs: [3]\n")
     (d / "corrupt.toml").write_text("epochs = = 3\n")
     (d / "corrupt.json").write_text("{epochs: 3")
     (d / "list.json").write_text("[1, 2]")

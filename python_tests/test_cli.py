@@ -97,7 +97,7 @@ def test_diagnose(tiny_file, tmp_path, capsys):
         (["fit", "--data", "{tmp}/absent.mat"], "absent.mat: no such file"),
         (["fit", "--data", "{tmp}/garbage.mat"], "not a MAT file"),
         (["fit", "--data", "{tmp}/partial.mat"], "missing required variable(s) firing_rates"),
-        (["fit", "--config", "{tmp}/bad.toml"], "cannot parse config"),
+        (["fit", "--config", "{tmp}/bad.toml"], "bad.toml: not valid TOML (line 1"),
         (["fit", "--epochs", "many"], "invalid int value"),
         (["fit", "--scheduler", "step", "--data", "{tmp}/absent.mat"], "scheduler must be one of"),
         (["fit", "--protocol", "theirs", "--data", "{tmp}/absent.mat"], "protocol must be one of"),

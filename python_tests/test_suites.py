@@ -127,7 +127,10 @@ def test_session_option_reaches_every_run(tmp_path):
 def test_bad_suite_configs_raise(tmp_path):
     folder = _mini_suite(tmp_path)
     (folder / "broken.toml").write_text("[fit]\nnot_a_field = 1\n")
-    with pytest.raises(ValueError, match="unknown FitConfig field"):
+    with pytest.raises(ValueError, match=r"broken.toml: unknown config key 'not_a_field'"):
+        load_suite(str(folder))
+    (folder / "broken.toml").write_text("[fit]\nepocs = 1\n")
+    with pytest.raises(ValueError, match=r"broken.toml: unknown config key 'epocs' \(did you mean 'epochs'\?\)"):
         load_suite(str(folder))
     with pytest.raises(ValueError, match="unknown suite"):
         load_suite("no_such_suite")

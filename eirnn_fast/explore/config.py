@@ -7,40 +7,59 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional
 
+from eirnn_fast import configs
 from eirnn_fast.explore.space import Classifier, Constraints, Reward
 from eirnn_fast.train import FitConfig
-from eirnn_fast.yamlio import read_yaml
 
 KINDS = ("flyvis", "sc", "fake")
-_TOP_KEYS = {
-    "name",
-    "kind",
-    "description",
-    "slots",
-    "iterations",
-    "seed",
-    "data_seed_base",
-    "ucb_c",
-    "threads_per_slot",
-    "keep_data",
-    "reward",
-    "classification",
-    "base_config",
-    "generate",
-    "search_space",
-    "locked",
-    "blocks",
-    "slot_models",
-    "robustness",
-    "proposer",
-    "config_line",
-    "metrics_line",
-    "reference_range",
-    "fake",
-    "gpus_per_slot",
+
+
+@dataclass
+class ExploreFile:
+    """The keys of an exploration YAML and their types, read by :mod:`eirnn_fast.configs` (unknown
+    keys refused with a "did you mean", types checked, the file named) before :class:`ExploreConfig`
+    is built from them. Every key may be ``null`` (= its default)."""
+
+    name: Optional[str] = "exploration"
+    kind: Optional[str] = None  # one of KINDS (required)
+    description: Optional[str] = ""
+    slots: Optional[int] = 4
+    iterations: Optional[int] = 8
+    seed: Optional[int] = 0
+    data_seed_base: Optional[int] = 1000
+    ucb_c: Optional[float] = 1.0
+    threads_per_slot: Optional[int] = 1
+    gpus_per_slot: Optional[float] = 1.0
+    keep_data: Optional[bool] = False
+    reward: Any = "connectivity_R2"  # a metric name or {metric, constraints, ...} (space.Reward)
+    classification: Any = None  # space.Classifier
+    base_config: Optional[Dict[str, Any]] = None
+    generate: Optional[Dict[str, Any]] = None
+    search_space: Optional[Dict[str, Any]] = None
+    locked: Optional[Dict[str, Any]] = None
+    blocks: Optional[List[Any]] = None
+    slot_models: Optional[List[Any]] = None
+    robustness: Optional[Dict[str, Any]] = None
+    proposer: Optional[Dict[str, Any]] = None
+    config_line: Optional[List[Any]] = None
+    metrics_line: Optional[List[Any]] = None
+    reference_range: Optional[Dict[str, Any]] = None
+    fake: Optional[Dict[str, Any]] = None
+
+
+_TOP_KEYS = {f.name for f in fields(ExploreFile)}
+#: key -> lowest value (checked with the types, before the config is built)
+_MINIMUM = {
+    "slots": 1,
+    "iterations": 1,
+    "seed": 0,
+    "data_seed_base": 0,
+    "ucb_c": 0.0,
+    "threads_per_slot": 1,
+    "gpus_per_slot": 0.0,
 }
 
 
@@ -73,47 +92,17 @@ def explore_outputs(config: "ExploreConfig") -> tuple:
     )
 
 
-# key -> (type, lowest value or None): checked before the config is built (a YAML typo names its key)
-_KEY_TYPES = {
-    "name": (str, None),
-    "description": (str, None),
-    "slots": (int, 1),
-    "iterations": (int, 1),
-    "seed": (int, 0),
-    "data_seed_base": (int, 0),
-    "ucb_c": (float, 0.0),
-    "threads_per_slot": (int, 1),
-    "gpus_per_slot": (float, 0.0),
-    "keep_data": (bool, None),
-    "base_config": (dict, None),
-    "search_space": (dict, None),
-    "locked": (dict, None),
-    "generate": (dict, None),
-    "robustness": (dict, None),
-    "proposer": (dict, None),
-    "reference_range": (dict, None),
-    "fake": (dict, None),
-    "blocks": (list, None),
-    "slot_models": (list, None),
-    "config_line": (list, None),
-    "metrics_line": (list, None),
-}
-
-
-def _check_types(d: Dict[str, Any]) -> None:
-    for key, (want, lo) in _KEY_TYPES.items():
-        if key not in d or d[key] is None:
-            continue
-        v = d[key]
-        ok = isinstance(v, want) and not (want in (int, float) and isinstance(v, bool))
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            ok = True
-        if not ok:
-            raise TypeError(f"exploration config key {key!r}: must be {want.__name__}, got {type(v).__name__} {v!r}")
-        if want is str and key == "name" and not v.strip():
-            raise ValueError(f"exploration config key 'name': must be a non-empty string, got {v!r}")
-        if lo is not None and not (v >= lo and math.isfinite(v)):
-            raise ValueError(f"exploration config key {key!r}: must be >= {lo}, got {v!r}")
+def _read_keys(d: Dict[str, Any], source: Optional[str]) -> Dict[str, Any]:
+    """The YAML's keys checked (:class:`ExploreFile`), ``null`` and absent keys at their defaults."""
+    given = configs.from_mapping(ExploreFile, d, source=source)
+    where = f"{source}: " if source else ""
+    for key, lo in _MINIMUM.items():
+        v = given.get(key)
+        if v is not None and not (v >= lo and math.isfinite(v)):
+            raise ValueError(f"{where}config key {key!r}: must be >= {lo}, got {v!r}")
+    if given.get("name") is not None and not given["name"].strip():
+        raise ValueError(f"{where}config key 'name': must be a non-empty string, got {given['name']!r}")
+    return {**configs.defaults(ExploreFile), **{k: v for k, v in given.items() if v is not None}}
 
 
 @dataclass
@@ -145,16 +134,15 @@ class ExploreConfig:
     raw: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ExploreConfig":
-        unknown = sorted(set(d) - _TOP_KEYS)
-        if unknown:
-            raise ValueError(f"exploration config: unknown key(s) {unknown}")
-        _check_types(d)
-        kind = d.get("kind")
+    def from_dict(cls, d: Dict[str, Any], source: Optional[str] = None) -> "ExploreConfig":
+        """Build from the YAML's mapping: keys and types checked first (:class:`ExploreFile`, the
+        messages name the key and ``source``, the file), then the search space, blocks and slots."""
+        v = _read_keys(d, source)
+        kind = v["kind"]
         if kind not in KINDS:
             raise ValueError(f"exploration config key 'kind': must be one of {KINDS}, got {kind!r}")
-        cons = Constraints.from_dict(d.get("search_space", {}), d.get("locked", {}))
-        blocks = list(d.get("blocks") or [])
+        cons = Constraints.from_dict(v["search_space"] or {}, v["locked"] or {})
+        blocks = list(v["blocks"] or [])
         for i, b in enumerate(blocks):
             for p in b.get("parameters", []) or []:
                 if p not in cons.space:
@@ -162,30 +150,30 @@ class ExploreConfig:
             if int(b.get("iterations", 0)) < 1:
                 raise ValueError(f"blocks[{i}]: needs iterations >= 1")
         cfg = cls(
-            name=str(d.get("name", "exploration")),
+            name=v["name"],
             kind=kind,
-            base_config=cons.apply_locks(dict(d.get("base_config") or {})),
-            slots=int(d.get("slots", 4)),
-            iterations=int(d.get("iterations", 8)),
-            seed=int(d.get("seed", 0)),
-            data_seed_base=int(d.get("data_seed_base", 1000)),
-            ucb_c=float(d.get("ucb_c", 1.0)),
-            threads_per_slot=int(d.get("threads_per_slot", 1)),
-            gpus_per_slot=float(d.get("gpus_per_slot", 1.0)),
-            keep_data=bool(d.get("keep_data", False)),
-            description=str(d.get("description", "")),
-            generate=dict(d.get("generate") or {}),
-            reward=Reward.from_dict(d.get("reward", "connectivity_R2")),
-            classifier=Classifier.from_dict(d.get("classification")),
+            base_config=cons.apply_locks(dict(v["base_config"] or {})),
+            slots=v["slots"],
+            iterations=v["iterations"],
+            seed=v["seed"],
+            data_seed_base=v["data_seed_base"],
+            ucb_c=v["ucb_c"],
+            threads_per_slot=v["threads_per_slot"],
+            gpus_per_slot=v["gpus_per_slot"],
+            keep_data=v["keep_data"],
+            description=v["description"],
+            generate=dict(v["generate"] or {}),
+            reward=Reward.from_dict(v["reward"]),
+            classifier=Classifier.from_dict(v["classification"]),
             constraints=cons,
             blocks=blocks,
-            slot_models=list(d.get("slot_models") or []),
-            robustness=dict(d.get("robustness") or {}),
-            proposer=dict(d.get("proposer") or {"type": "random"}),
-            config_line=list(d.get("config_line") or []),
-            metrics_line=list(d.get("metrics_line") or []),
-            reference_range=dict(d.get("reference_range") or {}),
-            fake=dict(d.get("fake") or {}),
+            slot_models=list(v["slot_models"] or []),
+            robustness=dict(v["robustness"] or {}),
+            proposer=dict(v["proposer"] or {"type": "random"}),
+            config_line=list(v["config_line"] or []),
+            metrics_line=list(v["metrics_line"] or []),
+            reference_range=dict(v["reference_range"] or {}),
+            fake=dict(v["fake"] or {}),
             raw=dict(d),
         )
         for p in cfg.constraints.space:
@@ -204,10 +192,7 @@ class ExploreConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "ExploreConfig":
-        d = read_yaml(path)
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: an exploration config must be a mapping")
-        return cls.from_dict(d)
+        return cls.from_dict(configs.read_config_file(path, kind="YAML"), source=str(path))
 
     # -- blocks ------------------------------------------------------------------------------
     def block_of(self, iteration: int) -> int:

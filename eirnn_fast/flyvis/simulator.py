@@ -335,6 +335,27 @@ class GenerateConfig:
     plots: bool = True
     progress: bool = True
 
+    # not fields (no annotation): the flags of `eirnn-fast flyvis generate` (eirnn_fast.configs.add_flags)
+    CONFIG_HELP = {
+        "extent": "hex lattice radius (8: 13,741 neurons)",
+        "n_frames": "training frames",
+        "n_test_frames": "held-out frames (other sequences)",
+        "sequence_length": "frames per stimulus sequence",
+        "n_streams": "parallel streams integrated together",
+        "dt": "Euler step (s)",
+        "noise_model_level": "process noise per frame: x += level * N(0, 1)",
+        "kinds": "stimulus kinds the sequences are drawn from",
+        "chunk_frames": "frames per chunk file",
+        "params": "ground truth: flyvis:flow/0000/000 (the trained network the seeds simulate, shipped), "
+        "'sampled' (synthetic with its statistics, drawn from --seed) or an npz with tau, V_rest, W",
+        "tau_clamp": "'none': integrate the raw tau (flyvis-gnn's ODE); 'dt': max(tau, dt) as flyvis",
+        "params_path": "old name of --params (an npz path); wins when given",
+        "backend": "message-passing op: fused kernel, reference, or auto",
+        "plots": "write the dataset's plots",
+        "progress": "progress bars (--quiet: off)",
+    }
+    CONFIG_CHOICES = {"tau_clamp": TAU_CLAMPS, "backend": _BACKENDS, "kinds": KINDS}
+
     def __post_init__(self):
         self.validate()
 

@@ -6,7 +6,6 @@ What the regulariser fields mean: :mod:`eirnn_fast.flyvis.objective`."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -15,10 +14,10 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from eirnn_fast import configs
 from eirnn_fast.flyvis.gnn import _ACTIVATIONS, W_INIT_MODES
-from eirnn_fast.yamlio import read_yaml
 
-# old (seeds / NeuralGraph) or alternative names -> field names
+# old (seeds / NeuralGraph) or alternative names -> field names (FlyVisTrainConfig.CONFIG_ALIASES)
 ALIASES = {
     "learning_rate_start": "lr",
     "learning_rate_W_start": "lr_W",
@@ -130,6 +129,8 @@ class FlyVisTrainConfig:
     quiet: bool = False
     extra: Dict[str, Any] = field(default_factory=dict)
 
+    CONFIG_ALIASES = ALIASES  # not a field (no annotation): the table eirnn_fast.configs reads
+
     def __post_init__(self):
         self.validate()
 
@@ -137,12 +138,7 @@ class FlyVisTrainConfig:
         def bad(key, msg):
             raise ValueError(f"config key {key!r}: {msg}, got {getattr(self, key)!r}")
 
-        for f in dataclasses.fields(self):  # YAML types: a string or a list where a flag / a name belongs
-            v = getattr(self, f.name)
-            if f.type == "bool" and not isinstance(v, bool):
-                bad(f.name, "must be true or false")
-            if f.type in ("str", "Optional[str]") and not (isinstance(v, str) or (v is None and f.type != "str")):
-                bad(f.name, "must be a string")
+        configs.check_types(self)  # YAML types: a string or a list where a flag / a name belongs
         if self.activation not in _ACTIVATIONS:
             bad("activation", f"must be one of {sorted(_ACTIVATIONS)}")
         try:
@@ -209,67 +205,57 @@ class FlyVisTrainConfig:
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "FlyVisTrainConfig":
-        """Build from a (possibly nested, reference-style) dict. Unknown keys raise ``ValueError``
-        naming the key; old names are mapped through :data:`ALIASES`."""
-        names = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, d: Dict[str, Any], source: Optional[str] = None) -> "FlyVisTrainConfig":
+        """Build from a (possibly nested, reference-style) dict: the sections ``graph_model``,
+        ``training``, ``model``, ``train`` and the MLP sections (``lin_edge: {hidden_dim, n_layers}``)
+        are flattened, the free sections kept in ``extra``. Keys, old names (:data:`ALIASES`) and value
+        types go through :mod:`eirnn_fast.configs`: an unknown key raises ``ValueError`` naming it
+        (with a "did you mean"), a wrong type :class:`eirnn_fast.configs.ConfigTypeError` (both a
+        ``ValueError`` and a ``TypeError``); ``source``: the file, named in those messages."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{source or 'config'}: a config must be a mapping, got {type(d).__name__}")
         flat: Dict[str, Any] = {}
         extra: Dict[str, Any] = dict(d.get("extra", {}) or {})
 
-        def put(key, value, where):
-            if key in _MLP_SECTIONS and isinstance(value, dict):
-                for k2, v2 in value.items():
-                    if k2 not in ("hidden_dim", "n_layers"):
-                        raise ValueError(
-                            f"config key {where + key + '.' + k2!r}: unknown (expected hidden_dim, n_layers)"
-                        )
-                    put(k2 + _MLP_SECTIONS[key], v2, where + key + ".")
-                return
-            new = ALIASES.get(key, key)
-            if new not in names or new == "extra":
-                close = difflib.get_close_matches(key, sorted(names | set(ALIASES)), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"config key {where + key!r}: unknown{hint}")
-            if new in flat and flat[new] != value:
-                raise ValueError(f"config key {where + key!r}: conflicts with another name for {new!r}")
-            flat[new] = value
+        def put(values: Dict[str, Any], where: str) -> None:
+            plain = {}
+            for key, value in values.items():
+                if key in _MLP_SECTIONS and isinstance(value, dict):
+                    for k2 in value:
+                        if k2 not in ("hidden_dim", "n_layers"):
+                            raise ValueError(
+                                f"config key {where + key + '.' + k2!r}: unknown (expected hidden_dim, n_layers)"
+                            )
+                    put({k2 + _MLP_SECTIONS[key]: v2 for k2, v2 in value.items()}, where + key + ".")
+                else:
+                    plain[key] = value
+            resolved = configs.resolve_keys(cls, plain, source=source, prefix=where, exclude=("extra",))
+            for name, value in resolved.items():  # the same field under two names in two sections
+                if name in flat and flat[name] != value:
+                    key = next(k for k in plain if ALIASES.get(k, k) == name)
+                    raise ValueError(f"config key {where + key!r}: conflicts with another name for {name!r}")
+                flat[name] = value
 
+        top = {}
         for key, value in d.items():
             if key == "extra":
                 continue
             if key in _SECTIONS and isinstance(value, dict):
-                for k2, v2 in value.items():
-                    put(k2, v2, key + ".")
+                put(value, key + ".")
             elif key in _FREE_SECTIONS or key in ("description", "dataset", "config_file"):
                 extra[key] = value
             else:
-                put(key, value, "")
-        # YAML gives 1e-3 as a string in some dialects; coerce numeric strings for float fields
-        for f in dataclasses.fields(cls):
-            if f.name in flat and f.type in ("float", "Optional[float]") and isinstance(flat[f.name], str):
-                try:
-                    flat[f.name] = float(flat[f.name])
-                except ValueError:
-                    raise ValueError(f"config key {f.name!r}: must be a number, got {flat[f.name]!r}") from None
-            if (
-                f.name in flat
-                and f.type == "float"
-                and isinstance(flat[f.name], int)
-                and not isinstance(flat[f.name], bool)
-            ):
-                flat[f.name] = float(flat[f.name])
+                top[key] = value
+        put(top, "")
+        # YAML 1.1 reads 1e-3 (no dot) as a string: numeric strings are taken for float fields
+        flat = configs.coerce_values(cls, flat, source=source, numeric_strings=True)
         cfg = cls(**flat, extra=extra)
         cfg._explicit = frozenset(flat)  # the keys the caller set (resume: the others follow the run)
         return cfg
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "FlyVisTrainConfig":
-        d = read_yaml(path)
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: a config must be a mapping, got {type(d).__name__}")
-        cfg = cls.from_dict(d)
-        if cfg.data_path is not None and not isinstance(cfg.data_path, str):
-            raise TypeError(f"config key 'data_path': must be a path string, got {cfg.data_path!r}")
+        cfg = cls.from_dict(configs.read_config_file(path, kind="YAML"), source=str(path))
         if cfg.data_path and not os.path.isabs(cfg.data_path):
             cfg.data_path = str((Path(path).parent / cfg.data_path).resolve())
         return cfg

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
+from eirnn_fast import configs
+from eirnn_fast._ext import BACKENDS
+from eirnn_fast.configs import parse_toml  # noqa: F401  (its old home: eirnn_fast.suites reads TOML with it)
+from eirnn_fast.data.embedded import EMBEDDED_SESSIONS
 from eirnn_fast.data.session import DEFAULT_CLIP_PERCENTILE
+from eirnn_fast.losses import ACTIVITY_FORMS, BALANCE_MODES, MASK_MODES, RATE_FORMS, REG_FORMS
+from eirnn_fast.models.eirnn import LEARNABLE_ALPHA_MODES, LEARNABLE_TAU_MODES
+from eirnn_fast.models.embeddings import EMBED_TYPES
 from eirnn_fast.train.protocols import PROTOCOLS, predecessor_fields
 
 SCHEDULERS = ("plateau", "cosine", "none")
@@ -124,9 +128,43 @@ class FitConfig:
     plots: bool = True
     quiet: bool = False
 
-    def validate(self) -> "FitConfig":
-        from eirnn_fast.losses import ACTIVITY_FORMS, BALANCE_MODES, MASK_MODES, RATE_FORMS, REG_FORMS
+    # not fields (no annotation): the tables eirnn_fast.configs reads
+    #: help text of the flags (``eirnn-fast fit --help``); the default is appended
+    CONFIG_HELP = {
+        "data": "session .mat file (v5 or v7.3); default: the embedded session --session names",
+        "session": "embedded session when no --data: 08_13 (None = the default) | 08_14",
+        "rate_weight": "weight of the per-neuron rate term L_rate (0 = off, as before issue 15)",
+        "rate_form": "log (mean_n log((m_n + 0.5) / (d_n + 0.5))^2) | poisson (normalised count deviance)",
+        "out": "run directory (config.json, metrics.jsonl, checkpoint.pt, result.json, plots)",
+        "epochs": "maximum number of epochs",
+        "seed": "seed for split, init, noise and batching",
+        "batch_size": "trials per step; 0 = all training trials",
+        "ltrial_weight": "L_trial weight (0 = off)",
+        "balance": "none | param_norm | loss_ema | activity_ema",
+        "scheduler": "plateau | cosine | none",
+        "warmup_epochs": "curriculum: epochs of L_neuron only before L_trial ramps in",
+        "learnable_alpha": "none | scalar | population | neuron",
+        "patience": "early stopping patience (epochs)",
+        "eval_noise": "keep the model's noise on during evaluation",
+        "ltrial_kwargs": "JSON object for trial_matching_loss",
+        "clip_percentile": "outlier clipping percentile ('none' = raw rates)",
+        "protocol": "ours | predecessor: the preset the other options start from (flags given here override it)",
+        "split_scheme": "joint (train/val/test at once) | test_first (test held out, then the predecessor's split)",
+        "unit_pairing": "type (each recorded neuron by a unit of its E/I type) | position (unit i, the predecessor's)",
+        "w_in_init": "uniform (U(0, 1)) | seed002 (U(-0.5, 2.0))",
+        "lneuron_mask": "valid (mean over valid trials) | multiply (mean of rates * mask, the predecessor's)",
+        "reg_form": "sum | mean (of the squared weights; the predecessor's: mean)",
+        "activity_form": "relative | predecessor (lambda (mean - 10)^2 on recorded units + max-rate hinge)",
+        "activity_target_rate": "L_activity target in sp/s ('none' = the training data's mean rate)",
+        "loss_ema_init": "loss_ema start value ('none' = the first loss value; the predecessor: 1.0)",
+        "loss_ema_update": "step | epoch",
+        "plateau_metric": "val_corr | val_l_neuron",
+    }
+    #: old config keys -> field names (none renamed yet); FLAG_ALIASES: old flags -> fields
+    CONFIG_ALIASES = {}
+    FLAG_ALIASES = {}
 
+    def validate(self) -> "FitConfig":
         self._check_types()
         choices = (
             ("protocol", PROTOCOLS),
@@ -147,15 +185,8 @@ class FitConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.data is not None and self.session is not None:
             raise ValueError(f"give data or session, not both (data={self.data!r}, session={self.session!r})")
-        if self.session is not None:
-            from eirnn_fast.data.embedded import EMBEDDED_SESSIONS
-
-            if self.session not in EMBEDDED_SESSIONS:
-                raise ValueError(f"session must be one of {sorted(EMBEDDED_SESSIONS)}, got {self.session!r}")
-        from eirnn_fast._ext import BACKENDS
-        from eirnn_fast.models.eirnn import LEARNABLE_ALPHA_MODES, LEARNABLE_TAU_MODES
-        from eirnn_fast.models.embeddings import EMBED_TYPES
-
+        if self.session is not None and self.session not in EMBEDDED_SESSIONS:
+            raise ValueError(f"session must be one of {sorted(EMBEDDED_SESSIONS)}, got {self.session!r}")
         for name, allowed in (
             ("learnable_alpha", LEARNABLE_ALPHA_MODES),
             ("learnable_tau", LEARNABLE_TAU_MODES),
@@ -227,32 +258,18 @@ class FitConfig:
         return self
 
     def _check_types(self) -> None:
-        """Each field holds its annotated type (TOML/JSON configs: ``epochs = "5"`` names the key)."""
-        for f in dataclasses.fields(self):
-            value, annotation = getattr(self, f.name), str(f.type)
-            if value is None and annotation.startswith("Optional["):
-                continue
-            base = annotation[len("Optional[") : -1] if annotation.startswith("Optional[") else annotation
-            want = {"int": int, "float": float, "str": str, "bool": bool}.get(base, dict if "Dict" in base else None)
-            if want is None:
-                continue
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                continue  # 1 for 1.0
-            if want is str and isinstance(value, os.PathLike):
-                continue
-            if not isinstance(value, want) or (want in (int, float) and isinstance(value, bool)):
-                raise TypeError(f"{f.name} must be {base}, got {type(value).__name__} {value!r}")
+        """Each field holds its annotated type (``TypeError`` naming the key; see :mod:`eirnn_fast.configs`)."""
+        configs.check_types(self)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "FitConfig":
-        """The preset of ``values["protocol"]`` (default ``"ours"``) with ``values`` laid over it."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
+    def from_dict(cls, values: Mapping[str, Any], source: Optional[str] = None) -> "FitConfig":
+        """The preset of ``values["protocol"]`` (default ``"ours"``) with ``values`` laid over it.
+        Unknown keys and wrong value types raise naming the key (and ``source``, the file they came
+        from); old key names (:attr:`CONFIG_ALIASES`) are accepted."""
+        values = configs.from_mapping(cls, values, source=source)
         preset = protocol_fields(values.get("protocol", "ours"))
         return cls(**{**preset, **values}).validate()
 
@@ -269,8 +286,8 @@ class FitConfig:
 
     @classmethod
     def from_file(cls, path) -> "FitConfig":
-        """Read a TOML or JSON config (a flat table of :class:`FitConfig` fields, optionally under ``[fit]``)."""
-        return cls.from_dict(read_config_file(path))
+        """Read a TOML, YAML or JSON config (a flat table of :class:`FitConfig` fields, optionally under ``[fit]``)."""
+        return cls.from_dict(read_config_file(path), source=str(path))
 
     def protocol_overrides(self) -> Dict[str, Any]:
         """The fields a protocol sets whose value here differs from its preset (``{}`` = pure)."""
@@ -292,30 +309,10 @@ def same_run(saved: Dict[str, Any], current: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (saved.get(k), current.get(k)) for k in sorted(keys) if saved.get(k) != current.get(k)}
 
 
-def parse_toml(text: str) -> Dict[str, Any]:
-    """``tomllib.loads`` (the ``tomli`` backport on Python 3.10, a dependency there)."""
-    try:
-        import tomllib
-    except ImportError:
-        import tomli as tomllib  # type: ignore[no-redef]
-    return tomllib.loads(text)
-
-
 def read_config_file(path) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such config file")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".toml":
-            values = parse_toml(text)
-        else:
-            values = json.loads(text)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot parse config ({type(exc).__name__}: {exc})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: config must be a table/object")
-    return values.get("fit", values)
+    """The :class:`FitConfig` table of a TOML / YAML / JSON file (its ``[fit]`` table when it has one):
+    :func:`eirnn_fast.configs.read_config_file`."""
+    return configs.read_config_file(path, section="fit")
 
 
 def protocol_fields(name: str) -> Dict[str, Any]:
@@ -327,8 +324,5 @@ def protocol_fields(name: str) -> Dict[str, Any]:
     fields = predecessor_fields()
     if name == "predecessor":
         return fields
-    defaults = {
-        f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        for f in dataclasses.fields(FitConfig)
-    }
+    defaults = configs.defaults(FitConfig)
     return {k: defaults[k] for k in fields}
