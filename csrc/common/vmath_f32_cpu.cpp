@@ -66,6 +66,22 @@ inline V8 recip(V8 d) {
 #endif
 }
 
+// softplus (and its derivative) by exp + log1p: the path without tables, and AVX2's path for vectors
+// with a lane at |x| >= 8. Matches torch: linear above 20, softplus(-inf) = 0, NaN in -> NaN out (the
+// clamps inside exp_f32 would otherwise turn a NaN lane into a number).
+inline void softplus8_exp(V8 x, V8* sp, V8* dsp) {
+  const V8 e = exp_f32<V8, I8>(-abs8(x));
+  const V8 pos = x > 0.0f ? x : splat8(0.0f);
+  const V8 s = pos + log1p_unit(e);
+  const auto nan = x != x;
+  *sp = nan ? x : (x > 20.0f ? x : s);
+  if (dsp) {
+    const V8 inv = recip(1.0f + e);
+    const V8 g = x >= 0.0f ? inv : e * inv;
+    *dsp = nan ? x : (x > 20.0f ? splat8(1.0f) : g);
+  }
+}
+
 #if defined(__AVX512F__)
 // AVX-512: f(u) = log1p(exp(-u)) and g(u) = 1 / (1 + exp(u)) as degree-6 polynomials on the 32
 // unit intervals of [0, 32) (tables in softplus_tables.h, coefficients picked per lane by a
@@ -102,7 +118,7 @@ inline void softplus8(V8 x, V8* sp, V8* dsp) {
 // AVX2: on [0, 8) f(u) = log1p(exp(-u)) and g(u) = 1 / (1 + exp(u)) as the degree-6 polynomials of
 // the first 8 unit intervals of softplus_tables.h (coefficients picked per lane by one in-register
 // permute): about 2/3 of the instructions of exp + log1p. A vector with a lane at u >= 8 (or NaN)
-// takes the exp + log1p path below for all its lanes. Max relative error 3.7e-7 (f), 4.1e-7 (g).
+// takes the exp + log1p path (softplus8_exp) for all its lanes. Max relative error 3.7e-7 (f), 4.1e-7 (g).
 inline V8 piecewise8(const float (*table)[tables::kIntervals], __m256i idx, V8 t) {
   V8 acc = (V8)_mm256_permutevar8x32_ps(_mm256_load_ps(table[0]), idx);
   for (int j = 1; j <= tables::kDegree; ++j) {
@@ -110,19 +126,6 @@ inline V8 piecewise8(const float (*table)[tables::kIntervals], __m256i idx, V8 t
     acc = acc * t + c;
   }
   return acc;
-}
-
-inline void softplus8_exp(V8 x, V8* sp, V8* dsp) {
-  const V8 e = exp_f32<V8, I8>(-abs8(x));
-  const V8 pos = x > 0.0f ? x : splat8(0.0f);
-  const V8 s = pos + log1p_unit(e);
-  const auto nan = x != x;
-  *sp = nan ? x : (x > 20.0f ? x : s);
-  if (dsp) {
-    const V8 inv = recip(1.0f + e);
-    const V8 g = x >= 0.0f ? inv : e * inv;
-    *dsp = nan ? x : (x > 20.0f ? splat8(1.0f) : g);
-  }
 }
 
 // Matches torch: linear above 20, softplus(-inf) = 0, NaN in -> NaN out.
@@ -140,20 +143,7 @@ inline void softplus8(V8 x, V8* sp, V8* dsp) {
   }
 }
 #else
-// Matches torch: linear above 20, softplus(-inf) = 0, NaN in -> NaN out (the clamps inside
-// exp_f32 would otherwise turn a NaN lane into a number).
-inline void softplus8(V8 x, V8* sp, V8* dsp) {
-  const V8 e = exp_f32<V8, I8>(-abs8(x));
-  const V8 pos = x > 0.0f ? x : splat8(0.0f);
-  const V8 s = pos + log1p_unit(e);
-  const auto nan = x != x;
-  *sp = nan ? x : (x > 20.0f ? x : s);
-  if (dsp) {
-    const V8 inv = recip(1.0f + e);
-    const V8 g = x >= 0.0f ? inv : e * inv;
-    *dsp = nan ? x : (x > 20.0f ? splat8(1.0f) : g);
-  }
-}
+inline void softplus8(V8 x, V8* sp, V8* dsp) { softplus8_exp(x, sp, dsp); }
 #endif
 
 inline void softplus_scalar(float v, float* sp, float* dsp) {
