@@ -110,3 +110,18 @@ def sc_epoch_setup(session, backend: str):
     data = session.get_all_trials()
     idx = torch.as_tensor(train)
     return model, unit_index, data["inputs"][idx], data["targets"][idx], data["mask"][idx]
+
+
+def ab_rounds(sides, args, rounds: int, alternate: bool = False):
+    """A/B worker processes, timed in one run: each round runs ``python *args *extra`` once per side of
+    ``sides`` (``{name: (python, extra_args)}``, in that order; with ``alternate`` the order is reversed
+    every other round) from ``/tmp`` (so no checkout shadows an install) and parses the last line of
+    its stdout as JSON. Returns ``{name: [parsed result per round]}``."""
+    runs = {name: [] for name in sides}
+    names = list(sides)
+    for r in range(rounds):
+        for name in names[::-1] if alternate and r % 2 else names:
+            py, extra = sides[name]
+            out = subprocess.run([py, *args, *extra], capture_output=True, text=True, check=True, cwd="/tmp").stdout
+            runs[name].append(json.loads(out.strip().splitlines()[-1]))
+    return runs

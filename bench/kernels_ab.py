@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
+
+from benchutils import ab_rounds
 
 CASES = ("gemm 1024^3", "scan fwd", "scan fwd+bwd", "rates fwd+bwd")
 
@@ -78,14 +79,8 @@ def main() -> None:
         return
     if not args.other:
         p.error("--other is required")
-    sides = {"ours": sys.executable, "other": args.other}
-    runs = {k: [] for k in sides}
-    for r in range(args.rounds):
-        order = ("ours", "other") if r % 2 == 0 else ("other", "ours")
-        for side in order:
-            cmd = [sides[side], __file__, "--worker", "--reps", str(args.reps), "--threads", str(args.threads)]
-            res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            runs[side].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    cmd = [__file__, "--worker", "--reps", str(args.reps), "--threads", str(args.threads)]
+    runs = ab_rounds({"ours": (sys.executable, []), "other": (args.other, [])}, cmd, args.rounds, alternate=True)
     print(f"{args.rounds} rounds, {args.reps} reps, {args.threads} thread(s); min over reps, ms")
     print(
         "| case | ours (median) | other (median) | other / ours: median of rounds | min "

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchutils import ab_rounds
 
 
 def run_epoch(model, unit_index, inputs, targets, mask, opt, params, with_trial):
@@ -84,12 +85,8 @@ def main(argv=None):
         "ours": (sys.executable, ["--fused-adam"]),
         "other": (a.other, ["--fused-adam"] * (a.other_adam == "same")),
     }
-    best = {k: [] for k in sides}
-    for _ in range(a.rounds):
-        for name, (py, extra) in sides.items():
-            out = subprocess.run([py, *cmd, *extra], capture_output=True, text=True, check=True, cwd="/tmp").stdout
-            res = json.loads(out.strip().splitlines()[-1])
-            best[name].append(min(res["times"]))
+    runs = ab_rounds(sides, cmd, a.rounds)
+    best = {name: [min(res["times"]) for res in results] for name, results in runs.items()}
     ratios = [o / u for o, u in zip(best["other"], best["ours"])]
     print(
         json.dumps(
