@@ -9,12 +9,17 @@ the data before the split (so a seed's split is drawn from the changed session):
 - ``0814_14_neurons``     08_14 restricted to 14 recorded neurons (8 E + 6 I, the first of each type in
                           file order), the size of 08_13;
 - ``0813``                the 08_13 session as shipped;
-- ``0813_no_short``       08_13 without its 331 trials whose trial_duration_ms is < 50 ms.
+- ``0813_no_short``       08_13 without its 331 trials whose trial_duration_ms is < 50 ms;
+- ``0813_80_units``       08_13 as shipped in a network of 08_14's size: 80 units (64 E + 16 I,
+                          ``model_kwargs={"target_total": 80}``) instead of 30 (24 E + 6 I), the only
+                          case that changes the fit's configuration rather than the data;
+- ``0813_160_units``      the same with 160 units (128 E + 32 I).
 
     OMP_NUM_THREADS=1 python experiments/sc_0813_why/run.py --out runs/sc_0813_why [--seeds 42 43 44] [--cases ...]
 
 Resumable: a case whose result.json exists is loaded, not re-run. Prints one table row per case and
-seed (test PSTH r, noise ceiling, their ratio, rate error) and writes ``summary.json`` into --out.
+seed (test PSTH r, noise ceiling, their ratio, rate error) and merges them into ``summary.json`` in
+--out (rows of other cases and seeds already there are kept).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eirnn_fast.atomic import atomic_write_text
 from eirnn_fast.data import load_embedded_session
 from eirnn_fast.data.session import INPUT_CHANNELS
 from eirnn_fast.train.config import FitConfig
@@ -59,22 +65,25 @@ def _no_short(s):
     return s.subset(keep)
 
 
+#: case -> (embedded session, change to the data or None, FitConfig overrides)
 CASES = {
-    "0814": ("08_14", None),
-    "0814_no_eye": ("08_14", _no_eye),
-    "0814_14_neurons": ("08_14", _first_neurons),
-    "0813": ("08_13", None),
-    "0813_no_short": ("08_13", _no_short),
+    "0814": ("08_14", None, {}),
+    "0814_no_eye": ("08_14", _no_eye, {}),
+    "0814_14_neurons": ("08_14", _first_neurons, {}),
+    "0813": ("08_13", None, {}),
+    "0813_no_short": ("08_13", _no_short, {}),
+    "0813_80_units": ("08_13", None, {"model_kwargs": {"target_total": 80}}),
+    "0813_160_units": ("08_13", None, {"model_kwargs": {"target_total": 160}}),
 }
 
 
 def run_case(name: str, seed: int, out: Path) -> dict:
-    session_name, change = CASES[name]
+    session_name, change, overrides = CASES[name]
     run_dir = out / name / f"seed_{seed}"
     done = run_dir / "result.json"
     if done.exists():
         return json.loads(done.read_text())
-    cfg = FitConfig(session=session_name, seed=seed, out=str(run_dir), quiet=True)
+    cfg = FitConfig(session=session_name, seed=seed, out=str(run_dir), quiet=True, **overrides)
     original = fit_mod.load_fit_data
 
     def load(c):
@@ -95,7 +104,8 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     a = p.parse_args()
     out = Path(a.out)
-    rows = []
+    summary = out / "summary.json"
+    rows = json.loads(summary.read_text()) if summary.exists() else []
     for seed in a.seeds:
         for name in a.cases:
             r = run_case(name, seed, out)
@@ -110,12 +120,12 @@ def main() -> None:
                 "rate_err": r["test_rate_error_median"],
                 "off_2x": r["test_frac_off_2x"],
             }
-            rows.append(row)
+            rows = [x for x in rows if (x["case"], x["seed"]) != (name, seed)] + [row]
             print(
                 " | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True
             )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(rows, indent=1))
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(summary, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
