@@ -58,6 +58,14 @@ def _tensor(name: str, value) -> torch.Tensor:
     return value
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """Every element finite. A NaN or inf element makes the sum NaN or inf, so a finite sum settles it
+    in one reading pass (isfinite().all() writes a mask of every element first: at 16 x 64 x 11,826
+    that check cost as much as the cost matrix); a non-finite sum (maybe only overflow) is re-checked
+    element by element."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def _validate_points(x, y, cost):
     x = _tensor("x", x)
     y = _tensor("y", y)
@@ -86,9 +94,9 @@ def _validate_points(x, y, cost):
         )
     if torch.compiler.is_compiling():  # the value checks below read data back: eager only
         return x, y
-    with torch.no_grad():  # one host sync per call; a NaN would otherwise come out as a finite value
+    with torch.no_grad():  # one host sync per tensor; a NaN would otherwise come out as a finite value
         for name, t in (("x", x), ("y", y)):
-            if not bool(torch.isfinite(t).all()):
+            if not _all_finite(t):
                 raise ValueError(f"{name} contains NaN or inf; the OT value is undefined")
     if cost == "poisson":
         with torch.no_grad():
@@ -173,22 +181,53 @@ def _validate_solver(max_iter, tol, eps_scaling, on_nonconvergence="warn"):
 # cost (built once, no autograd graph) and its explicit backward
 
 
+def _centred(x: torch.Tensor, y: torch.Tensor):
+    """x and y minus their joint mean point [B, 1, d] (the squared distances' GEMM form cancels less
+    on centred points; the distances are translation invariant). The same centring as
+    cost_matrix_reference, without concatenating x and y."""
+    mu = (x.sum(1, keepdim=True) + y.sum(1, keepdim=True)) / (x.shape[1] + y.shape[1])
+    return x - mu, y - mu
+
+
+def _sq_from_centred(xc: torch.Tensor, yc: torch.Tensor, exact_norms: bool = False) -> torch.Tensor:
+    """||xc_i||^2 + ||yc_j||^2 - 2 xc_i . yc_j, clamped at 0: one batched GEMM into the norms' sum.
+
+    The squared norms come from vector_norm (one reduction pass, ~12x faster than summing the
+    [B, n, d] product at d = 11,826) unless ``exact_norms``: then as cost_matrix_reference sums them,
+    for the Euclidean cost, whose sqrt turns a rounding difference of ~1e-16 at a zero distance into
+    1e-8."""
+    if exact_norms:
+        nx, ny = torch.linalg.vecdot(xc, xc), torch.linalg.vecdot(yc, yc)
+    else:
+        nx = torch.linalg.vector_norm(xc, dim=-1).square_()
+        ny = torch.linalg.vector_norm(yc, dim=-1).square_()
+    return torch.baddbmm(nx.unsqueeze(2) + ny.unsqueeze(1), xc, yc.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
+
+
+def _sq_to_euclidean(sq: torch.Tensor) -> torch.Tensor:
+    return sq.sqrt_()  # sqrt(0) = 0; the gradient at 0 is set to 0 in _cost_backward
+
+
 @torch.no_grad()
 def _cost_forward(x: torch.Tensor, y: torch.Tensor, cost: str) -> torch.Tensor:
+    """C [B, n, m] without an autograd graph (the values of cost_matrix_reference)."""
+    if cost in ("sqeuclidean", "euclidean"):
+        sq = _sq_from_centred(*_centred(x, y), exact_norms=cost == "euclidean")
+        return sq if cost == "sqeuclidean" else _sq_to_euclidean(sq)
     return cost_matrix_reference(x, y, cost)
 
 
-def _sq_backward(x, y, G, need_x, need_y):
-    """Gradients of sum_ij G_ij ||x_i - y_j||^2: 2 (r_i x_i - (G y)_i), 2 (c_j y_j - (G^T x)_j)."""
-    mu = torch.cat([x, y], dim=1).mean(dim=1, keepdim=True)  # translation invariance: centre
-    xc, yc = x - mu, y - mu
-    dx = 2.0 * (G.sum(2, keepdim=True) * xc - G @ yc) if need_x else None
-    dy = 2.0 * (G.sum(1).unsqueeze(2) * yc - G.transpose(1, 2) @ xc) if need_y else None
+def _sq_backward(xc, yc, G, need_x, need_y):
+    """Gradients of sum_ij G_ij ||x_i - y_j||^2 from the centred points: 2 (r_i xc_i - (G yc)_i),
+    2 (c_j yc_j - (G^T xc)_j), each one batched GEMM added into the row / column term."""
+    dx = torch.baddbmm(G.sum(2, keepdim=True) * xc, G, yc, beta=2.0, alpha=-2.0) if need_x else None
+    dy = torch.baddbmm(G.sum(1).unsqueeze(2) * yc, G.transpose(1, 2), xc, beta=2.0, alpha=-2.0) if need_y else None
     return dx, dy
 
 
 def _cost_backward(x, y, C, G, cost, need_x, need_y):
-    """Chain dL/dC = G [B, n, m] to x and y with batched GEMMs."""
+    """Chain dL/dC = G [B, n, m] to x and y with batched GEMMs (for the Euclidean costs x and y are
+    the centred points the forward saved)."""
     if cost == "sqeuclidean":
         return _sq_backward(x, y, G, need_x, need_y)
     if cost == "euclidean":
@@ -242,8 +281,15 @@ class _Cost(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, cost):
-        C = _cost_forward(x, y, cost).contiguous()
         ctx.cost = cost
+        if cost in ("sqeuclidean", "euclidean"):  # keep the centred points: the backward's GEMM operands
+            xc, yc = _centred(x, y)
+            C = _sq_from_centred(xc, yc, exact_norms=cost == "euclidean")
+            if cost == "euclidean":
+                C = _sq_to_euclidean(C)
+            ctx.save_for_backward(xc, yc, C)
+            return C
+        C = _cost_forward(x, y, cost).contiguous()
         ctx.save_for_backward(x, y, C)
         return C
 

@@ -1,5 +1,6 @@
 """sinkhorn: fused kernel vs the float64 reference and POT, gradients, edge cases, bad input, memory."""
 
+import importlib
 import warnings
 
 import pytest
@@ -10,6 +11,8 @@ from eirnn_fast.ops import relative_eps, sinkhorn, sinkhorn_info, sinkhorn_plan
 from eirnn_fast.reference import cost_matrix_reference, sinkhorn_reference
 
 pytestmark = requires_compiled
+# the module (eirnn_fast.ops re-exports the function under the same name)
+sinkhorn_module = importlib.import_module("eirnn_fast.ops.sinkhorn")
 COSTS = ["sqeuclidean", "poisson", "euclidean"]
 
 
@@ -477,3 +480,39 @@ def test_nonconvergence_counts_only_the_unconverged_problems():
     with pytest.warns(UserWarning, match=r"1 of 2 problems"):
         _, info = sinkhorn_info(x, y, eps=eps, max_iter=20, tol=1e-8)
     assert info.converged.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "euclidean"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_cost_and_its_gradient_match_explicit_formula_off_centre(cost, dtype):
+    # points far from the origin (offset 50 in every dimension) and a wide d: the fused path builds C
+    # from points centred by their joint mean, norms from vector_norm and one baddbmm, and chains
+    # dL/dC back through baddbmm on the saved centred points; all must equal the explicit
+    # difference formula, in values and in gradients, on fresh random data
+    gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+    x64 = 50.0 + torch.randn(3, 7, 300, generator=gen, dtype=torch.float64)
+    y64 = 50.0 + torch.randn(3, 5, 300, generator=gen, dtype=torch.float64)
+    G = torch.rand(3, 7, 5, generator=gen, dtype=torch.float64)
+    xe, ye = x64.clone().requires_grad_(), y64.clone().requires_grad_()
+    C_true = explicit_cost(xe, ye, cost)
+    gx_true, gy_true = torch.autograd.grad((C_true * G).sum(), [xe, ye])
+    x, y = x64.to(dtype).requires_grad_(), y64.to(dtype).requires_grad_()
+    C = sinkhorn_module._Cost.apply(x, y, cost)
+    gx, gy = torch.autograd.grad((C * G.to(dtype)).sum(), [x, y])
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    assert rel(C, C_true) < tol
+    assert rel(gx, gx_true) < tol and rel(gy, gy_true) < tol
+    # the no-grad builder (plans, relative_eps, eps scaling) gives the same matrix
+    assert rel(sinkhorn_module._cost_forward(x.detach(), y.detach(), cost), C_true) < tol
+
+
+def test_nonfinite_check_reads_sum_first_but_overflow_is_not_rejected():
+    big = torch.full((2, 4, 8), 3.0e38)  # finite, but the float32 sum overflows to inf
+    assert sinkhorn_module._all_finite(big)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        t = torch.rand(2, 4, 8)
+        t[1, 2, 3] = bad
+        assert not sinkhorn_module._all_finite(t)
+    t = torch.rand(2, 4, 8)
+    t[0, 0, 0], t[1, 1, 1] = float("inf"), -float("inf")  # inf - inf: the sum is NaN, still caught
+    assert not sinkhorn_module._all_finite(t)
