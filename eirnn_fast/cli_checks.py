@@ -82,6 +82,8 @@ def check_args(args) -> Optional[str]:
             return f"argument --{dest.replace('_', '-')}: {what}, got {value!r}"
     if command in PATH_RULES:
         dest, _ = PATH_RULES[command]
+        if getattr(args, dest) is None:  # an optional positional left out (flyvis train with --data-path)
+            return None
         path = Path(getattr(args, dest))
         if not path.exists():
             return f"{path}: no such file (the {dest} argument names a YAML file)"

@@ -33,7 +33,7 @@ REQUIRED = {
     "flyvis ladder": ["{d}/ladder.yaml", "--out", "lad"],
     "explore": ["{d}/explore.yaml", "--out", "exp"],
 }
-POSITIONAL = {"evaluate", "experiment", "flyvis train", "flyvis evaluate", "flyvis ladder", "explore"}
+POSITIONAL = {"evaluate", "experiment", "flyvis evaluate", "flyvis ladder", "explore"}
 
 CASES = []
 
@@ -84,6 +84,8 @@ for command, p in _subparsers():
             case(command, [flag], f"argument {flag}: expected one argument", f"{flag}-no-value")
     if command in POSITIONAL:
         case(command, [], "the following arguments are required", "no-positional", own="none")
+    elif command == "flyvis train":  # the YAML is optional next to --data-path, but one of them is needed
+        case(command, [], "give a YAML config or --data-path", "no-positional", own="none")
 
 # -- 2. every numeric option's range (cli_checks.ARG_RULES): below the bound, non-finite
 for command, rules in ARG_RULES.items():

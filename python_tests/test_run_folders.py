@@ -119,6 +119,34 @@ def test_flyvis_train_folder_rule(fly_yaml, tmp_path, capsys):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # the old run's lines removed
 
 
+def test_flyvis_train_flags_override_the_yaml_and_stand_alone(fly_yaml, tmp_path, capsys, monkeypatch):
+    # every FlyVisTrainConfig field is a flag: one given next to the YAML overrides its value (and
+    # counts for the resume rule), the YAML's other keys stay; with --data-path no YAML is needed
+    out = tmp_path / "flags"
+    assert main(["flyvis", "train", str(fly_yaml / "c.yaml"), "--out", str(out), "--lr", "0.004", "--seed", "3"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["lr"] == 0.004 and cfg["seed"] == 3
+    assert cfg["iterations_per_epoch"] == FLY["iterations_per_epoch"] and cfg["hidden_dim"] == FLY["hidden_dim"]
+    capsys.readouterr()
+    assert main(["flyvis", "train", str(fly_yaml / "c.yaml"), "--out", str(out), "--lr", "0.004", "--seed", "3"]) == 0
+    assert "already finished" in capsys.readouterr().err
+    assert main(["flyvis", "train", str(fly_yaml / "c.yaml"), "--out", str(out)]) == 0  # unset keys follow the run
+    assert "already finished" in capsys.readouterr().err
+    assert main(["flyvis", "train", str(fly_yaml / "c.yaml"), "--out", str(out), "--lr", "0.005"]) == 2
+    _one_error_line(capsys, "eirnn-fast flyvis train: error:", "lr: 0.004 -> 0.005", "--force")
+    monkeypatch.chdir(fly_yaml)  # a relative --data-path is relative to the working directory
+    bare = tmp_path / "bare"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in FLY.items() if not isinstance(v, bool)]
+    assert main(["flyvis", "train", "--data-path", "toy.npz", "--out", str(bare), *flags]) == 0
+    cfg = json.loads((bare / "config.json").read_text())
+    assert cfg["data_path"] == str(fly_yaml / "toy.npz") and cfg["hidden_dim"] == FLY["hidden_dim"]
+    capsys.readouterr()
+    assert main(["flyvis", "train", "--out", str(tmp_path / "none")]) == 2
+    _one_error_line(capsys, "eirnn-fast flyvis train: error:", "--data-path")
+    assert main(["flyvis", "train", "--data-path", "toy.npz", "--epoch-loop", "nope"]) == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
 def _mini_suite(tmp_path, lr=None):
     folder = tmp_path / "suite"
     folder.mkdir(exist_ok=True)

@@ -1,5 +1,6 @@
 """``eirnn-fast flyvis generate | train | evaluate | ladder``. ``generate``'s flags are derived from
-:class:`eirnn_fast.flyvis.GenerateConfig` (one per field, :func:`eirnn_fast.configs.add_flags`)."""
+:class:`eirnn_fast.flyvis.GenerateConfig`, ``train``'s from :class:`FlyVisTrainConfig` (one per field,
+:func:`eirnn_fast.configs.add_flags`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from eirnn_fast.cli.common import FORCE_HELP
 from eirnn_fast.flyvis import GenerateConfig, generate_dataset
 from eirnn_fast.flyvis.ladder import run_ladder, summarise, write_results
 from eirnn_fast.flyvis.train import flyvis_evaluate_main, flyvis_train_main
+from eirnn_fast.flyvis.train_config import FlyVisTrainConfig
 
 
 def register(sub) -> None:
@@ -37,9 +39,14 @@ def register(sub) -> None:
     p_gen.set_defaults(func=_cmd_generate)
 
     p_train = fly_sub.add_parser(
-        "train", help="train the FlyVis GNN from a YAML config (data_path: npz or generate folder)"
+        "train",
+        help="train the FlyVis GNN from a YAML config (data_path: npz or generate folder) and/or flags",
+        description="Train the FlyVis GNN, then evaluate it. Every field of FlyVisTrainConfig is a flag "
+        "(old names as aliases); a flag overrides the YAML's value. Without a YAML, --data-path is needed.",
     )
-    p_train.add_argument("config", help="YAML config with the seeds' parameter names (see README)")
+    p_train.add_argument(
+        "config", nargs="?", default=None, help="YAML config with the seeds' parameter names (see README); optional"
+    )
     p_train.add_argument("--out", default="runs/flyvis", help="run folder (resumes if it has a checkpoint)")
     p_train.add_argument("--force", action="store_true", help=FORCE_HELP.replace("OUT", "--out"))
     p_train.add_argument(
@@ -48,6 +55,12 @@ def register(sub) -> None:
         default=None,
         help="torch threads (default: torch's). Use 1 when anything else runs on a 2-core machine: a contended "
         "second thread made extent-1 iterations 100x slower here (0.56 s instead of 5.7 ms)",
+    )
+    configs.add_flags(
+        p_train,
+        FlyVisTrainConfig,
+        skip=("extra",),
+        help={"data_path": "training data: an npz or a `flyvis generate` folder (relative: to the working directory)"},
     )
     p_train.set_defaults(func=_cmd_train)
 
@@ -95,7 +108,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = flyvis_train_main(args.config, args.out, force=args.force)
+    overrides = configs.overrides_from_args(args, FlyVisTrainConfig)
+    if args.config is None and "data_path" not in overrides:
+        raise ValueError("give a YAML config or --data-path (the training data)")
+    result = flyvis_train_main(args.config, args.out, force=args.force, overrides=overrides)
     print(json.dumps(result.get("metrics", result), indent=1, default=str))
     return 0
 

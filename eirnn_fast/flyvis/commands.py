@@ -5,6 +5,7 @@ evaluate (:func:`flyvis_train_main`, which does not train a finished run again),
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -78,14 +79,41 @@ def _finished_result(out: Path, cfg: FlyVisTrainConfig) -> Optional[Dict[str, An
     return res if state["epoch"] >= epochs_to_run(cfg) else None
 
 
+def train_config(
+    config_path: Optional[Union[str, Path]] = None, overrides: Optional[Dict[str, Any]] = None
+) -> FlyVisTrainConfig:
+    """The YAML's config (the defaults when ``config_path`` is None) with ``overrides`` (field names or
+    their old names, e.g. from ``flyvis train``'s flags) on top. A relative ``data_path`` is taken
+    relative to the YAML when it comes from the YAML, relative to the working directory when it is an
+    override. The keys the YAML set and the overrides all count as set explicitly (resume rule)."""
+    cfg = FlyVisTrainConfig.from_yaml(config_path) if config_path is not None else None
+    if not overrides:
+        return cfg if cfg is not None else FlyVisTrainConfig.from_dict({})
+    flat = {k: getattr(cfg, k) for k in cfg._explicit} if cfg is not None else {}
+    over = dict(overrides)
+    if isinstance(over.get("data_path"), str) and not os.path.isabs(over["data_path"]):
+        over["data_path"] = str(Path(over["data_path"]).resolve())
+    extra = dict(cfg.extra) if cfg is not None else {}
+    source = f"{config_path} + flags" if config_path is not None else "flags"
+    return FlyVisTrainConfig.from_dict({**flat, **over, "extra": extra}, source=source)
+
+
 def flyvis_train_main(
-    config_path: Union[str, Path], out_dir: Union[str, Path], *, force: bool = False
+    config_path: Optional[Union[str, Path]],
+    out_dir: Union[str, Path],
+    *,
+    force: bool = False,
+    overrides: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Train from a YAML config (``data_path`` names the npz), then evaluate; returns result.json's dict.
-    A finished run of the same config is not trained again: "already finished, loaded from ..."."""
-    cfg = FlyVisTrainConfig.from_yaml(config_path)
+    """Train from a YAML config (``data_path`` names the npz) and/or ``overrides`` (field values, as
+    :func:`train_config`), then evaluate; returns result.json's dict. A finished run of the same
+    config is not trained again: "already finished, loaded from ..."."""
+    cfg = train_config(config_path, overrides)
     if not cfg.data_path:
-        raise ValueError(f"config key 'data_path': required by flyvis_train_main ({config_path})")
+        where = f" ({config_path})" if config_path is not None else ""
+        raise ValueError(
+            f"config key 'data_path': required by flyvis_train_main{where}; set it in the YAML or as --data-path"
+        )
     out = Path(out_dir)
     if not force and (out / "checkpoint.pt").is_file():
         stored = load_checkpoint(out / "checkpoint.pt", "cpu").get("config", {})

@@ -129,7 +129,9 @@ class FlyVisTrainConfig:
     quiet: bool = False
     extra: Dict[str, Any] = field(default_factory=dict)
 
-    CONFIG_ALIASES = ALIASES  # not a field (no annotation): the table eirnn_fast.configs reads
+    # not fields (no annotation): the tables eirnn_fast.configs reads (old names; flag choices)
+    CONFIG_ALIASES = ALIASES
+    CONFIG_CHOICES = _CHOICES
 
     def __post_init__(self):
         self.validate()

@@ -13,7 +13,8 @@ the data before the split (so a seed's split is drawn from the changed session):
 - ``0813_80_units``       08_13 as shipped in a network of 08_14's size: 80 units (64 E + 16 I,
                           ``model_kwargs={"target_total": 80}``) instead of 30 (24 E + 6 I), the only
                           case that changes the fit's configuration rather than the data;
-- ``0813_160_units``      the same with 160 units (128 E + 32 I).
+- ``0813_160_units``      the same with 160 units (128 E + 32 I);
+- ``0814_160_units``      08_14 in 160 units (128 E + 32 I) instead of its 80.
 
     OMP_NUM_THREADS=1 python experiments/sc_0813_why/run.py --out runs/sc_0813_why [--seeds 42 43 44] [--cases ...]
 
@@ -74,6 +75,7 @@ CASES = {
     "0813_no_short": ("08_13", _no_short, {}),
     "0813_80_units": ("08_13", None, {"model_kwargs": {"target_total": 80}}),
     "0813_160_units": ("08_13", None, {"model_kwargs": {"target_total": 160}}),
+    "0814_160_units": ("08_14", None, {"model_kwargs": {"target_total": 160}}),
 }
 
 
