@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from eirnn_fast import cli
 from eirnn_fast.executor import Executor, WorkerDied
 
 
@@ -38,3 +39,16 @@ def test_bad_arguments():
         Executor("threads")
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         Executor("local", 0)
+
+
+def test_a_dead_worker_is_one_line_and_status_1_on_the_command_line(monkeypatch, capsys):
+    # `experiment` / `explore` over a pool whose worker was killed: no traceback, the resume hint
+    def dies(*args, **kwargs):
+        with Executor("local", 1) as ex:
+            list(ex.run(_task, ["die"]))
+
+    monkeypatch.setattr(cli.experiment, "run_suite", dies)
+    assert cli.main(["experiment", "phase2", "--quick", "--out", "unused"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("eirnn-fast experiment: error: a worker process died"), err
+    assert "run the same command again to resume" in err[0]

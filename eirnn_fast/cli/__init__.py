@@ -25,6 +25,7 @@ from typing import List, Optional
 from eirnn_fast.cli import experiment, explore, fit, flyvis
 from eirnn_fast.cli.common import DEBUG_ENV, CLIError, Parser
 from eirnn_fast.cli_checks import check_args, is_user_error
+from eirnn_fast.executor import WorkerDied
 from eirnn_fast.runtime import tune_cpu_allocator
 
 __all__ = ["CLIError", "DEBUG_ENV", "build_parser", "main"]
@@ -115,6 +116,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             msg = str(exc) or type(exc).__name__
         print(_error_line(_command_prog(args, argv), msg), file=sys.stderr)
         return 2
+    except WorkerDied as exc:  # killed / out of memory: not a bug of ours, and the message says how to resume
+        if debug:
+            raise
+        print(_error_line(_command_prog(args, argv), str(exc)), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         command = getattr(args, "command", None)
         if command == "flyvis":
