@@ -211,6 +211,29 @@ def test_explore_folder_rule(tmp_path, capsys):
     assert json.loads((out / "tree.json").read_text())["meta"]["config"]["ucb_c"] == 2.0
 
 
+def test_explore_flags_override_the_yaml(tmp_path, capsys):
+    # the YAML's keys are flags too: --ucb-c 2.0 on e.yaml is the run c.yaml (ucb_c 2.0) describes, so
+    # it finishes that run's folder; a JSON table replaces the YAML's table; a bad value is one line
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(EXPLORE))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**EXPLORE, "ucb_c": 2.0}))
+    out = tmp_path / "ex"
+    assert main(["explore", str(tmp_path / "c.yaml"), "--out", str(out), "--engine", "serial"]) == 0
+    capsys.readouterr()
+    assert main(["explore", str(tmp_path / "e.yaml"), "--out", str(out), "--engine", "serial", "--ucb-c", "2.0"]) == 0
+    assert f"already finished, loaded from {out}/tree.json" in capsys.readouterr().out
+    other = tmp_path / "other"
+    base = json.dumps({"lr": 5e-3, "time_step": 2})
+    assert (
+        main(["explore", str(tmp_path / "e.yaml"), "--out", str(other), "--engine", "serial", "--base-config", base])
+        == 0
+    )
+    meta = json.loads((other / "tree.json").read_text())["meta"]["config"]
+    assert meta["base_config"] == {"lr": 5e-3, "time_step": 2} and meta["search_space"] == EXPLORE["search_space"]
+    capsys.readouterr()
+    assert main(["explore", str(tmp_path / "e.yaml"), "--out", str(other), "--kind", "nope"]) == 2
+    _one_error_line(capsys, "eirnn-fast explore: error:", "'kind'", "nope")
+
+
 def test_tree_of_the_previous_version_resumes(tmp_path):
     """tree.json as the previous version wrote it (no recorded config): resumes on name and kind."""
     out = tmp_path / "ex"

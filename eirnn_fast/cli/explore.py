@@ -1,4 +1,5 @@
-"""``eirnn-fast explore CONFIG ...``: the UCB-tree configuration search (:mod:`eirnn_fast.explore`)."""
+"""``eirnn-fast explore CONFIG ...``: the UCB-tree configuration search (:mod:`eirnn_fast.explore`). Every key of
+the exploration YAML (:class:`eirnn_fast.explore.config.ExploreFile`) is also a flag that overrides the file."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 import json
 import time
 
+from eirnn_fast import configs
 from eirnn_fast.cli.common import FORCE_HELP, CLIError
 from eirnn_fast.explore import ExploreConfig, Explorer
+from eirnn_fast.explore.config import ExploreFile
 
 
 def register(sub) -> None:
@@ -27,12 +30,31 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="proposer seed (default: the config's)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--force", action="store_true", help=FORCE_HELP.replace("OUT", "--out"))
+    # every other key of the exploration YAML (ExploreFile) as a flag overriding the file's value;
+    # --slots, --iterations and --seed above are run options with their own checks and meaning; the
+    # lists of tables (blocks, slot_models) are YAML only
+    p.set_defaults(_yaml_flags=configs.add_flags(p, ExploreFile, skip=RUN_FLAGS + TABLE_LISTS, help=_KEY_HELP))
     p.set_defaults(func=_cmd_explore)
+
+
+RUN_FLAGS = ("slots", "iterations", "seed")
+TABLE_LISTS = ("blocks", "slot_models")  # lists of tables: in the YAML only
+_KEY_HELP = {
+    "kind": "flyvis | sc (overrides the YAML's kind)",
+    "name": "exploration name (the default folder is runs/explore/NAME)",
+    "base_config": "the training config every node starts from (JSON object, replaces the YAML's)",
+    "search_space": "parameters and their ranges (JSON object, replaces the YAML's)",
+}
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
     try:
-        cfg = ExploreConfig.from_yaml(args.config)
+        raw = configs.read_config_file(args.config, kind="YAML")
+        if not isinstance(raw, dict):
+            raise ValueError(f"{args.config}: an exploration config must be a mapping, got {type(raw).__name__}")
+        overrides = configs.overrides_from_args(args, ExploreFile, fields=args._yaml_flags)
+        source = f"{args.config} + flags" if overrides else str(args.config)
+        cfg = ExploreConfig.from_dict({**raw, **overrides}, source=source)
     except ValueError as exc:  # an OSError: main's one line, without errno text
         raise CLIError(f"eirnn-fast explore: {exc}") from None
     if args.slots is not None:
