@@ -4,8 +4,9 @@
 // Rows are padded to P (a multiple of the vector width) so every inner loop is a
 // remainder-free sequence of vector FMAs. The two matrix-vector products per step are written as
 // sums of scaled matrix rows (forward: rows of W^T, backward: rows of W), computed by a
-// register-tiled micro-kernel that keeps the R x NV accumulator tile in registers for the whole
-// k loop; the summation order is fixed (k ascending), independent of vector width and threads.
+// register-tiled micro-kernel that keeps an R x NV accumulator tile (R rows, NV vectors of each,
+// or a block of a row's vectors: see "Column blocks") in registers for the whole k loop; the
+// summation order is fixed (k ascending), independent of vector width, tiling and threads.
 #include "rnn/rnn.h"
 
 #include <algorithm>
@@ -120,6 +121,20 @@ inline void outer_rows(T* m, const T* g, const T* sp, int rows, int64_t N, int64
   for (; n < N; ++n) outer_block<T, NV, 1>(m, g, sp, rows, n, P);
 }
 
+// acc[:] += sum_{r < rows} a[r, :] * b[r, :] (rows ascending), each vector of acc kept in a
+// register over the rows: updating acc in memory row by row made every FMA wait for the store of
+// the one before (store-to-load forwarding), ~4 % of the backward at the bench shape.
+template <typename T>
+inline void add_row_products(T* __restrict acc, const T* __restrict a, const T* __restrict b, int rows,
+                             int64_t P) {
+  using S = Simd<T>;
+  for (int64_t i = 0; i < P; i += S::kWidth) {
+    typename S::V sum = S::load(acc + i);
+    for (int r = 0; r < rows; ++r) sum += S::load(a + r * P + i) * S::load(b + r * P + i);
+    S::store(acc + i, sum);
+  }
+}
+
 // Generic fallbacks (any P, rows one at a time) for rows wider than the register tile allows.
 template <typename T>
 inline void matvec_generic(const T* mat, const T* vecs, T* out, int rows, int64_t K, int64_t P) {
@@ -161,16 +176,66 @@ constexpr int kMaxTileVectors = 12;
 constexpr int kGroupRows = 12;  // batch rows advanced together through the time loop
 constexpr int64_t kAhead = 4;  // prefetch distance in steps for the [B, T, N] streams
 
+// Column blocks. rows_for(NV) keeps whole rows in registers, so a row of NV = 7 or 8 vectors
+// (N = 50..64 float32 with AVX2) gets one row per tile: 7-8 accumulator chains, fewer than the
+// FMA latency x issue width (5 x 2 on Zen 2) needs, and one load per FMA. A blocked tile instead
+// runs kTileRows rows over a block of at most kTileCols of the row's vectors at a time (3 x 4 +
+// 3 x 3 chains at NV = 7), each matrix vector loaded feeding kTileRows FMAs. Blocks split NV as
+// evenly as possible; the summation order per output element (k, or r, ascending) is unchanged.
+#if defined(__AVX512F__)
+constexpr int kTileRows = 4;
+#else
+constexpr int kTileRows = 3;
+#endif
+constexpr int kTileCols = kAccRegisters / kTileRows;  // 4 with AVX2, 6 with AVX-512
+constexpr int n_col_blocks(int nv) { return (nv + kTileCols - 1) / kTileCols; }
+constexpr int col_block_start(int nv, int i) {
+  return i * (nv / n_col_blocks(nv)) + (i < nv % n_col_blocks(nv) ? i : nv % n_col_blocks(nv));
+}
+constexpr int col_block_size(int nv, int i) { return col_block_start(nv, i + 1) - col_block_start(nv, i); }
+// blocked when its smallest block still has more accumulator chains than the whole-row tile
+constexpr bool use_col_blocks(int nv) {
+  return kTileRows * col_block_size(nv, n_col_blocks(nv) - 1) > rows_for(nv) * nv;
+}
+static_assert(kTileRows != 3 || (use_col_blocks(7) && !use_col_blocks(4) && !use_col_blocks(6)),
+              "AVX2: NV = 7 blocked (3 x 4 + 3 x 3), NV = 4 and 6 whole rows");
+
+template <typename T, int NV, int R, int I>
+inline void matvec_blocks(const T* mat, const T* vecs, T* out, int64_t K, int64_t P) {
+  constexpr int W = Simd<T>::kWidth, v0 = col_block_start(NV, I);
+  matvec_tile<T, col_block_size(NV, I), R>(mat + v0 * W, vecs, out + v0 * W, K, P);
+  if constexpr (I + 1 < n_col_blocks(NV)) matvec_blocks<T, NV, R, I + 1>(mat, vecs, out, K, P);
+}
+
+template <typename T, int NV, int NN, int I>
+inline void outer_blocks(T* m, const T* g, const T* sp, int rows, int64_t n0, int64_t P) {
+  constexpr int W = Simd<T>::kWidth, v0 = col_block_start(NV, I);
+  outer_block<T, col_block_size(NV, I), NN>(m + v0 * W, g, sp + v0 * W, rows, n0, P);
+  if constexpr (I + 1 < n_col_blocks(NV)) outer_blocks<T, NV, NN, I + 1>(m, g, sp, rows, n0, P);
+}
+
 template <typename T, int NV>
 struct Tiles {
-  static constexpr int R = rows_for(NV);
+  static constexpr bool kBlocked = use_col_blocks(NV);
+  static constexpr int R = kBlocked ? kTileRows : rows_for(NV);
   static void matvec(const T* mat, const T* vecs, T* out, int rows, int64_t K, int64_t P) {
     int r = 0;
-    for (; r + R <= rows; r += R) matvec_tile<T, NV, R>(mat, vecs + r * P, out + r * P, K, P);
+    for (; r + R <= rows; r += R) {
+      if constexpr (kBlocked)
+        matvec_blocks<T, NV, R, 0>(mat, vecs + r * P, out + r * P, K, P);
+      else
+        matvec_tile<T, NV, R>(mat, vecs + r * P, out + r * P, K, P);
+    }
     for (; r < rows; ++r) matvec_tile<T, NV, 1>(mat, vecs + r * P, out + r * P, K, P);
   }
   static void outer(T* m, const T* g, const T* sp, int rows, int64_t N, int64_t P) {
-    outer_rows<T, NV, rows_for(NV)>(m, g, sp, rows, N, P);
+    if constexpr (kBlocked) {
+      int64_t n = 0;
+      for (; n + R <= N; n += R) outer_blocks<T, NV, R, 0>(m, g, sp, rows, n, P);
+      for (; n < N; ++n) outer_block<T, NV, 1>(m, g, sp, rows, n, P);
+    } else {
+      outer_rows<T, NV, rows_for(NV)>(m, g, sp, rows, N, P);
+    }
   }
 };
 
@@ -278,11 +343,8 @@ void backward_impl(const T* grad, const T* x0, const T* w, const T* alpha, const
           vr[n] = a[n] * gn;
           xr[n] = xprev[n];
         }
-        if (need_m) {
-#pragma omp simd
-          for (int64_t n = 0; n < N; ++n) gx[n] += gr[n] * xr[n];
-        }
       }
+      if (need_m) add_row_products(gx.data(), g.data(), xp.data(), rows, P);
       softplus_and_grad_row(xp.data(), sp.data(), dsp.data(), rows * P);
       if (need_m) K::outer(m.data(), g.data(), sp.data(), rows, N, P);
       K::matvec(wp.data(), v.data(), wv.data(), rows, N, P);

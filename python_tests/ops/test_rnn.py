@@ -65,6 +65,23 @@ def test_float32_matches_float64_reference(device, shape):
         assert rel_err(a, b) < 2e-4, name
 
 
+@pytest.mark.parametrize("N", [8, 15, 24, 32, 40, 47, 50, 54, 57, 64, 65, 72, 80, 88, 96, 100])
+def test_every_register_tile_width_matches_float64_reference(N):
+    # one case per float32 row width of 1..13 vectors (AVX2) / 1..7 (AVX-512): whole-row tiles,
+    # column-blocked tiles (AVX2: 7 and 8 vectors, N = 50..64), the generic fallback beyond; B = 14
+    # leaves remainders after the 12-row groups and the 3- and 4-row tiles, in the matrix-vector
+    # products and in the outer products of dL/dW
+    B, T = 14, 6
+    inputs64 = make_inputs(B, T, N, torch.float64, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
+    inputs32 = [t.detach().float().requires_grad_() for t in inputs64]
+    cot = torch.randn(B, T, N, dtype=torch.float64)
+    out_f, g_f = grads(lambda *a: ei_rnn_scan(*a, backend="fused"), inputs32, cot.float())
+    out_r, g_r = grads(ei_rnn_scan_reference, inputs64, cot)
+    assert rel_err(out_f, out_r) < 2e-5
+    for name, a, b in zip(("drive", "x0", "w_rec", "alpha"), g_f, g_r):
+        assert rel_err(a, b) < 5e-5, name
+
+
 def test_gradcheck_float64():
     inputs = make_inputs(3, 5, 4, torch.float64, seed=7)
     assert torch.autograd.gradcheck(lambda *a: ei_rnn_scan(*a, backend="fused"), inputs)
