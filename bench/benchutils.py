@@ -105,7 +105,10 @@ def sc_epoch_setup(session, backend: str):
 
     torch.manual_seed(0)
     np.random.seed(0)
-    model, unit_index = build_model(FitConfig(backend=backend, learnable_alpha="neuron"), session)
+    # the bench shape is the 4:1 padding (65 units for 41 E + 13 I, seed 000's network): min_units
+    # None keeps it (an install older than that field has only the padding)
+    sized = {"min_units": None} if "min_units" in FitConfig.__dataclass_fields__ else {}
+    model, unit_index = build_model(FitConfig(backend=backend, learnable_alpha="neuron", **sized), session)
     train, _ = train_val_split(session, 0.2, seed=42)
     data = session.get_all_trials()
     idx = torch.as_tensor(train)

@@ -44,6 +44,7 @@ ADDED_FIELDS: Dict[str, Any] = {
     "lr_warmup_from_zero": False,
     "cosine_min_factor": 0.0,
     "rate_weight": 0.0,  # no per-neuron rate term before issue 15
+    "min_units": None,  # networks were the 4:1 padding of the recorded neurons
     "rate_form": "log",
 }
 
@@ -70,6 +71,11 @@ class FitConfig:
     max_trials: Optional[int] = None  # use only the first n trials of the file (quick runs, tests)
     # --- model (eirnn_fast.EIRNN arguments)
     enforce_ratio: bool = True
+    # with enforce_ratio: a network smaller than this (the 4:1 padding of the recorded neurons) is
+    # grown to min_units at 4:1 E:I with hidden units (create_model_from_data's target_total); None =
+    # the padding alone, the predecessor's size. 80 = 08_14's padded size: on 08_13 (14 neurons, 30
+    # units by the padding) it lifted test r / ceiling from 0.795 to 0.935 (experiments/sc_0813_why)
+    min_units: Optional[int] = 80
     bypass_dale: bool = False
     noise_scale: float = 0.1
     spectral_radius: float = 0.9
@@ -134,6 +140,8 @@ class FitConfig:
         "data": "session .mat file (v5 or v7.3); default: the embedded session --session names",
         "session": "embedded session when no --data: 08_13 (None = the default) | 08_14",
         "rate_weight": "weight of the per-neuron rate term L_rate (0 = off, as before issue 15)",
+        "min_units": "grow a smaller network (the 4:1 padding of the recorded neurons) to this many units; none = "
+        "the padding alone (the predecessor's size)",
         "rate_form": "log (mean_n log((m_n + 0.5) / (d_n + 0.5))^2) | poisson (normalised count deviance)",
         "out": "run directory (config.json, metrics.jsonl, checkpoint.pt, result.json, plots)",
         "epochs": "maximum number of epochs",
@@ -246,7 +254,7 @@ class FitConfig:
             raise ValueError(f"plateau_min_lr must be >= 0, got {self.plateau_min_lr}")
         if not 0.0 <= self.cosine_min_factor <= 1.0:
             raise ValueError(f"cosine_min_factor must be in [0, 1], got {self.cosine_min_factor}")
-        for name in ("low_rank", "input_embed_dim"):
+        for name in ("low_rank", "input_embed_dim", "min_units"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
         if self.seed < 0:

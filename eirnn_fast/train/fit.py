@@ -45,7 +45,7 @@ from eirnn_fast.runstore import ResumeDecision, announce, checkpoint_format, dec
 from eirnn_fast.train.config import ADDED_FIELDS, RUNTIME_FIELDS, W_IN_INITS, FitConfig
 from eirnn_fast.train.plots import plot_psths, plot_training_curves
 from eirnn_fast.train.protocols import describe_split
-from eirnn_fast.units import recorded_unit_index, select_units
+from eirnn_fast.units import ei_unit_counts, recorded_unit_index, select_units
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def load_fit_data(cfg: FitConfig):
 
 
 def build_model(cfg: FitConfig, session):
-    """``(model, unit_index)`` for a session: EIRNN sized by ``create_model_from_data`` and the
+    """``(model, unit_index)`` for a session: EIRNN sized by ``create_model_from_data`` (the 4:1
+    padding of the recorded neurons, grown to ``cfg.min_units`` when smaller) and the
     explicit recorded-neuron -> unit index: each neuron fitted by a unit of its own E/I type
     (``unit_pairing="type"``) or recorded neuron i by unit i (``"position"``, the predecessor's, which
     fits most interneurons with E units). ``w_in_init="seed002"`` maps the U(0, 1) draw of ``W_in``
@@ -113,6 +114,9 @@ def build_model(cfg: FitConfig, session):
         backend=cfg.backend,
         noise_draw="counter",
     )
+    n_padded = sum(ei_unit_counts(info["n_exc"], info["n_inh"], cfg.enforce_ratio))
+    if cfg.enforce_ratio and cfg.min_units is not None and n_padded < cfg.min_units:
+        kwargs["target_total"] = cfg.min_units  # model_kwargs may still set its own
     kwargs.update(cfg.model_kwargs)
     model = create_model_from_data(
         info["n_exc"],

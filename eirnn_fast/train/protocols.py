@@ -73,6 +73,7 @@ _PREDECESSOR: Dict[str, Any] = {
     "noise_scale": 0.1,
     "spectral_radius": 0.9,
     "enforce_ratio": True,
+    "min_units": None,  # create_model_from_data: the 4:1 padding of the recorded neurons alone
     "stratify_by": "reward",
     "lr": 1e-3,
     "grad_clip": 1.0,

@@ -1,7 +1,8 @@
 """Why 08_13 fits reach a lower share of the noise ceiling than 08_14: one-factor data ablations.
 
 Each case is `eirnn-fast fit`'s defaults (FitConfig()) on an embedded session, with one change made to
-the data before the split (so a seed's split is drawn from the changed session):
+the data before the split (so a seed's split is drawn from the changed session), in the network the
+4:1 padding of the recorded neurons gives (``min_units=None``, the default before it became 80):
 
 - ``0814``                the 08_14 session as shipped;
 - ``0814_no_eye``         08_14 with the eye-position inputs (channels eye_x, eye_y) set to
@@ -11,8 +12,8 @@ the data before the split (so a seed's split is drawn from the changed session):
 - ``0813``                the 08_13 session as shipped;
 - ``0813_no_short``       08_13 without its 331 trials whose trial_duration_ms is < 50 ms;
 - ``0813_80_units``       08_13 as shipped in a network of 08_14's size: 80 units (64 E + 16 I,
-                          ``model_kwargs={"target_total": 80}``) instead of 30 (24 E + 6 I), the only
-                          case that changes the fit's configuration rather than the data;
+                          ``model_kwargs={"target_total": 80}``) instead of 30 (24 E + 6 I): this
+                          and the next two change the network, not the data;
 - ``0813_160_units``      the same with 160 units (128 E + 32 I);
 - ``0814_160_units``      08_14 in 160 units (128 E + 32 I) instead of its 80.
 
@@ -66,13 +67,16 @@ def _no_short(s):
     return s.subset(keep)
 
 
+#: the network of the data ablations: the 4:1 padding of the recorded neurons alone (the defaults
+#: before min_units; 08_14 pads to 80 units either way, 08_13 and 14 neurons of 08_14 to 30)
+PADDED = {"min_units": None}
 #: case -> (embedded session, change to the data or None, FitConfig overrides)
 CASES = {
-    "0814": ("08_14", None, {}),
-    "0814_no_eye": ("08_14", _no_eye, {}),
-    "0814_14_neurons": ("08_14", _first_neurons, {}),
-    "0813": ("08_13", None, {}),
-    "0813_no_short": ("08_13", _no_short, {}),
+    "0814": ("08_14", None, PADDED),
+    "0814_no_eye": ("08_14", _no_eye, PADDED),
+    "0814_14_neurons": ("08_14", _first_neurons, PADDED),
+    "0813": ("08_13", None, PADDED),
+    "0813_no_short": ("08_13", _no_short, PADDED),
     "0813_80_units": ("08_13", None, {"model_kwargs": {"target_total": 80}}),
     "0813_160_units": ("08_13", None, {"model_kwargs": {"target_total": 160}}),
     "0814_160_units": ("08_14", None, {"model_kwargs": {"target_total": 160}}),
