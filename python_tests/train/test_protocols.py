@@ -339,3 +339,28 @@ def test_loss_ema_updates_per_step_or_per_epoch(tiny_file, tmp_path, update, cou
     assert [x["steps"] for x in lines] == [2, 2, 2]
     balancer = torch.load(tmp_path / update / "checkpoint.pt", weights_only=False)["balancer"]
     assert int(balancer["loss_count_neuron"]) == count
+
+
+def test_min_units_grows_a_small_network_at_4_to_1_and_only_then(tiny_file):
+    # 5 E + 3 I recorded: the 4:1 padding gives 12 E + 3 I = 15 units; min_units 80 grows that to
+    # 64 E + 16 I (create_model_from_data's target_total), every recorded neuron still fitted by a
+    # unit of its own type; None, a min_units below the padding, or no padding keep the old sizes
+    session = load_session(tiny_file)
+    types = np.asarray(session.neuron_type)
+    sizes = {}
+    for kw in ({}, {"min_units": None}, {"min_units": 10}, {"min_units": 81}, {"enforce_ratio": False}):
+        model, index = build_model(FitConfig(**kw), session)
+        sizes[str(kw)] = (model.n_exc, model.n_inh)
+        is_exc = (index < model.n_exc).numpy()
+        assert (is_exc == (types == 1)).all() and len(set(index.tolist())) == len(types)
+    assert sizes["{}"] == (64, 16) and FitConfig().min_units == 80
+    assert sizes["{'min_units': None}"] == (12, 3) and sizes["{'min_units': 10}"] == (12, 3)
+    assert sum(sizes["{'min_units': 81}"]) == 81 and sizes["{'enforce_ratio': False}"] == (5, 3)
+    assert FitConfig.preset("predecessor").min_units is None and ADDED_FIELDS["min_units"] is None
+    model, _ = build_model(FitConfig(model_kwargs={"target_total": 20}), session)  # an explicit size wins
+    assert (model.n_exc, model.n_inh) == (16, 4)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="min_units must be >= 1 or None"):
+            FitConfig(min_units=bad).validate()
+    with pytest.raises(TypeError, match="min_units"):
+        FitConfig(min_units=2.5).validate()
