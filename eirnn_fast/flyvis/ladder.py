@@ -26,11 +26,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from eirnn_fast import configs
 from eirnn_fast.atomic import atomic_write_json, atomic_write_text
 from eirnn_fast.flyvis import metrics as M
 from eirnn_fast.flyvis.simulator import GenerateConfig, generate_dataset
 from eirnn_fast.flyvis.train import FlyVisTrainConfig, epochs_to_run, load_training_data, train_flyvis_gnn
-from eirnn_fast.yamlio import read_yaml
 
 #: seed 004's Node 21 (8 samples, extent 8, 64,000 frames, noise 0.05): mean, std
 NODE21 = {
@@ -64,22 +64,35 @@ class Rung:
         return f"e{self.extent}_noise{self.noise_model_level:g}_f{self.n_frames}{extra}"
 
 
+@dataclass
+class LadderFile:
+    """The keys of a ladder YAML (read by :mod:`eirnn_fast.configs`: unknown keys refused with a "did
+    you mean", types checked, the file named); each entry of ``rungs`` is a :class:`Rung`'s keys."""
+
+    rungs: List[Dict[str, Any]] = field(default_factory=list)
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    threads: int = 1
+    keep_data: bool = False
+
+
 def load_ladder(path) -> Dict[str, Any]:
-    d = read_yaml(path)
-    if not isinstance(d, dict) or not isinstance(d.get("rungs"), list) or not d["rungs"]:
+    """``{"rungs": [Rung, ...], "seeds", "threads", "keep_data"}`` of a ladder YAML; ``ValueError`` /
+    ``TypeError`` naming the file and the key (``rungs[i].key`` inside a rung) for anything else."""
+    source = str(path)
+    d = configs.from_mapping(LadderFile, configs.read_config_file(path, kind="YAML"), source=source)
+    top = LadderFile(**d)
+    if not top.rungs:
         raise ValueError(f"{path}: a ladder needs a non-empty list 'rungs'")
-    known = {"rungs", "seeds", "threads", "keep_data"}
-    for k in d:
-        if k not in known:
-            raise ValueError(f"{path}: unknown key {k!r} (expected {sorted(known)})")
     rungs = []
-    for i, r in enumerate(d["rungs"]):
-        try:
-            rungs.append(Rung(**r))
-        except TypeError as exc:
-            raise ValueError(f"{path}: rung {i}: {exc}") from None
-    seeds = [int(s) for s in d.get("seeds", [0, 1, 2])]
-    return {"rungs": rungs, "seeds": seeds, "threads": int(d.get("threads", 1)), "keep_data": bool(d.get("keep_data"))}
+    for i, r in enumerate(top.rungs):
+        if not isinstance(r, dict):
+            raise ValueError(f"{path}: rung {i}: must be a mapping of Rung keys, got {type(r).__name__}")
+        values = configs.from_mapping(Rung, r, source=source, prefix=f"rungs[{i}].", numeric_strings=True)
+        missing = [k for k in ("extent", "noise_model_level", "n_frames") if k not in values]
+        if missing:
+            raise ValueError(f"{path}: rung {i}: missing {', '.join(missing)}")
+        rungs.append(Rung(**values))
+    return {"rungs": rungs, "seeds": list(top.seeds), "threads": top.threads, "keep_data": top.keep_data}
 
 
 def run_case(rung: Rung, seed: int, root, keep_data: bool = False, quiet: bool = True) -> Dict[str, Any]:

@@ -64,7 +64,7 @@ def test_ladder_case_is_resumable_and_summarised(tmp_path):
     table = summarise([case])
     assert rung.name in table and "Node 21" in table and "0.955 +- 0.029" in table
     (tmp_path / "bad.yaml").write_text("rungs:\n  - {extent: 1, noise: 0.05}\n")
-    with pytest.raises(ValueError, match="rung 0"):
+    with pytest.raises(ValueError, match=r"unknown config key .rungs\[0\]\.noise."):
         load_ladder(tmp_path / "bad.yaml")
     (tmp_path / "bad2.yaml").write_text("rungs: []\n")
     with pytest.raises(ValueError, match="non-empty list 'rungs'"):
@@ -85,3 +85,37 @@ def test_ladder_results_keep_the_prose_around_the_table(tmp_path):
     q.write_text("# notes without markers\n")
     write_results(q, "| t |")
     assert q.read_text() == f"# notes without markers\n\n{RESULTS_BEGIN}\n| t |\n{RESULTS_END}\n"
+
+
+@pytest.mark.parametrize(
+    "text, error, message",
+    [
+        ("rung: []\n", ValueError, "unknown config key 'rung' (did you mean 'rungs'?)"),
+        (
+            "rungs:\n  - {extent: one, noise_model_level: 0.05, n_frames: 10}\n",
+            TypeError,
+            "'rungs[0].extent': must be int",
+        ),
+        ("rungs:\n  - {extent: 1, n_frames: 10}\n", ValueError, "rung 0: missing noise_model_level"),
+        ("rungs:\n  - 3\n", TypeError, "config key 'rungs'"),
+        ("rungs:\n  - {extent: 1, noise_model_level: 0.05, n_frames: 10}\nseeds: [0, x]\n", TypeError, "'seeds'"),
+        ("rungs:\n  - {extent: 1, noise_model_level: 0.05, n_frames: 10}\nthreads: 1.5\n", TypeError, "'threads'"),
+    ],
+)
+def test_ladder_yaml_is_read_by_the_config_mechanism(tmp_path, text, error, message):
+    from eirnn_fast.flyvis.ladder import load_ladder
+
+    (tmp_path / "l.yaml").write_text(text)
+    with pytest.raises(error) as info:
+        load_ladder(tmp_path / "l.yaml")
+    assert message in str(info.value) and "l.yaml" in str(info.value)
+
+
+def test_ladder_yaml_reads_yaml_floats_and_defaults(tmp_path):
+    from eirnn_fast.flyvis.ladder import load_ladder
+
+    (tmp_path / "l.yaml").write_text("rungs:\n  - {extent: 2, noise_model_level: 5e-2, n_frames: 100, seeds: [4]}\n")
+    lad = load_ladder(tmp_path / "l.yaml")
+    (rung,) = lad["rungs"]
+    assert rung.noise_model_level == 0.05 and rung.seeds == [4] and rung.n_test_frames == 8000
+    assert lad["seeds"] == [0, 1, 2] and lad["threads"] == 1 and lad["keep_data"] is False
