@@ -276,17 +276,8 @@ def test_predecessor_fit_reports_its_protocol_and_split(tiny_file, tmp_path):
 
 def test_old_checkpoint_without_new_fields_resumes(tiny_file, tmp_path, caplog):
     # an old run computed what the ADDED_FIELDS values compute (e.g. no rate term): resume it so
-    kw = dict(
-        data=tiny_file,
-        epochs=4,
-        batch_size=16,
-        quiet=True,
-        plots=False,
-        patience=0,
-        seed=3,
-        rate_weight=0.0,
-        min_units=None,
-    )
+    kw = dict(data=tiny_file, epochs=4, batch_size=16, quiet=True, plots=False, patience=0, seed=3)
+    kw.update(rate_weight=0.0, min_units=None)  # the ADDED_FIELDS values of the two newest fields
     straight = fit(FitConfig(out=str(tmp_path / "a"), **kw))
     with pytest.raises(_Interrupted):
         fit(FitConfig(out=str(tmp_path / "b"), **kw), _interrupt_after=2)
