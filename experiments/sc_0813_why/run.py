@@ -15,7 +15,11 @@ the data before the split (so a seed's split is drawn from the changed session),
                           ``model_kwargs={"target_total": 80}``) instead of 30 (24 E + 6 I): this
                           and the next two change the network, not the data;
 - ``0813_160_units``      the same with 160 units (128 E + 32 I);
-- ``0814_160_units``      08_14 in 160 units (128 E + 32 I) instead of its 80.
+- ``0814_160_units``      08_14 in 160 units (128 E + 32 I) instead of its 80;
+- ``0813_80_embed56``     08_13 in 80 units with a 56-wide learnable input embedding (Phase 2c's best
+                          test ratio on 08_13, embed_56_learnable) instead of the 14-wide default;
+- ``0813_80_e500``        08_13 in 80 units with at most 500 epochs instead of 250 (a run that stops
+                          early before 250 is the same run: the schedule does not depend on the cap).
 
     OMP_NUM_THREADS=1 python experiments/sc_0813_why/run.py --out runs/sc_0813_why [--seeds 42 43 44] [--cases ...]
 
@@ -80,6 +84,8 @@ CASES = {
     "0813_80_units": ("08_13", None, {"model_kwargs": {"target_total": 80}}),
     "0813_160_units": ("08_13", None, {"model_kwargs": {"target_total": 160}}),
     "0814_160_units": ("08_14", None, {"model_kwargs": {"target_total": 160}}),
+    "0813_80_embed56": ("08_13", None, {"model_kwargs": {"target_total": 80}, "input_embed_dim": 56}),
+    "0813_80_e500": ("08_13", None, {"model_kwargs": {"target_total": 80}, "epochs": 500}),
 }
 
 
@@ -103,15 +109,45 @@ def run_case(name: str, seed: int, out: Path) -> dict:
         fit_mod.load_fit_data = original
 
 
+def table(rows) -> str:
+    """RESULTS.md's table of ``summary.json`` rows: one line per case (in CASES order), means over
+    its seeds, the per-seed ratios listed."""
+    lines = [
+        "| case | seeds | ratio (mean +- std) | per seed | test r | ceiling | data ref / ceiling | rate error | off > 2x |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in CASES:
+        mine = sorted((r for r in rows if r["case"] == name), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        ratio = np.array([r["ratio"] for r in mine])
+        std = ratio.std(ddof=1) if len(mine) > 1 else 0.0
+
+        def mean(k):
+            return float(np.mean([r[k] for r in mine]))
+
+        data_ref = float(np.mean([r["data_ref"] / r["ceiling"] for r in mine]))
+        lines.append(
+            f"| {name} | {len(mine)} | {ratio.mean():.3f} +- {std:.3f} | {', '.join(f'{x:.3f}' for x in ratio)} | "
+            f"{mean('test_r'):.3f} | {mean('ceiling'):.3f} | {data_ref:.2f} | {mean('rate_err'):.3f} | "
+            f"{100 * mean('off_2x'):.0f} % |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/sc_0813_why")
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--table", action="store_true", help="print RESULTS.md's table of --out's summary.json and stop")
     a = p.parse_args()
     out = Path(a.out)
     summary = out / "summary.json"
     rows = json.loads(summary.read_text()) if summary.exists() else []
+    if a.table:
+        print(table(rows))
+        return
     for seed in a.seeds:
         for name in a.cases:
             r = run_case(name, seed, out)
