@@ -204,16 +204,20 @@ def _sq_from_centred(xc: torch.Tensor, yc: torch.Tensor, exact_norms: bool = Fal
     return torch.baddbmm(nx.unsqueeze(2) + ny.unsqueeze(1), xc, yc.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
 
 
-def _sq_to_euclidean(sq: torch.Tensor) -> torch.Tensor:
-    return sq.sqrt_()  # sqrt(0) = 0; the gradient at 0 is set to 0 in _cost_backward
+def _euclidean_cost(x: torch.Tensor, y: torch.Tensor, cost: str):
+    """``(C, xc, yc)`` for the two Euclidean costs: C from the centred points xc, yc (the backward's
+    GEMM operands); the unsquared cost is the sqrt (sqrt(0) = 0; its gradient at 0 is set to 0 in
+    _cost_backward)."""
+    xc, yc = _centred(x, y)
+    C = _sq_from_centred(xc, yc, exact_norms=cost == "euclidean")
+    return (C if cost == "sqeuclidean" else C.sqrt_()), xc, yc
 
 
 @torch.no_grad()
 def _cost_forward(x: torch.Tensor, y: torch.Tensor, cost: str) -> torch.Tensor:
     """C [B, n, m] without an autograd graph (the values of cost_matrix_reference)."""
     if cost in ("sqeuclidean", "euclidean"):
-        sq = _sq_from_centred(*_centred(x, y), exact_norms=cost == "euclidean")
-        return sq if cost == "sqeuclidean" else _sq_to_euclidean(sq)
+        return _euclidean_cost(x, y, cost)[0]
     return cost_matrix_reference(x, y, cost)
 
 
@@ -283,10 +287,7 @@ class _Cost(torch.autograd.Function):
     def forward(ctx, x, y, cost):
         ctx.cost = cost
         if cost in ("sqeuclidean", "euclidean"):  # keep the centred points: the backward's GEMM operands
-            xc, yc = _centred(x, y)
-            C = _sq_from_centred(xc, yc, exact_norms=cost == "euclidean")
-            if cost == "euclidean":
-                C = _sq_to_euclidean(C)
+            C, xc, yc = _euclidean_cost(x, y, cost)
             ctx.save_for_backward(xc, yc, C)
             return C
         C = _cost_forward(x, y, cost).contiguous()
