@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -40,42 +41,23 @@ def build(extent: int, seed: int = 0):
     return cfg, model, x, y, I
 
 
-def iteration(cfg, model, opt, coeffs, x, y, I, xnorm, k):
-    with record_function("data_loss"):
+def iteration(cfg, model, opt, coeffs, x, y, I, xnorm, k, stage=record_function):
+    """One training step; ``stage(name)`` is the context around each stage (a profiler range, or a
+    wall clock)."""
+    with stage("data_loss"):
         ld = data_loss(model, x, y, I, k, cfg.dt, 0, 0.0)
-    with record_function("regularisers"):
+    with stage("regularisers"):
         reg, _ = regs(model, x[int(k[-1])], xnorm, coeffs, cfg.W_L2_with_L1)
     loss = ld + reg
-    with record_function("backward"):
+    with stage("backward"):
         opt.zero_grad(set_to_none=True)
         loss.backward()
-    with record_function("optimizer"):
+    with stage("optimizer"):
         opt.step()
 
 
-def profile_stages(extent: int = 8, iterations: int = 20, warmup: int = 3) -> dict:
-    cfg, model, x, y, I = build(extent)
-    opt = make_optimizer(model, cfg)
-    coeffs = annealed_coefficients(cfg, 1)
-    xnorm = float(1.5 * x.std())
-    rng = np.random.RandomState(0)
-    ks = rng.randint(0, x.shape[0] - 2, size=(warmup + iterations, cfg.batch_size))
-    for i in range(warmup):
-        iteration(cfg, model, opt, coeffs, x, y, I, xnorm, ks[i])
-    t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for i in range(warmup, warmup + iterations):
-            iteration(cfg, model, opt, coeffs, x, y, I, xnorm, ks[i])
-    wall = (time.perf_counter() - t0) / iterations * 1e3
-    totals = {e.key: e.cpu_time_total / 1e3 / iterations for e in prof.key_averages() if e.key in STAGES}
-    return {"wall_ms_per_iteration": wall, **{s: totals.get(s, float("nan")) for s in STAGES}}
-
-
-def wall_stages(extent: int = 8, iterations: int = 20, warmup: int = 3) -> dict:
-    """The same stages timed by the wall clock (``time.perf_counter`` around each, medians over the
-    iterations), the backward also split into the data term's and the regularisers' (each run alone
-    on the same batch). torch.profiler charged element-wise ops 10-20x their wall time here (a ReLU
-    over [13741, 2, 80]: 10-12 ms profiled, 0.9-1.4 ms by the clock), so this is the default."""
+def _warm_setup(extent: int, iterations: int, warmup: int):
+    """The bench's model and optimizer after ``warmup`` steps, and the batches of the timed steps."""
     cfg, model, x, y, I = build(extent)
     opt = make_optimizer(model, cfg)
     coeffs = annealed_coefficients(cfg, 1)
@@ -83,29 +65,51 @@ def wall_stages(extent: int = 8, iterations: int = 20, warmup: int = 3) -> dict:
     ks = np.random.RandomState(0).randint(0, x.shape[0] - 2, size=(warmup + iterations, cfg.batch_size))
     for i in range(warmup):
         iteration(cfg, model, opt, coeffs, x, y, I, xnorm, ks[i])
-    times = {s: [] for s in (*STAGES, "backward of data_loss alone", "backward of regularisers alone")}
-    for k in ks[warmup:]:
-        t0 = time.perf_counter()
-        ld = data_loss(model, x, y, I, k, cfg.dt, 0, 0.0)
-        t1 = time.perf_counter()
-        reg, _ = regs(model, x[int(k[-1])], xnorm, coeffs, cfg.W_L2_with_L1)
-        t2 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        (ld + reg).backward()
-        t3 = time.perf_counter()
-        opt.step()
-        t4 = time.perf_counter()
-        for name, a, b in zip(STAGES, (t0, t1, t2, t3), (t1, t2, t3, t4)):
-            times[name].append(b - a)
-        for name, term in (
-            ("backward of data_loss alone", lambda: data_loss(model, x, y, I, k, cfg.dt, 0, 0.0)),
-            ("backward of regularisers alone", lambda: regs(model, x[int(k[-1])], xnorm, coeffs, cfg.W_L2_with_L1)[0]),
+    return (cfg, model, opt, coeffs, x, y, I, xnorm), ks[warmup:]
+
+
+def profile_stages(extent: int = 8, iterations: int = 20, warmup: int = 3) -> dict:
+    state, ks = _warm_setup(extent, iterations, warmup)
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for k in ks:
+            iteration(*state, k)
+    wall = (time.perf_counter() - t0) / iterations * 1e3
+    totals = {e.key: e.cpu_time_total / 1e3 / iterations for e in prof.key_averages() if e.key in STAGES}
+    return {"wall_ms_per_iteration": wall, **{s: totals.get(s, float("nan")) for s in STAGES}}
+
+
+ALONE = ("backward of data_loss alone", "backward of regularisers alone")
+
+
+def wall_stages(extent: int = 8, iterations: int = 20, warmup: int = 3) -> dict:
+    """The same stages timed by the wall clock (``time.perf_counter`` around each, medians over the
+    iterations), the backward also split into the data term's and the regularisers' (each run alone
+    on the same batch). torch.profiler charged element-wise ops 10-20x their wall time here (a ReLU
+    over [13741, 2, 80]: 10-12 ms profiled, 0.9-1.4 ms by the clock), so this is the default."""
+    state, ks = _warm_setup(extent, iterations, warmup)
+    cfg, model, opt, coeffs, x, y, I, xnorm = state
+    times = {s: [] for s in (*STAGES, *ALONE)}
+
+    @contextmanager
+    def clock(name):
+        t = time.perf_counter()
+        yield
+        times[name].append(time.perf_counter() - t)
+
+    for k in ks:
+        iteration(*state, k, stage=clock)
+        for name, term in zip(
+            ALONE,
+            (
+                lambda: data_loss(model, x, y, I, k, cfg.dt, 0, 0.0),
+                lambda: regs(model, x[int(k[-1])], xnorm, coeffs, cfg.W_L2_with_L1)[0],
+            ),
         ):
             loss = term()
             opt.zero_grad(set_to_none=True)
-            t5 = time.perf_counter()
-            loss.backward()
-            times[name].append(time.perf_counter() - t5)
+            with clock(name):
+                loss.backward()
     out = {name: 1e3 * float(np.median(v)) for name, v in times.items()}
     out["wall_ms_per_iteration"] = sum(out[s] for s in STAGES)
     return out
@@ -120,25 +124,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()  # as the CLI runs training
-    if not args.profiler:
-        r = wall_stages(args.extent, args.iterations)
-        print(
-            f"FlyVis GNN iteration, extent {args.extent}, {args.threads} thread(s), wall clock: "
-            f"{r['wall_ms_per_iteration']:.1f} ms"
-        )
-        print("| stage | ms / iteration | share |")
-        print("|---|---|---|")
-        for s, v in r.items():
-            if s != "wall_ms_per_iteration":
-                share = f"{100 * v / r['wall_ms_per_iteration']:.0f} %" if s in STAGES else "-"
-                print(f"| {s} | {v:.1f} | {share} |")
-        return
-    r = profile_stages(args.extent, args.iterations)
-    print(f"FlyVis GNN iteration, extent {args.extent}, {args.threads} thread(s): {r['wall_ms_per_iteration']:.1f} ms")
+    r = (profile_stages if args.profiler else wall_stages)(args.extent, args.iterations)
+    how = "torch.profiler" if args.profiler else "wall clock"
+    print(
+        f"FlyVis GNN iteration, extent {args.extent}, {args.threads} thread(s), {how}: "
+        f"{r['wall_ms_per_iteration']:.1f} ms"
+    )
     print("| stage | ms / iteration | share |")
     print("|---|---|---|")
-    for s in STAGES:
-        print(f"| {s} | {r[s]:.1f} | {100 * r[s] / r['wall_ms_per_iteration']:.0f} % |")
+    for s, v in r.items():
+        if s != "wall_ms_per_iteration":
+            share = f"{100 * v / r['wall_ms_per_iteration']:.0f} %" if s in STAGES else "-"
+            print(f"| {s} | {v:.1f} | {share} |")
 
 
 if __name__ == "__main__":
