@@ -49,12 +49,9 @@ _KEY_HELP = {
 
 def _cmd_explore(args: argparse.Namespace) -> int:
     try:
-        raw = configs.read_config_file(args.config, kind="YAML")
-        if not isinstance(raw, dict):
-            raise ValueError(f"{args.config}: an exploration config must be a mapping, got {type(raw).__name__}")
-        overrides = configs.overrides_from_args(args, ExploreFile, fields=args._yaml_flags)
-        source = f"{args.config} + flags" if overrides else str(args.config)
-        cfg = ExploreConfig.from_dict({**raw, **overrides}, source=source)
+        cfg = ExploreConfig.from_yaml(
+            args.config, configs.overrides_from_args(args, ExploreFile, fields=args._yaml_flags)
+        )
     except ValueError as exc:  # an OSError: main's one line, without errno text
         raise CLIError(f"eirnn-fast explore: {exc}") from None
     if args.slots is not None:

@@ -191,8 +191,14 @@ class ExploreConfig:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path) -> "ExploreConfig":
-        return cls.from_dict(configs.read_config_file(path, kind="YAML"), source=str(path))
+    def from_yaml(cls, path, overrides: Optional[Dict[str, Any]] = None) -> "ExploreConfig":
+        """The YAML's config, with ``overrides`` (YAML keys, e.g. ``explore``'s flags) laid over its keys."""
+        d = configs.read_config_file(path, kind="YAML")
+        if not overrides:
+            return cls.from_dict(d, source=str(path))
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: an exploration config must be a mapping, got {type(d).__name__}")
+        return cls.from_dict({**d, **overrides}, source=f"{path} + flags")
 
     # -- blocks ------------------------------------------------------------------------------
     def block_of(self, iteration: int) -> int:
